@@ -1,0 +1,31 @@
+"""sparsecnn: convolutional neural networks computed as the lecture slides write them.
+
+Every operation is a literal ``scipy.sparse`` matrix (``P_pad``, ``P_phi``,
+``P_pool``) and every forward and backward step a sparse or dense product in
+``vec``/``mat`` notation.
+"""
+
+from .exceptions import (
+    ArchitectureError,
+    ConfigError,
+    DataFormatError,
+    InputTypeError,
+    LabelError,
+    NonFiniteError,
+    ShapeError,
+    SparseCNNError,
+)
+from .layers import ConvLayer, FullLayer
+from .network import ForwardCache, Network
+from .notation import mat, mat_batch, vec, vec_batch
+from .operators import P_pad, P_phi, P_pool, max_pool_winners
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Network", "ConvLayer", "FullLayer", "ForwardCache",
+    "vec", "mat", "vec_batch", "mat_batch",
+    "P_pad", "P_phi", "P_pool", "max_pool_winners",
+    "SparseCNNError", "ShapeError", "NonFiniteError", "LabelError", "ConfigError",
+    "ArchitectureError", "DataFormatError", "InputTypeError",
+]

@@ -1,0 +1,132 @@
+"""Activation functions ``sigma`` with their derivatives ``sigma'``.
+
+Each activation gives ``sigma(S)``, ``sigma'(S)`` and, where it exists,
+``sigma'(S)`` computed from ``sigma(S)`` alone (ReLU: ``I[sigma(S) > 0]``,
+tanh: ``1 - sigma(S)^2``, sigmoid: ``sigma(S)(1 - sigma(S))``).  The last one
+is what lets a run drop ``S`` and keep only ``Z``; equation (6) of the slides
+is the ReLU case.
+
+Examples
+--------
+>>> import numpy as np
+>>> relu = ACTIVATIONS["relu"]
+>>> relu.sigma(np.array([-1.0, 2.0]))
+array([0., 2.])
+>>> relu.dsigma(np.array([-1.0, 2.0]))
+array([0., 1.])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .exceptions import ConfigError
+
+__all__ = ["Activation", "ACTIVATIONS", "get_activation", "LEAKY_SLOPE"]
+
+Array = np.ndarray
+LEAKY_SLOPE = 0.01
+"""Slope of leaky ReLU for negative inputs (PyTorch's default)."""
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An elementwise activation ``sigma``.
+
+    Attributes
+    ----------
+    name : str
+    sigma : callable
+        ``sigma(S)``, elementwise.
+    dsigma : callable
+        ``sigma'(S)``, elementwise, from ``S``.
+    dsigma_from_output : callable or None
+        ``sigma'(S)`` from ``sigma(S)``; ``None`` where ``sigma(S)`` does not
+        determine it (leaky ReLU does, but only through the sign; identity is constant).
+    monotone : bool
+        Non-decreasing, so that it commutes with max pooling.
+    """
+
+    name: str
+    sigma: Callable[[Array], Array]
+    dsigma: Callable[[Array], Array]
+    dsigma_from_output: Callable[[Array], Array] | None
+    monotone: bool
+
+
+def _relu(S: Array) -> Array:
+    return np.maximum(S, 0.0)
+
+
+def _relu_prime(S: Array) -> Array:
+    return (S > 0).astype(S.dtype)
+
+
+def _identity(S: Array) -> Array:
+    return S
+
+
+def _ones(S: Array) -> Array:
+    return np.ones_like(S)
+
+
+def _tanh_prime(S: Array) -> Array:
+    return 1.0 - np.tanh(S) ** 2
+
+
+def _tanh_prime_from_output(Z: Array) -> Array:
+    return 1.0 - Z * Z
+
+
+def _sigmoid(S: Array) -> Array:
+    out = np.empty_like(S)
+    pos = S >= 0
+    out[pos] = 1.0 / (1.0 + np.exp(-S[pos]))
+    e = np.exp(S[~pos])
+    out[~pos] = e / (1.0 + e)
+    return out
+
+
+def _sigmoid_prime(S: Array) -> Array:
+    z = _sigmoid(S)
+    return z * (1.0 - z)
+
+
+def _sigmoid_prime_from_output(Z: Array) -> Array:
+    return Z * (1.0 - Z)
+
+
+def _leaky(S: Array) -> Array:
+    return np.where(S > 0, S, LEAKY_SLOPE * S)
+
+
+def _leaky_prime(S: Array) -> Array:
+    return np.where(S > 0, 1.0, LEAKY_SLOPE).astype(S.dtype)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "relu": Activation("relu", _relu, _relu_prime, _relu_prime, True),
+    "identity": Activation("identity", _identity, _ones, _ones, True),
+    "tanh": Activation("tanh", np.tanh, _tanh_prime, _tanh_prime_from_output, True),
+    "sigmoid": Activation("sigmoid", _sigmoid, _sigmoid_prime, _sigmoid_prime_from_output, True),
+    "leaky_relu": Activation("leaky_relu", _leaky, _leaky_prime, _leaky_prime, True),
+}
+
+
+def get_activation(name: str) -> Activation:
+    """Look up an activation by name, with an error listing the known ones.
+
+    Examples
+    --------
+    >>> get_activation("tanh").name
+    'tanh'
+    """
+    try:
+        return ACTIVATIONS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(
+            f"activation sigma must be one of {sorted(ACTIVATIONS)}, got {name!r}"
+        ) from None

@@ -1,0 +1,540 @@
+"""The network: shape inference, the parameter vector, forward and backward passes.
+
+``Network`` chains convolutional layers ``m = 1..L^C`` and full layers
+``m = L^C+1..L`` (see :mod:`sparsecnn.layers`) and evaluates the objective of
+NOTATION.md,
+
+    f(theta) = theta^T theta / (2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2,
+
+with its gradient, for a whole batch at a time: each operator is one sparse
+product per batch and each ``W^m`` one GEMM per batch.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .exceptions import (
+    ConfigError,
+    InputTypeError,
+    LabelError,
+    NonFiniteError,
+    ShapeError,
+)
+from .layers import POOL_BACKWARDS, ConvLayer, ConvShape, FullLayer, FullShape
+
+__all__ = ["Network", "ForwardCache", "DEFAULT_BATCH_SIZE"]
+
+DEFAULT_BATCH_SIZE = 1024
+"""Instances per batch in :meth:`Network.objective` and :meth:`Network.output`."""
+
+
+def _as_matrix(name: str, X: object, rows: int, rows_formula: str) -> np.ndarray:
+    """``X`` as a finite float64 matrix with ``rows`` rows, or a clear error."""
+    if isinstance(X, (str, bytes)) or X is None:
+        raise InputTypeError(f"{name} must be a numeric array, got {type(X).__name__}")
+    if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
+        raise InputTypeError(f"{name} must be a dense numeric array, got {type(X).__name__}")
+    arr = np.asarray(X)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputTypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise InputTypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ShapeError(f"{name} must be a matrix of shape ({rows_formula} = {rows}, l), got shape {arr.shape}")
+    if arr.shape[0] != rows:
+        raise ShapeError(f"{name} must have {rows_formula} = {rows} rows, got {arr.shape[0]}")
+    arr = np.asarray(arr, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise NonFiniteError(
+            f"{name} must be finite, got {arr[tuple(bad)]} at entry {tuple(int(i) for i in bad)}"
+        )
+    return arr
+
+
+@dataclass
+class ForwardCache:
+    """What a forward pass kept for the backward pass.
+
+    Attributes
+    ----------
+    theta : ndarray, shape ``(n,)``
+    Ws, bs : list of ndarray
+        ``W^m`` and ``b^m`` as unpacked from ``theta``.
+    output : ndarray, shape ``(n_L, l)``
+        ``z^{L+1}``, one column per instance.
+    kept : dict of str to ndarray
+        Named intermediate quantities: ``"Z2"`` (``vec(Z^2)``, one column per
+        instance), ``"phi1"``, ``"S1"``, ``"pool1"`` (winners), ...
+    """
+
+    theta: np.ndarray
+    Ws: list[np.ndarray]
+    bs: list[np.ndarray]
+    output: np.ndarray
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def l(self) -> int:
+        """Number of instances."""
+        return int(self.output.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in :attr:`kept`."""
+        return int(sum(v.nbytes for v in self.kept.values()))
+
+
+class Network:
+    """A CNN as the slides write it.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        ``(a^1, b^1, d^1)``: height, width and channels of the input image.
+    layers : sequence of ConvLayer and FullLayer
+        Convolutional layers first, then at least one full layer.
+    pool_backward : {"auto", "eq5", "eq6"}
+        How ``dxi/dvec(S^m)`` is formed where pooling follows an activation.
+        ``"eq5"``: ``(dxi/dvec(Z^{m+1})^T P_pool) ⊙ vec(sigma'(S^m))^T``;
+        ``"eq6"``: ``(dxi/dvec(Z^{m+1})^T ⊙ vec(sigma'(S^m) read from Z^{m+1})^T) P_pool``,
+        which needs only ``Z^{m+1}``; ``"auto"`` uses (6) where it holds.
+
+    Examples
+    --------
+    >>> net = Network((8, 8, 1), [ConvLayer(4, h=3, p=1, r=2), FullLayer(10)])
+    >>> net.n_params
+    690
+    >>> theta = net.init_params(seed=0)
+    >>> X = np.random.default_rng(0).standard_normal((64, 5))
+    >>> net.output(theta, X).shape
+    (10, 5)
+    """
+
+    def __init__(self, input_shape: Sequence[int], layers: Sequence[ConvLayer | FullLayer],
+                 *, pool_backward: str = "auto") -> None:
+        if isinstance(input_shape, (str, bytes)) or len(input_shape) != 3:
+            raise ConfigError(f"input_shape must be (a, b, d), got {input_shape!r}")
+        for name, v in zip(("a", "b", "d"), input_shape, strict=True):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ConfigError(f"input_shape: {name} must be a positive integer, got {v!r}")
+        if pool_backward not in POOL_BACKWARDS:
+            raise ConfigError(f"pool_backward must be one of {POOL_BACKWARDS}, got {pool_backward!r}")
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.pool_backward = pool_backward
+        layers = list(layers)
+        if not layers or not isinstance(layers[-1], FullLayer):
+            raise ConfigError("layers must end with at least one FullLayer")
+        self.conv: list[ConvShape] = []
+        self.full: list[FullShape] = []
+        a, b, d = self.input_shape
+        n = a * b * d
+        for m, spec in enumerate(layers, start=1):
+            if isinstance(spec, ConvLayer):
+                if self.full:
+                    raise ConfigError(f"layer {m}: a ConvLayer cannot follow a FullLayer")
+                layer = ConvShape(m, a, b, d, spec)
+                self.conv.append(layer)
+                a, b, d = layer.a_out, layer.b_out, layer.d_out
+                n = layer.n_out
+            elif isinstance(spec, FullLayer):
+                fl = FullShape(m, n, spec, last=(m == len(layers)))
+                self.full.append(fl)
+                n = fl.n_out
+            else:
+                raise InputTypeError(
+                    f"layer {m} must be a ConvLayer or a FullLayer, got {type(spec).__name__}"
+                )
+        self.layers: list[ConvShape | FullShape] = [*self.conv, *self.full]
+        sizes = [int(np.prod(ly.W_shape)) + ly.W_shape[0] for ly in self.layers]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def L(self) -> int:
+        """Number of layers."""
+        return len(self.layers)
+
+    @property
+    def LC(self) -> int:
+        """Number of convolutional layers ``L^C``."""
+        return len(self.conv)
+
+    @property
+    def n_input(self) -> int:
+        """Rows of ``X``: ``d^1 a^1 b^1``."""
+        a, b, d = self.input_shape
+        return a * b * d
+
+    @property
+    def n_L(self) -> int:
+        """Size of the output ``z^{L+1}`` (number of classes)."""
+        return self.full[-1].n_out
+
+    @property
+    def n_params(self) -> int:
+        """Length ``n`` of ``theta``."""
+        return int(self._offsets[-1])
+
+    def __repr__(self) -> str:
+        specs = ", ".join(repr(ly.spec) for ly in self.layers)
+        return f"Network(input_shape={self.input_shape}, layers=[{specs}])"
+
+    def summary(self) -> str:
+        """A table of the layers with the slides' sizes.
+
+        Examples
+        --------
+        >>> print(Network((4, 4, 1), [ConvLayer(2, h=3), FullLayer(3)]).summary())
+        m  kind  input (a x b x d)  W^m      output
+        1  conv  4 x 4 x 1          2 x 9    2 x 2 x 2
+        2  full  8                  3 x 8    3
+        """
+        rows = [("m", "kind", "input (a x b x d)", "W^m", "output")]
+        for ly in self.conv:
+            rows.append((str(ly.m), "conv", f"{ly.a} x {ly.b} x {ly.d}",
+                         f"{ly.W_shape[0]} x {ly.W_shape[1]}", f"{ly.a_out} x {ly.b_out} x {ly.d_out}"))
+        for fl in self.full:
+            rows.append((str(fl.m), "full", str(fl.n_in), f"{fl.W_shape[0]} x {fl.W_shape[1]}",
+                         str(fl.n_out)))
+        widths = [max(len(r[k]) for r in rows) for k in range(5)]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+    # ------------------------------------------------------------- parameters
+    def pack(self, W: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> np.ndarray:
+        """``theta = [vec(W^1); b^1; ...; vec(W^L); b^L]`` (each layer ``vec([W^m b^m])``).
+
+        Parameters
+        ----------
+        W, b : lists of length ``L``; ``W[m-1]`` and ``b[m-1]`` belong to layer ``m``.
+
+        Returns
+        -------
+        ndarray, shape ``(n,)``
+
+        Examples
+        --------
+        >>> net = Network((1, 1, 1), [FullLayer(2)])
+        >>> net.pack([np.array([[1.], [2.]])], [np.array([3., 4.])])
+        array([1., 2., 3., 4.])
+        """
+        if len(W) != self.L or len(b) != self.L:
+            raise ShapeError(f"pack needs L = {self.L} matrices W and vectors b, got {len(W)} and {len(b)}")
+        theta = np.empty(self.n_params)
+        for m, ly in enumerate(self.layers, start=1):
+            Wm = np.asarray(W[m - 1], dtype=np.float64)
+            bm = np.asarray(b[m - 1], dtype=np.float64).reshape(-1)
+            if Wm.shape != ly.W_shape:
+                raise ShapeError(f"W^{m} must have shape {ly.W_shape}, got {Wm.shape}")
+            if bm.shape != (ly.W_shape[0],):
+                raise ShapeError(f"b^{m} must have {ly.W_shape[0]} entries, got {bm.size}")
+            start, stop = self._offsets[m - 1], self._offsets[m]
+            theta[start:stop - bm.size] = Wm.reshape(-1, order="F")
+            theta[stop - bm.size:stop] = bm
+        return theta
+
+    def unpack(self, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Inverse of :meth:`pack`: ``(W, b)``, lists with layer ``m`` at index ``m-1``.
+
+        The matrices are views of ``theta`` where possible.
+
+        Examples
+        --------
+        >>> net = Network((1, 1, 1), [FullLayer(2)])
+        >>> W, b = net.unpack(np.array([1., 2., 3., 4.]))
+        >>> W[0], b[0]
+        (array([[1.],
+               [2.]]), array([3., 4.]))
+        """
+        theta = self._check_theta(theta)
+        Ws, bs = [], []
+        for m, ly in enumerate(self.layers, start=1):
+            rows, cols = ly.W_shape
+            block = theta[self._offsets[m - 1]:self._offsets[m]].reshape(cols + 1, rows).T
+            Ws.append(block[:, :cols])
+            bs.append(block[:, cols])
+        return Ws, bs
+
+    def init_params(self, seed: int | None = None) -> np.ndarray:
+        """Random ``theta``: ``W^m`` normal with standard deviation ``sqrt(2 / fan_in)``, ``b^m = 0``.
+
+        ``fan_in`` is ``h h d^m`` for a conv layer and ``n_m`` for a full layer.
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3), FullLayer(3)])
+        >>> theta = net.init_params(seed=1)
+        >>> theta.shape, net.unpack(theta)[1][0]
+        ((47,), array([0., 0.]))
+        """
+        rng = np.random.default_rng(seed)
+        Ws = [rng.standard_normal(ly.W_shape) * np.sqrt(2.0 / ly.fan_in) for ly in self.layers]
+        bs = [np.zeros(ly.W_shape[0]) for ly in self.layers]
+        return self.pack(Ws, bs)
+
+    # ---------------------------------------------------------------- checks
+    def _check_theta(self, theta: object) -> np.ndarray:
+        if isinstance(theta, (str, bytes)) or theta is None:
+            raise InputTypeError(f"theta must be a numeric vector, got {type(theta).__name__}")
+        arr = np.asarray(theta)
+        if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise InputTypeError(f"theta must be a real numeric vector, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.size != self.n_params:
+            raise ShapeError(f"theta must be a vector of n = {self.n_params} entries, got shape {arr.shape}")
+        arr = np.asarray(arr, dtype=np.float64)
+        if not np.isfinite(arr).all():
+            k = int(np.argwhere(~np.isfinite(arr))[0, 0])
+            raise NonFiniteError(f"theta must be finite, got {arr[k]} at entry {k}")
+        return arr
+
+    def check_X(self, X: object) -> np.ndarray:
+        """``X`` as a finite float64 ``(d a b, l)`` matrix, or a clear error.
+
+        Examples
+        --------
+        >>> Network((28, 28, 1), [FullLayer(10)]).check_X(np.zeros((783, 2)))
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ShapeError: X must have d*a*b = 784 rows, got 783
+        """
+        return _as_matrix("X", X, self.n_input, "d*a*b")
+
+    def check_y(self, y: object, l: int) -> np.ndarray:
+        """Labels as an int64 vector of length ``l`` with values in ``0..n_L-1``."""
+        if isinstance(y, (str, bytes)) or y is None:
+            raise InputTypeError(f"y must be a vector of integer labels, got {type(y).__name__}")
+        arr = np.asarray(y)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InputTypeError(f"y must be a vector of integer labels, got dtype {arr.dtype}")
+        arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
+        if arr.ndim != 1 or arr.size != l:
+            raise ShapeError(f"y must have one label per column of X, l = {l}, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
+                raise LabelError("y must hold integer labels 0..n_L-1, got non-integer values")
+        labels = arr.astype(np.int64)
+        bad = (labels < 0) | (labels >= self.n_L)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise LabelError(
+                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {labels[k]} at position {k}"
+            )
+        return labels
+
+    @staticmethod
+    def check_C(C: object) -> float:
+        """The regularisation constant ``C > 0`` as a float (``inf`` means no regularisation)."""
+        if isinstance(C, bool) or not isinstance(C, numbers.Real):
+            raise InputTypeError(f"C must be a positive number, got {C!r}")
+        value = float(C)
+        if not value > 0:
+            raise ConfigError(f"C must be > 0, got {C}")
+        return value
+
+    def _check_batch_size(self, batch_size: object) -> int:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return int(batch_size)
+
+    def _pool_mode(self, ly: ConvShape, pool_backward: str | None) -> str:
+        mode = pool_backward or self.pool_backward
+        if mode not in POOL_BACKWARDS:
+            raise ConfigError(f"pool_backward must be one of {POOL_BACKWARDS}, got {mode!r}")
+        if mode == "auto":
+            return "eq6" if ly.sigma.dsigma_from_output is not None else "eq5"
+        if mode == "eq6" and ly.sigma.dsigma_from_output is None:
+            raise ConfigError(
+                f"conv layer {ly.m}: equation (6) needs sigma'(S) to follow from Z^{ly.m + 1}, "
+                f"which does not hold for activation {ly.sigma.name!r}"
+            )
+        return mode
+
+    # --------------------------------------------------------- forward pass
+    def _forward(self, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
+                 keep: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Forward pass for one batch; returns ``z^{L+1}`` and the kept quantities."""
+        kept: dict[str, np.ndarray] = {}
+        Z = X
+        for ly in self.conv:
+            m = ly.m
+            Phi = ly.phi(Z)                                   # P_phi P_pad vec(Z^m)
+            S = ly.S(Ws[m - 1], bs[m - 1], Phi)               # W^m phi(pad(Z^m)) + b^m 1^T
+            A = ly.sigma.sigma(S)                             # sigma(S^m)
+            if keep:
+                kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
+            if ly.spec.r > 1:
+                winners = ly.winners(A)
+                Z = ly.pool(A, winners)                       # P_pool vec(sigma(S^m))
+                if keep:
+                    kept[f"pool{m}"] = winners
+            else:
+                Z = A
+        for fl in self.full:
+            m = fl.m
+            s = fl.s(Ws[m - 1], bs[m - 1], Z)                 # s^m = W^m z^m + b^m
+            if keep:
+                kept[f"Z{m}"], kept[f"S{m}"] = Z, s
+            Z = fl.sigma.sigma(s)                             # z^{m+1} = sigma(s^m)
+        if keep:
+            kept[f"Z{self.L + 1}"] = Z
+        return Z, kept
+
+    # -------------------------------------------------------- backward pass
+    def _backward(self, Ws: list[np.ndarray], kept: dict[str, np.ndarray], dZ: np.ndarray,
+                  pool_backward: str | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Backward pass for one batch from ``dZ = dxi/dz^{L+1}`` (one column per instance).
+
+        Returns the gradients of ``sum_i`` (column ``i`` of ``dZ``)``^T z^{L+1,i}``
+        with respect to each ``W^m`` and ``b^m``.
+        """
+        dWs: list[np.ndarray] = [np.empty(0)] * self.L
+        dbs: list[np.ndarray] = [np.empty(0)] * self.L
+        for fl in reversed(self.full):
+            m = fl.m
+            ds = dZ * fl.sigma.dsigma(kept[f"S{m}"])          # (4)
+            dWs[m - 1], dbs[m - 1], dZ = fl.s_T(Ws[m - 1], kept[f"Z{m}"], ds)   # (1)-(3)
+        for ly in reversed(self.conv):
+            m = ly.m
+            mode = self._pool_mode(ly, pool_backward)
+            from_output = ly.sigma.dsigma_from_output
+            if mode == "eq6" and from_output is not None:
+                dZ = dZ * from_output(kept[f"Z{m + 1}"])
+                dS = ly.pool_T(dZ, kept[f"pool{m}"]) if ly.spec.r > 1 else dZ          # (6)
+            else:
+                dA = ly.pool_T(dZ, kept[f"pool{m}"]) if ly.spec.r > 1 else dZ          # (7)
+                dS = dA * ly.sigma.dsigma(kept[f"S{m}"])                               # (5)
+            dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS)
+            if m > 1:
+                dZ = ly.phi_T(dPhi)                           # P_pad^T P_phi^T vec(dxi/dphi)
+        return dWs, dbs
+
+    # ---------------------------------------------------------------- public
+    def _batches(self, l: int, batch_size: int) -> Iterator[slice]:
+        for start in range(0, l, batch_size):
+            yield slice(start, min(start + batch_size, l))
+
+    def output(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE
+               ) -> np.ndarray:
+        """The network's output ``z^{L+1}``, shape ``(n_L, l)``, one column per instance.
+
+        Examples
+        --------
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> net.output(np.zeros(15), np.ones((4, 2)))
+        array([[0., 0.],
+               [0., 0.],
+               [0., 0.]])
+        """
+        Ws, bs = self.unpack(theta)
+        X = self.check_X(X)
+        batch_size = self._check_batch_size(batch_size)
+        out = np.empty((self.n_L, X.shape[1]))
+        for sl in self._batches(X.shape[1], batch_size):
+            out[:, sl], _ = self._forward(Ws, bs, np.ascontiguousarray(X[:, sl]), keep=False)
+        return out
+
+    def predict(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE
+                ) -> np.ndarray:
+        """Predicted labels ``argmax_k z^{L+1,i}_k``, shape ``(l,)`` (ties to the smallest ``k``)."""
+        return self.output(theta, X, batch_size=batch_size).argmax(axis=0)
+
+    def forward(self, theta: np.ndarray, X: np.ndarray) -> ForwardCache:
+        """Forward pass over all of ``X`` at once, keeping what the backward pass reads.
+
+        Returns
+        -------
+        ForwardCache
+            Pass it to :meth:`backward`.
+        """
+        theta = self._check_theta(theta)
+        Ws, bs = self.unpack(theta)
+        X = np.ascontiguousarray(self.check_X(X))
+        out, kept = self._forward(Ws, bs, X)
+        return ForwardCache(theta, Ws, bs, out, kept)
+
+    def backward(self, cache: ForwardCache, y: np.ndarray, C: float = np.inf, *,
+                 pool_backward: str | None = None) -> tuple[float, np.ndarray]:
+        """Finish :meth:`objective` from a :class:`ForwardCache`: returns ``(f, grad)``."""
+        C = self.check_C(C)
+        labels = self.check_y(y, cache.l)
+        f_sum, dZ = self._loss(cache.output, labels, cache.l)
+        dWs, dbs = self._backward(cache.Ws, cache.kept, dZ, pool_backward)
+        return self._finish(cache.theta, C, f_sum, cache.l, self.pack(dWs, dbs))
+
+    def _loss(self, out: np.ndarray, labels: np.ndarray, l_total: int) -> tuple[float, np.ndarray]:
+        """Squared loss of a batch: ``sum_i xi_i`` and ``dZ = (1/l) dxi/dz^{L+1}``."""
+        diff = out.copy()
+        diff[labels, np.arange(labels.size)] -= 1.0                  # z^{L+1,i} - y^i
+        return float(np.einsum("ij,ij->", diff, diff)), (2.0 / l_total) * diff
+
+    def _finish(self, theta: np.ndarray, C: float, f_sum: float, l: int, grad_loss: np.ndarray
+                ) -> tuple[float, np.ndarray]:
+        f = float(theta @ theta) / (2.0 * C) + f_sum / l
+        return f, theta / C + grad_loss
+
+    def objective(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, C: float = np.inf, *,
+                  batch_size: int = DEFAULT_BATCH_SIZE, pool_backward: str | None = None
+                  ) -> tuple[float, np.ndarray]:
+        """``f(theta)`` and its gradient, batch by batch.
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        X : ndarray, shape ``(d^1 a^1 b^1, l)``
+            One instance per column, ``vec(Z^{1,i})``.
+        y : integer ndarray, shape ``(l,)``
+            Labels in ``0..n_L-1``.
+        C : float, default inf
+            Regularisation: ``f = theta^T theta/(2C) + (1/l) sum_i xi_i``.
+        batch_size : int
+            Instances per forward/backward pass; bounds the memory.
+        pool_backward : {"auto", "eq5", "eq6"}, optional
+            Overrides the network's choice for this call.
+
+        Returns
+        -------
+        f : float
+        grad : ndarray, shape ``(n,)``, in the order of ``theta``.
+
+        Examples
+        --------
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> f, g = net.objective(np.zeros(15), np.ones((4, 2)), [0, 2], C=1.0)
+        >>> f
+        1.0
+        """
+        theta = self._check_theta(theta)
+        Ws, bs = self.unpack(theta)
+        X = self.check_X(X)
+        C = self.check_C(C)
+        batch_size = self._check_batch_size(batch_size)
+        l = X.shape[1]
+        labels = self.check_y(y, l)
+        f_sum = 0.0
+        grad = np.zeros(self.n_params)
+        for sl in self._batches(l, batch_size):
+            out, kept = self._forward(Ws, bs, np.ascontiguousarray(X[:, sl]))
+            fb, dZ = self._loss(out, labels[sl], l)
+            f_sum += fb
+            dWs, dbs = self._backward(Ws, kept, dZ, pool_backward)
+            grad += self.pack(dWs, dbs)
+        return self._finish(theta, C, f_sum, l, grad)
+
+    # ---------------------------------------------------------- construction
+    @classmethod
+    def from_simplenn_config(cls, path: str | os.PathLike[str]) -> Network:
+        """Build the network described by a simpleNN configuration file.
+
+        See :func:`sparsecnn.config.read_simplenn_config` for the format.
+        """
+        from .config import network_from_simplenn_config
+
+        return network_from_simplenn_config(path)

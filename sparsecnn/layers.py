@@ -27,11 +27,13 @@ import scipy.sparse as sp
 
 from .activations import Activation, get_activation
 from .exceptions import ArchitectureError, ConfigError, InputTypeError
-from .operators import P_pad, P_phi, P_pool, conv_size, max_pool_winners
+from .operators import P_pad, P_phi, P_pool_avg, conv_size, max_pool_winners
+from .operators.pool import _P_pool_from_winners
 
 __all__ = ["ConvLayer", "FullLayer", "ConvShape", "FullShape", "POOL_BACKWARDS"]
 
 POOL_BACKWARDS = ("auto", "eq5", "eq6")
+POOLS = ("max", "avg")
 
 
 def _positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
@@ -58,9 +60,12 @@ class ConvLayer:
     p : int, default 0
         Zeros added on each side.
     r : int, default 1
-        Max pooling window and stride; ``r = 1`` means no pooling.
+        Pooling window and stride; ``r = 1`` means no pooling.
     activation : str, default "relu"
-    pool : str, default "max"
+        One of ``relu``, ``identity``, ``tanh``, ``sigmoid``, ``leaky_relu``.
+    pool : {"max", "avg"}, default "max"
+        Max pooling (``P_pool`` chosen by the data) or average pooling
+        (a constant ``P_pool`` with entries ``1/r^2``).
 
     Examples
     --------
@@ -83,8 +88,8 @@ class ConvLayer:
         _positive_int("ConvLayer", "p", self.p, 0)
         _positive_int("ConvLayer", "r", self.r)
         get_activation(self.activation)
-        if self.pool != "max":
-            raise ConfigError(f"ConvLayer: pool must be 'max', got {self.pool!r}")
+        if self.pool not in POOLS:
+            raise ConfigError(f"ConvLayer: pool must be one of {POOLS}, got {self.pool!r}")
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,35 @@ class ConvShape:
         self.P_pad_T = self.P_pad.T.tocsr() if self.P_pad is not None else None
         self.P_phi = P_phi(self.a_pad, self.b_pad, self.d, sp_.h, sp_.s)
         self.P_phi_T = self.P_phi.T.tocsr()
+        if sp_.r > 1 and sp_.pool == "avg":
+            self.P_avg = P_pool_avg(self.a_conv, self.b_conv, self.d_out, sp_.r)
+            self.P_avg_T = self.P_avg.T.tocsr()
+
+    @property
+    def pools(self) -> bool:
+        """Whether a pooling step follows the activation (``r > 1``)."""
+        return self.spec.r > 1
+
+    @property
+    def max_pools(self) -> bool:
+        """Whether max pooling (a data-dependent ``P_pool``) follows the activation."""
+        return self.spec.r > 1 and self.spec.pool == "max"
+
+    @property
+    def eq6_valid(self) -> bool:
+        """Whether ``sigma'(S^m)`` can be read from ``Z^{m+1}`` (equation (6) and its kin).
+
+        True when no pooling follows and ``sigma'`` is a function of ``sigma``
+        (ReLU, leaky ReLU, tanh, sigmoid, identity); with max pooling too, since
+        only the winners receive a gradient and ``Z^{m+1}`` holds ``sigma(S)`` at
+        the winners; with average pooling only for the identity, because the
+        average does not determine ``sigma'`` at each entry of the window.
+        """
+        if self.sigma.dsigma_from_output is None:
+            return False
+        if self.pools and self.spec.pool == "avg":
+            return self.sigma.name == "identity"
+        return True
 
     # sizes -----------------------------------------------------------------
     @property
@@ -222,22 +256,34 @@ class ConvShape:
         dPhi = (W.T @ dS3).reshape(self.n_pos * self.hhd, l)
         return dW, db, dPhi
 
-    def winners(self, A: np.ndarray) -> np.ndarray:
-        """Winners of max pooling on ``vec(sigma(S))`` (``r > 1``)."""
+    def winners(self, A: np.ndarray) -> np.ndarray | None:
+        """Winners of max pooling on ``vec(sigma(S))``; ``None`` unless max pooling follows."""
+        if not self.max_pools:
+            return None
         return max_pool_winners(A, self.a_conv, self.b_conv, self.d_out, self.spec.r)
 
-    def P_pool(self, winners: np.ndarray) -> sp.csr_array:
-        """``P_pool`` of the batch (instances-last layout, acting on ``V.ravel()``)."""
-        return P_pool(self.a_conv, self.b_conv, self.d_out, self.spec.r,
-                      winners=winners, layout="instances-last")
+    def P_pool(self, winners: np.ndarray | None) -> sp.csr_array:
+        """``P_pool`` of the batch: for max pooling built from ``winners`` (instances-last
+        layout, acting on ``V.ravel()``); for average pooling the constant matrix."""
+        if winners is None:
+            return self.P_avg
+        return _P_pool_from_winners(winners, self.n_S, "instances-last")
 
-    def pool(self, A: np.ndarray, winners: np.ndarray) -> np.ndarray:
-        """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` for a batch."""
+    def pool(self, A: np.ndarray, winners: np.ndarray | None) -> np.ndarray:
+        """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` for a batch (``A`` itself when ``r = 1``)."""
+        if not self.pools:
+            return A
+        if winners is None:
+            return self.P_avg @ A
         l = A.shape[1]
         return (self.P_pool(winners) @ A.ravel()).reshape(self.n_out, l)
 
-    def pool_T(self, dZnext: np.ndarray, winners: np.ndarray) -> np.ndarray:
+    def pool_T(self, dZnext: np.ndarray, winners: np.ndarray | None) -> np.ndarray:
         """Equation (7): ``P_pool^T vec(dxi/dZ^{m+1})``, the reverse mapping of pooling."""
+        if not self.pools:
+            return dZnext
+        if winners is None:
+            return self.P_avg_T @ dZnext
         l = dZnext.shape[1]
         return (self.P_pool(winners).T @ dZnext.ravel()).reshape(self.n_S, l)
 

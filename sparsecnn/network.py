@@ -349,11 +349,11 @@ class Network:
         if mode not in POOL_BACKWARDS:
             raise ConfigError(f"pool_backward must be one of {POOL_BACKWARDS}, got {mode!r}")
         if mode == "auto":
-            return "eq6" if ly.sigma.dsigma_from_output is not None else "eq5"
-        if mode == "eq6" and ly.sigma.dsigma_from_output is None:
+            return "eq6" if ly.eq6_valid else "eq5"
+        if mode == "eq6" and not ly.eq6_valid:
             raise ConfigError(
-                f"conv layer {ly.m}: equation (6) needs sigma'(S) to follow from Z^{ly.m + 1}, "
-                f"which does not hold for activation {ly.sigma.name!r}"
+                f"conv layer {ly.m}: equation (6) needs sigma'(S^{ly.m}) to follow from Z^{ly.m + 1}, "
+                f"which does not hold for activation {ly.sigma.name!r} with {ly.spec.pool} pooling"
             )
         return mode
 
@@ -368,15 +368,12 @@ class Network:
             Phi = ly.phi(Z)                                   # P_phi P_pad vec(Z^m)
             S = ly.S(Ws[m - 1], bs[m - 1], Phi)               # W^m phi(pad(Z^m)) + b^m 1^T
             A = ly.sigma.sigma(S)                             # sigma(S^m)
+            winners = ly.winners(A)                           # max pooling: chosen by the data
             if keep:
                 kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
-            if ly.spec.r > 1:
-                winners = ly.winners(A)
-                Z = ly.pool(A, winners)                       # P_pool vec(sigma(S^m))
-                if keep:
+                if winners is not None:
                     kept[f"pool{m}"] = winners
-            else:
-                Z = A
+            Z = ly.pool(A, winners)                           # P_pool vec(sigma(S^m))
         for fl in self.full:
             m = fl.m
             s = fl.s(Ws[m - 1], bs[m - 1], Z)                 # s^m = W^m z^m + b^m
@@ -404,13 +401,12 @@ class Network:
         for ly in reversed(self.conv):
             m = ly.m
             mode = self._pool_mode(ly, pool_backward)
+            winners = kept.get(f"pool{m}")
             from_output = ly.sigma.dsigma_from_output
             if mode == "eq6" and from_output is not None:
-                dZ = dZ * from_output(kept[f"Z{m + 1}"])
-                dS = ly.pool_T(dZ, kept[f"pool{m}"]) if ly.spec.r > 1 else dZ          # (6)
+                dS = ly.pool_T(dZ * from_output(kept[f"Z{m + 1}"]), winners)            # (6)
             else:
-                dA = ly.pool_T(dZ, kept[f"pool{m}"]) if ly.spec.r > 1 else dZ          # (7)
-                dS = dA * ly.sigma.dsigma(kept[f"S{m}"])                               # (5)
+                dS = ly.pool_T(dZ, winners) * ly.sigma.dsigma(kept[f"S{m}"])           # (7), (5)
             dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS)
             if m > 1:
                 dZ = ly.phi_T(dPhi)                           # P_pad^T P_phi^T vec(dxi/dphi)

@@ -176,7 +176,11 @@ def P_pool(a: int, b: int, d: int, r: int, *, data: np.ndarray | None = None,
         winners = max_pool_winners(np.asarray(data), a, b, d, r)
     else:
         winners = _check_winners(winners, a, b, d, r)
-    n_in = d * a * b
+    return _P_pool_from_winners(winners, d * a * b, layout)
+
+
+def _P_pool_from_winners(winners: np.ndarray, n_in: int, layout: str) -> sp.csr_array:
+    """:func:`P_pool` from winners already known to be valid (no checks)."""
     w = np.asarray(winners, dtype=np.int64)
     single = w.ndim == 1
     w = w.reshape(w.shape[0], -1)

@@ -68,6 +68,8 @@ def mat(v: np.ndarray, rows: int, cols: int) -> np.ndarray:
            [1., 3.]])
     """
     v = np.asarray(v)
+    if rows < 0 or cols < 0:
+        raise ShapeError(f"mat expects rows, cols >= 0, got rows = {rows}, cols = {cols}")
     if v.ndim != 1 or v.size != rows * cols:
         raise ShapeError(
             f"mat expects a vector of rows*cols = {rows * cols} entries, got shape {v.shape}"
@@ -121,6 +123,8 @@ def mat_batch(V: np.ndarray, d: int, ab: int) -> np.ndarray:
            [2., 6.]])
     """
     V = np.asarray(V)
+    if d < 0 or ab < 0:
+        raise ShapeError(f"mat_batch expects d, ab >= 0, got d = {d}, ab = {ab}")
     if V.ndim != 2 or V.shape[0] != d * ab:
         raise ShapeError(f"mat_batch expects V with d*ab = {d * ab} rows, got shape {V.shape}")
     l = V.shape[1]

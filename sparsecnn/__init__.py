@@ -5,6 +5,7 @@ Every operation is a literal ``scipy.sparse`` matrix (``P_pad``, ``P_phi``,
 ``vec``/``mat`` notation.
 """
 
+from .data import load_simplenn_mat
 from .exceptions import (
     ArchitectureError,
     ConfigError,
@@ -23,7 +24,7 @@ from .operators import P_pad, P_phi, P_pool, max_pool_winners
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "ConvLayer", "FullLayer", "ForwardCache",
+    "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat",
     "vec", "mat", "vec_batch", "mat_batch",
     "P_pad", "P_phi", "P_pool", "max_pool_winners",
     "SparseCNNError", "ShapeError", "NonFiniteError", "LabelError", "ConfigError",

@@ -1,0 +1,150 @@
+"""The command line: ``sparsecnn demo`` in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparsecnn.cli import main
+
+pytest.importorskip("sklearn")
+
+ROW = re.compile(r"^\s*(\d+)\s+([0-9.eE+-]+)\s+([0-9.]+)\s+([0-9.]+)\s*$")
+
+
+def table(output: str) -> list[tuple[int, float, float]]:
+    """(epoch, f, train_acc) rows of the demo's table."""
+    rows = []
+    for line in output.splitlines():
+        m = ROW.match(line)
+        if m:
+            rows.append((int(m.group(1)), float(m.group(2)), float(m.group(3))))
+    return rows
+
+
+def check_output(output: str, epochs: int, every_epoch: bool = False) -> float:
+    rows = table(output)
+    assert [r[0] for r in rows] == list(range(epochs + 1)), output
+    losses = [r[1] for r in rows]
+    assert losses[-1] < losses[0], f"the loss did not fall: {losses}"
+    if every_epoch:
+        assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), f"not falling each epoch: {losses}"
+    last = output.rstrip().splitlines()[-1]
+    m = re.fullmatch(r"test_acc: (0\.\d+|1\.0+)", last)
+    assert m, f"last line is {last!r}"
+    return float(m.group(1))
+
+
+def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--epochs", "3", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "f(theta)" in out and "conv" in out
+    acc = check_output(out, 3)
+    assert acc > 0.5
+
+
+def test_demo_full_batch_plain_gradient_descent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--epochs", "3", "--batch-size", "0", "--momentum", "0", "--lr", "0.05"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 1347" in out
+    check_output(out, 3, every_epoch=True)
+
+
+def test_demo_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--epochs", "1", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"test_acc: 0\.\d{4}\n", out), out
+
+
+def test_demo_is_reproducible(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--epochs", "1", "--seed", "3", "--quiet"])
+    first = capsys.readouterr().out
+    main(["demo", "--epochs", "1", "--seed", "3", "--quiet"])
+    assert capsys.readouterr().out == first
+
+
+def test_demo_defaults_reach_090() -> None:
+    """What the README reports: the default run reaches a test accuracy >= 0.9."""
+    from sparsecnn.demo import run_demo
+
+    result = run_demo()
+    assert result.test_acc >= 0.9
+    assert result.losses[-1] < 0.1 * result.losses[0]
+
+
+def test_demo_subprocess() -> None:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparsecnn.cli", "demo", "--epochs", "2"],
+        capture_output=True, text=True, timeout=300, env=env, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    check_output(proc.stdout, 2)
+
+
+@pytest.mark.parametrize("argv, what", [
+    (["demo", "--lr", "-1"], "--lr"),
+    (["demo", "--lr", "abc"], "--lr"),
+    (["demo", "--epochs", "-2"], "--epochs"),
+    (["demo", "--momentum", "1"], "--momentum"),
+    (["demo", "--batch-size", "x"], "--batch-size"),
+    (["demo", "--C", "0"], "--C"),
+    (["nonsense"], "invalid choice"),
+    ([], "COMMAND"),
+])
+def test_bad_arguments(capsys: pytest.CaptureFixture[str], argv: list[str], what: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert what in capsys.readouterr().err
+
+
+def test_help_mentions_demo(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_demo_without_sklearn(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    assert main(["demo", "--epochs", "1"]) == 1
+    assert "pip install 'sparsecnn[demo]'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ README and CI
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (ROOT / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert code is not None
+    namespace: dict[str, object] = {}
+    exec(compile(code.group(1), "README.md", "exec"), namespace)  # our own README
+    out = capsys.readouterr().out
+    assert out.split() == ["[[5.", "9.]", "[4.", "6.]]", "[0.", "0.", "0.", "0.", "0.", "1.", "0.", "2.",
+                           "0.", "0.", "0.", "0.", "0.", "3.", "4.", "0.]"]
+    grad = namespace["grad"]
+    assert getattr(grad, "shape", None) == (690,)
+
+
+def test_readme_commands_are_what_ci_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, re.S)
+    assert commands == [
+        "python -m venv .venv && . .venv/bin/activate && pip install -e '.[demo]' && sparsecnn demo",
+        "python -m venv .venv && . .venv/bin/activate && pip install -e '.[test]' && python -m pytest",
+    ]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install -e '.[test]'" in ci and "python -m pytest" in ci
+    assert not re.search(r"TODO|TBD|XXX|DEMO_TIME", readme)

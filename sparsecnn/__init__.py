@@ -16,6 +16,7 @@ from .exceptions import (
     ShapeError,
     SparseCNNError,
 )
+from .interop import from_torch, to_torch
 from .layers import ConvLayer, FullLayer
 from .network import ForwardCache, Network
 from .notation import mat, mat_batch, vec, vec_batch
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat",
+    "from_torch", "to_torch",
     "vec", "mat", "vec_batch", "mat_batch",
     "P_pad", "P_phi", "P_pool", "max_pool_winners",
     "SparseCNNError", "ShapeError", "NonFiniteError", "LabelError", "ConfigError",

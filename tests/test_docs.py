@@ -1,0 +1,221 @@
+"""The documentation cannot go stale.
+
+- The equation table (``docs/equations.md``) names, for every equation of the
+  slides and every formula of the library, the functions that compute it and
+  the tests that check it: every one of them must exist, and every equation of
+  the slides must have a row.
+- The code blocks of the home page and the tutorial run, in order, as a reader
+  would paste them.
+- The ``>>>`` examples in the Markdown pages hold.
+- Every module of the package has an API page, and every notebook a line on the
+  notebooks page.
+- ``mkdocs build --strict`` succeeds (skipped where mkdocs, mkdocs-material or
+  mkdocstrings-python is not installed: ``pip install -e '.[docs]'``).
+"""
+
+from __future__ import annotations
+
+import ast
+import doctest
+import importlib
+import os
+import pkgutil
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+EQUATIONS = DOCS / "equations.md"
+
+SLIDE_EQUATIONS = (
+    "(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)",
+    "conv-dW",           # dxi/dvec(W^m)^T = vec(dxi/dS^m phi(pad(Z^m))^T)^T
+    "conv-db",           # dxi/d(b^m)^T = vec(dxi/dS^m 1)^T
+    "init-backward",     # dxi/dz^{L+1} = 2(z^{L+1} - y), dxi/ds^L = dxi/dz^{L+1}
+    "pooling",           # Z^{m+1} = mat(P_pool vec(sigma(S^m)))
+    "I-S",               # Z^{m+1} > 0  <=>  sigma'(S^m) = 1
+    "keep-sigma-prime",  # in general sigma'(S^m) must be stored
+    "example-B",         # the 4x4 max-pooling example
+)
+"""Row ids of the slides' equations, numbered and unnumbered, that the table must hold."""
+
+FUNCTION = re.compile(r"`(sparsecnn(?:\.\w+)+)`")
+TEST = re.compile(r"`(tests/[\w/]+\.py)::(\w+(?:::\w+)?)(?:\[([^\]`]+)\])?`")
+HEADER = ["Id", "Formula", "Computed by", "Checked by"]
+
+
+# ------------------------------------------------------------------ the table
+def table_rows() -> list[dict[str, str]]:
+    """Rows of every table in equations.md whose header is ``HEADER``."""
+    rows: list[dict[str, str]] = []
+    header: list[str] | None = None
+    for line in EQUATIONS.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if header is None:
+            header = cells
+            continue
+        if set("".join(cells)) <= set("-: "):
+            continue
+        if header == HEADER:
+            assert len(cells) == len(HEADER), f"equations.md: a row with {len(cells)} cells: {line[:80]}"
+            rows.append(dict(zip(HEADER, cells, strict=True)))
+    return rows
+
+
+def row_id(row: dict[str, str]) -> str:
+    return row["Id"].strip("`")
+
+
+def resolve(dotted: str) -> object:
+    """Import the longest module prefix of ``dotted`` and get the rest as attributes."""
+    parts = dotted.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj: object = importlib.import_module(".".join(parts[:k]))
+        except ImportError:
+            continue
+        for name in parts[k:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(dotted)
+
+
+@cache
+def defined_tests(path: str) -> frozenset[str]:
+    """``name`` and ``Class::name`` of every test function defined in ``path``."""
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    names.add(f"{node.name}::{item.name}")
+    return frozenset(names)
+
+
+def test_equation_table_has_rows_with_unique_ids() -> None:
+    rows = table_rows()
+    assert len(rows) >= len(SLIDE_EQUATIONS)
+    ids = [row_id(r) for r in rows]
+    assert len(ids) == len(set(ids)), f"duplicate ids in equations.md: {sorted(i for i in ids if ids.count(i) > 1)}"
+
+
+def test_every_slide_equation_has_a_row() -> None:
+    ids = {row_id(r) for r in table_rows()}
+    missing = [e for e in SLIDE_EQUATIONS if e not in ids]
+    assert not missing, f"equations of the slides without a row in docs/equations.md: {missing}"
+
+
+@pytest.mark.parametrize("row", table_rows(), ids=row_id)
+def test_every_function_in_the_table_exists(row: dict[str, str]) -> None:
+    names = FUNCTION.findall(row["Computed by"])
+    assert names, f"row {row_id(row)}: no `sparsecnn....` function in 'Computed by'"
+    for dotted in names:
+        try:
+            obj = resolve(dotted)
+        except (ImportError, AttributeError) as err:
+            pytest.fail(f"row {row_id(row)}: {dotted} does not exist ({type(err).__name__}: {err})")
+        assert obj is not None, f"row {row_id(row)}: {dotted} is None"
+
+
+@pytest.mark.parametrize("row", table_rows(), ids=row_id)
+def test_every_test_in_the_table_exists(row: dict[str, str]) -> None:
+    cell = row["Checked by"]
+    found = TEST.findall(cell)
+    assert found, f"row {row_id(row)}: no `tests/...py::test_...` in 'Checked by'"
+    assert len(found) == cell.count("`") // 2, f"row {row_id(row)}: an entry of 'Checked by' is malformed: {cell}"
+    for path, name, param in found:
+        assert (ROOT / path).is_file(), f"row {row_id(row)}: {path} does not exist"
+        assert name in defined_tests(path), f"row {row_id(row)}: {path} has no test {name}"
+        if name == "test_notebook_runs" and param:
+            assert (ROOT / "notebooks" / f"{param}.ipynb").is_file(), f"row {row_id(row)}: no notebook {param}"
+
+
+# ------------------------------------------------------------------ the pages
+def markdown_examples(path: Path) -> str:
+    """The page without its code fences, so that doctest sees each ``>>>`` example end."""
+    return "\n".join("" if line.lstrip().startswith("```") else line
+                     for line in path.read_text(encoding="utf-8").splitlines())
+
+
+@pytest.mark.parametrize("page", sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")
+                                        if ">>>" in p.read_text(encoding="utf-8")))
+def test_markdown_examples(page: str) -> None:
+    text = markdown_examples(DOCS / page)
+    parser = doctest.DocTestParser()
+    test = parser.get_doctest(text, {}, page, str(DOCS / page), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} of the examples in docs/{page} failed (see the output)"
+
+
+@pytest.mark.parametrize("page", ["index.md", "tutorial.md"])
+def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page's python blocks, in order, in one namespace, from the repository root."""
+    pytest.importorskip("sklearn", reason="the tutorial uses scikit-learn's digits")
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert blocks, f"docs/{page} has no python block"
+    monkeypatch.chdir(ROOT)
+    namespace: dict[str, object] = {"__name__": page}
+    for k, block in enumerate(blocks, start=1):
+        try:
+            exec(compile(block, f"docs/{page} (block {k})", "exec"), namespace)
+        except Exception as err:  # pragma: no cover - the message is the point
+            raise AssertionError(f"block {k} of docs/{page} fails: {type(err).__name__}: {err}\n{block}") from err
+
+
+def test_every_module_has_an_api_page() -> None:
+    import sparsecnn
+
+    directives = set()
+    for page in (DOCS / "api").glob("*.md"):
+        directives |= set(re.findall(r"^::: ([\w.]+)", page.read_text(encoding="utf-8"), flags=re.M))
+    modules = [m.name for m in pkgutil.walk_packages(sparsecnn.__path__, "sparsecnn.")
+               if not any(part.startswith("_") for part in m.name.split("."))]
+    missing = [m for m in modules if m not in directives]
+    assert not missing, (f"modules without an API page: {missing}; add '::: <module>' to a page in docs/api/ "
+                         "(and the page to the nav of mkdocs.yml)")
+
+
+def test_every_notebook_is_on_the_notebooks_page() -> None:
+    page = (DOCS / "notebooks.md").read_text(encoding="utf-8")
+    missing = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name not in page]
+    assert not missing, f"notebooks not described in docs/notebooks.md: {missing}"
+
+
+def test_mkdocs_build_strict(tmp_path: Path) -> None:
+    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+        pytest.importorskip(module, reason="the docs extra is not installed: pip install -e '.[docs]'")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+         "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+    assert (tmp_path / "site" / "equations" / "index.html").is_file()
+
+
+def test_docstring_markdown_extension() -> None:
+    """The griffe extension that lets the API pages read the docstrings' reST bits (docs/_ext)."""
+    pytest.importorskip("griffe", reason="the docs extra is not installed: pip install -e '.[docs]'")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sphinx_roles", DOCS / "_ext" / "sphinx_roles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 3 and result.failed == 0

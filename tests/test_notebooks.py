@@ -1,0 +1,89 @@
+"""The teaching notebooks in ``notebooks/`` run from top to bottom, and are stored without outputs.
+
+Each notebook is executed with nbclient in a ``python3`` kernel that runs *this*
+interpreter (a temporary kernelspec put first on ``JUPYTER_PATH``, so a
+``python3`` kernel installed elsewhere on the machine is never picked up), with
+``notebooks/`` as its working directory, the way a student opens it, and one
+BLAS/OpenMP thread (small problems; on a busy machine idle-spinning BLAS threads
+made a notebook 15x slower).  The notebooks assert what they show, so a wrong
+number fails the test, not only an exception.  Tests skip cleanly where nbclient, nbformat or ipykernel is missing
+(``pip install -e '.[test]'`` installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+CELL_TIMEOUT = 120
+"""Seconds one cell may take before nbclient gives up."""
+
+NOTEBOOK_BUDGET = 60.0
+"""Seconds a whole notebook may take, kernel start included (the teaching promise: under a minute)."""
+
+REQUIRED = ("01_operators", "02_full_layer_gradient", "03_storing_Z_or_S", "04_training")
+
+
+def test_the_teaching_notebooks_are_there() -> None:
+    names = {p.stem for p in NOTEBOOKS}
+    missing = [n for n in REQUIRED if n not in names]
+    assert not missing, f"notebooks missing from {NOTEBOOK_DIR}: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs(path: Path) -> None:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3", "kernel must be python3"
+    for k, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        assert cell.get("outputs") == [], f"cell {k} of {path.name} has outputs: clear them before saving"
+        assert cell.get("execution_count") is None, f"cell {k} of {path.name} has an execution count"
+
+
+@pytest.fixture(scope="module")
+def kernel_of_this_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A ``python3`` kernelspec that starts ``sys.executable``, first on ``JUPYTER_PATH``."""
+    pytest.importorskip("ipykernel", reason="ipykernel is needed to run the notebooks")
+    root = tmp_path_factory.mktemp("jupyter")
+    spec_dir = root / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (sparsecnn tests)",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("JUPYTER_PATH", str(root))
+        mp.delenv("JUPYTER_PREFER_ENV_PATH", raising=False)
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            mp.setenv(var, "1")          # read by the kernel when it starts, not by this process
+        yield "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path: Path, kernel_of_this_interpreter: str) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name=kernel_of_this_interpreter,
+        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    )
+    start = time.perf_counter()
+    client.execute()
+    elapsed = time.perf_counter() - start
+    print(f"{path.name}: {elapsed:.1f} s")
+    assert elapsed < NOTEBOOK_BUDGET, f"{path.name} took {elapsed:.1f} s, more than {NOTEBOOK_BUDGET:.0f} s"

@@ -1,0 +1,32 @@
+"""The correctness oracle: check another implementation against sparsecnn, entry by entry.
+
+- :func:`check` (:mod:`sparsecnn.oracle.check`): a PyTorch model against the
+  float64 reference -- ``f``, the gradient, ``J v``, ``J^T u``, ``G v`` --
+  returning a :class:`CheckReport` (:mod:`sparsecnn.oracle.report`) that names
+  the first failing layer and the worst entries in both layouts;
+- golden files (:mod:`sparsecnn.oracle.golden`) for implementations that cannot
+  run Python: :func:`write_golden`, :func:`read_golden`, :func:`check_golden`;
+- the index arithmetic between sparsecnn's and PyTorch's layouts
+  (:mod:`sparsecnn.oracle.layouts`).
+
+PyTorch is needed only by :func:`check`; golden files are written and checked
+without it.
+"""
+
+from .check import PRODUCTS, check, default_rtol
+from .golden import (
+    GOLDEN_SCHEMA,
+    GOLDEN_VERSION,
+    Golden,
+    check_golden,
+    make_golden,
+    read_golden,
+    write_golden,
+)
+from .report import CheckReport, Comparison, OracleMismatch, TieInfo, WorstEntry
+
+__all__ = [
+    "check", "PRODUCTS", "default_rtol",
+    "CheckReport", "Comparison", "OracleMismatch", "TieInfo", "WorstEntry",
+    "Golden", "make_golden", "write_golden", "read_golden", "check_golden", "GOLDEN_SCHEMA", "GOLDEN_VERSION",
+]

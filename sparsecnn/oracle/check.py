@@ -1,0 +1,628 @@
+"""Check a PyTorch implementation against sparsecnn: ``f``, the gradient, ``J v``, ``J^T u``, ``G v``.
+
+:func:`check` converts the model with :func:`sparsecnn.from_torch` (its own
+parameters, exactly), runs both on the same inputs and compares, block by
+block, what the model computes with what the slides' sparse matrices compute
+in float64 (see :mod:`sparsecnn.oracle.report` for the rows and tolerances).
+
+What each side computes
+-----------------------
+Both sides use the objective of NOTATION.md with the model's parameters,
+``f = theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2``:
+
+- PyTorch: ``z^{L+1}`` is ``model(x)`` (shape ``(l, n_L)``), ``f`` that formula
+  in the model's dtype, the gradient by ``torch.autograd.grad``; ``J v`` by
+  ``torch.func.jvp`` of ``functional_call(model, params, x)`` along ``v`` (as
+  PyTorch parameter tensors), ``J^T u`` by ``torch.func.vjp`` with cotangent
+  ``u^T``, and ``G v = J^T (2/l) (J v)`` from PyTorch's own ``J v`` and
+  ``J^T``.  An ``autograd.Function`` without ``setup_context`` cannot enter
+  ``torch.func``: then ``J^T u`` falls back to ``torch.autograd.grad`` with
+  ``grad_outputs`` and ``J v`` to the double-backward trick (``J v =
+  d/dw <J^T w, v>``); the report says which was used.
+- sparsecnn: the forward pass with ``phi``, ``S``, ``sigma`` and ``P_pool`` of
+  each :class:`~sparsecnn.layers.ConvShape`, keeping what
+  ``Network._forward(..., keep=True)`` keeps; the gradient by
+  ``Network._backward``; ``J v`` by the R-operator forward pass of
+  :mod:`sparsecnn.second_order` and ``J^T u``, ``G v`` by the backward pass
+  on the same kept quantities.
+
+Layouts
+-------
+Inputs ``x`` are PyTorch's ``(l, channels, height, width)``; ``X`` (keyword)
+is sparsecnn's ``(d a b, l)`` with ``X[c + d*(r + a*q), i] = x[i, c, r, q]``.
+Every reported entry is named in both layouts (see
+:mod:`sparsecnn.oracle.layouts`): ``theta[k] = W^m[o, j]`` and the PyTorch
+parameter name with its multi-index, ``z^{L+1}[k, i]`` and ``out[i, k]``.
+
+Precision
+---------
+The reference always computes in float64 on exactly the numbers the model
+sees: the model's parameters, ``x`` rounded to the model's dtype, and ``v``,
+``u`` rounded likewise.  The difference is then the model's own rounding (or
+its bug).  Errors are also given in units of the model's machine epsilon, and
+the default relative tolerance is ``rtol = max(1e4 eps, 1e-9)``: ``1.19e-3``
+for float32, ``1e-9`` for float64 (well above float64 rounding, below any
+formula error; saturated tanh or sigmoid units can make even correct float64
+code lose more digits, see ``tests/test_torch_oracle.py``).
+
+Max-pooling ties
+----------------
+Where a window's maximum is attained twice, PyTorch picks the first in
+row-major order and sparsecnn (``max_pool_winners``) the first in
+column-major order: the same ``Z^{m+1}``, but a different ``P_pool^{m,i}`` and
+so a different gradient.  With ``use_model_winners=True`` (default) the
+model is run once with forward hooks on its ``MaxPool2d`` modules, the winners
+of ``max_pool2d(input, return_indices=True)`` are converted with
+:func:`sparsecnn.interop.torch_pool_indices_to_winners` and the reference
+builds ``P_pool`` from them for ``f``, the gradient, ``J v``, ``J^T u`` and
+``G v`` alike.  The report counts, per layer, the windows where the two rules
+differ (exact ties, and near-ties where a float32 model saw a different
+maximum than the float64 reference).
+
+Examples
+--------
+The PyTorch-free part: the reference forward pass keeps what the backward pass reads.
+
+>>> import numpy as np
+>>> from sparsecnn import ConvLayer, FullLayer, Network
+>>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+>>> Ws, bs = net.unpack(net.init_params(seed=0))
+>>> out, kept = reference_forward(net, Ws, bs, np.ones((16, 2)))
+>>> sorted(kept)
+['S1', 'S2', 'Z1', 'Z2', 'Z3', 'phi1', 'pool1']
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ConfigError, InputTypeError, ShapeError
+from ..network import Network
+from .layouts import ParameterIndex, TorchParameter, layer_offsets, theta_to_torch, torch_parameters
+from .report import CheckReport, Comparison, TieInfo, eps_name
+
+__all__ = [
+    "check",
+    "PRODUCTS",
+    "default_rtol",
+    "reference_forward",
+    "reference_products",
+    "compare_products",
+    "model_pool_winners",
+    "tie_info",
+]
+
+PRODUCTS = ("grad", "Jv", "JTv", "Gv")
+"""Products :func:`check` can compare (``"JTu"`` is accepted for ``"JTv"``)."""
+
+_ALIASES = {"grad": "grad", "jv": "Jv", "jtv": "JTv", "jtu": "JTv", "gv": "Gv"}
+
+
+def default_rtol(eps: float) -> float:
+    """``max(1e4 eps, 1e-9)`` (at most 0.1): the default relative tolerance for machine epsilon ``eps``.
+
+    Examples
+    --------
+    >>> default_rtol(np.finfo(np.float32).eps), default_rtol(np.finfo(np.float64).eps)
+    (0.0011920928955078125, 1e-09)
+    """
+    return float(min(max(1e4 * eps, 1e-9), 0.1))
+
+
+def _parse_products(products: str | Iterable[str]) -> tuple[str, ...]:
+    items = products.split(",") if isinstance(products, str) else list(products)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InputTypeError(f"products must be names from {PRODUCTS}, got {item!r}")
+        key = _ALIASES.get(item.strip().lower())
+        if key is None:
+            if not item.strip():
+                continue
+            raise ConfigError(f"unknown product {item!r}; choose from {', '.join(PRODUCTS)}")
+        if key not in out:
+            out.append(key)
+    return tuple(p for p in PRODUCTS if p in out)
+
+
+# ------------------------------------------------------------ the reference
+def reference_forward(net: Network, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
+                      winners: Mapping[int, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The store-all forward pass, with max-pooling winners given from outside where supplied.
+
+    Parameters
+    ----------
+    net : Network
+    Ws, bs : lists of ndarray
+        ``W^m``, ``b^m`` (``net.unpack(theta)``).
+    X : ndarray, shape ``(d^1 a^1 b^1, l)``
+    winners : dict of int to ndarray, optional
+        ``{m: winners}`` (positions in ``vec(sigma(S^m))``, shape
+        ``(d^{m+1} a^{m+1} b^{m+1}, l)``) for max-pooling layers; the others
+        use sparsecnn's own argmax.
+
+    Returns
+    -------
+    out : ndarray, shape ``(n_L, l)``
+    kept : dict
+        As ``Network._forward(Ws, bs, X, keep=True)``: ``Z{m}`` (``m = 1..L+1``,
+        ``Z1 = X``), ``phi{m}``, ``S{m}`` (``s^m`` for full layers) and
+        ``pool{m}`` (the winners used).
+    """
+    winners = dict(winners or {})
+    kept: dict[str, np.ndarray] = {}
+    Z = X
+    for ly in net.conv:
+        m = ly.m
+        Phi = ly.phi(Z)                                   # P_phi P_pad vec(Z^m)
+        S = ly.S(Ws[m - 1], bs[m - 1], Phi)               # W^m phi(pad(Z^m)) + b^m 1^T
+        A = ly.sigma.sigma(S)                             # sigma(S^m)
+        w = winners.get(m) if ly.max_pools else None
+        if w is None:
+            w = ly.winners(A)                             # sparsecnn's argmax (None without max pooling)
+        kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
+        if w is not None:
+            kept[f"pool{m}"] = w
+        Z = ly.pool(A, w)                                 # P_pool vec(sigma(S^m))
+    for fl in net.full:
+        m = fl.m
+        s = fl.s(Ws[m - 1], bs[m - 1], Z)                 # s^m = W^m z^m + b^m
+        kept[f"Z{m}"], kept[f"S{m}"] = Z, s
+        Z = fl.sigma.sigma(s)
+    kept[f"Z{net.L + 1}"] = Z
+    return Z, kept
+
+
+def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, C: float, *,
+                       products: Iterable[str] = PRODUCTS, v: np.ndarray | None = None,
+                       u: np.ndarray | None = None, winners: Mapping[int, np.ndarray] | None = None
+                       ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """sparsecnn's float64 ``z^{L+1}``, ``f``, gradient, ``J v``, ``J^T u`` and ``G v``.
+
+    Returns
+    -------
+    results : dict
+        ``"output"`` ``(n_L, l)``, ``"f"`` (float), ``"grad"`` ``(n,)``, and as
+        requested ``"Jv"`` ``(n_L, l)``, ``"JTv"`` ``(n,)`` (``= J^T u``),
+        ``"Gv"`` ``(n,)`` (``G = (1/l) sum_i (J^i)^T 2I J^i``, no ``I/C`` term).
+    kept : dict
+        The forward pass's kept quantities (with the winners used).
+    """
+    products = set(products)
+    Ws, bs = net.unpack(theta)
+    out, kept = reference_forward(net, Ws, bs, X, winners)
+    l = X.shape[1]
+    diff = out.copy()
+    diff[y, np.arange(l)] -= 1.0                          # z^{L+1,i} - y^i
+    res: dict[str, Any] = {"output": out}
+    reg = float(theta @ theta) / (2.0 * C)
+    res["f"] = reg + float(np.einsum("ij,ij->", diff, diff)) / l
+    if "grad" in products:
+        dWs, dbs = net._backward(Ws, kept, (2.0 / l) * diff)
+        res["grad"] = theta / C + net.pack(dWs, dbs)
+    if products & {"Jv", "Gv"}:
+        if v is None:
+            raise ConfigError("J v and G v need a vector v")
+        from ..second_order import _R_forward
+
+        Vs, vbs = net.unpack(v)
+        Jv = _R_forward(net, Ws, kept, Vs, vbs)
+        if "Jv" in products:
+            res["Jv"] = Jv
+        if "Gv" in products:
+            res["Gv"] = net.pack(*net._backward(Ws, kept, (2.0 / l) * Jv))
+    if "JTv" in products:
+        if u is None:
+            raise ConfigError("J^T u needs a matrix u")
+        res["JTv"] = net.pack(*net._backward(Ws, kept, np.ascontiguousarray(u, dtype=np.float64)))
+    return res, kept
+
+
+# ----------------------------------------------------------- comparison rows
+def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str, Any], *,
+                     rtol: float, atol: float, eps: float, k_worst: int = 5,
+                     params: list[TorchParameter] | None = None,
+                     labels: Mapping[str, str] | None = None) -> list[Comparison]:
+    """The report's rows for every product present in both ``ours`` and ``theirs``.
+
+    Both are in sparsecnn's layout: ``"output"`` and ``"Jv"`` ``(n_L, l)``,
+    ``"f"`` a number, ``"grad"``, ``"JTv"``, ``"Gv"`` vectors in ``theta``'s
+    order.  ``labels`` renames products in the rows (``{"JTv": "JTu"}``).
+    """
+    labels = dict(labels or {})
+    pidx = ParameterIndex(net, params)
+    off = layer_offsets(net)
+    rows: list[Comparison] = []
+    tol: dict[str, Any] = {"rtol": rtol, "atol": atol, "eps": eps}
+
+    def column_block(key: str, name: str, ours_name: str, torch_name: str) -> None:
+        o, t = np.asarray(ours[key], dtype=np.float64), np.asarray(theirs[key], dtype=np.float64)
+        if o.shape != t.shape:
+            raise ShapeError(f"{key}: shape {t.shape} under test, {o.shape} in the reference (n_L, l)")
+        l = o.shape[1]
+
+        def locate(k: int) -> tuple[str, str]:
+            return f"{ours_name}[{k // l}, {k % l}]", f"{torch_name}[{k % l}, {k // l}]"
+
+        rows.append(Comparison.build(labels.get(key, key), name, o, t, k_worst=k_worst,
+                                     torch_name=torch_name, locate=locate, **tol))
+
+    if "output" in ours and "output" in theirs:
+        column_block("output", "z^{L+1}", "z^{L+1}", "out")
+    if "f" in ours and "f" in theirs:
+        rows.append(Comparison.build(labels.get("f", "f"), "f", np.array([ours["f"]]),
+                                     np.array([theirs["f"]]), k_worst=k_worst, torch_name="f",
+                                     locate=lambda k: ("f", "f"), **tol))
+    for key in ("grad", "Jv", "JTv", "Gv"):
+        if key not in ours or key not in theirs:
+            continue
+        if key == "Jv":
+            column_block("Jv", "J v", "Jv", "Jv")
+            continue
+        o = np.asarray(ours[key], dtype=np.float64)
+        t = np.asarray(theirs[key], dtype=np.float64)
+        if o.shape != t.shape:
+            raise ShapeError(f"{key}: shape {t.shape} under test, {o.shape} in the reference (n,)")
+        product_scale = float(np.abs(o).max()) if o.size else 0.0
+        for ly in reversed(net.layers):                        # backward order
+            m = ly.m
+            rows_, cols = ly.W_shape
+            w_name = next(p.name for p in pidx.params if p.m == m and p.kind == "W")
+            b_name = next(p.name for p in pidx.params if p.m == m and p.kind == "b")
+            for sym, start, stop, tname in ((f"W^{m}", off[m - 1], off[m - 1] + rows_ * cols, w_name),
+                                            (f"b^{m}", off[m - 1] + rows_ * cols, off[m], b_name)):
+                def locate(k: int, start: int = int(start)) -> tuple[str, str]:
+                    j = start + k
+                    return f"theta[{j}] = {pidx.ours(j)}", pidx.torch(j)
+
+                rows.append(Comparison.build(labels.get(key, key), sym, o[start:stop], t[start:stop], m=m,
+                                             torch_name=tname, product_scale=product_scale,
+                                             k_worst=k_worst, locate=locate, **tol))
+    return rows
+
+
+# ------------------------------------------------------------ PyTorch side
+def _walk(module: Any, nn: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """Leaf modules in order, descending into nested ``nn.Sequential`` (as ``from_torch`` reads them)."""
+    for name, child in module.named_children():
+        full = f"{prefix}{name}"
+        if isinstance(child, nn.Sequential):
+            yield from _walk(child, nn, full + ".")
+        else:
+            yield full, child
+
+
+def _model_parameter_names(model: Any, nn: Any, net: Network) -> list[tuple[str, str]]:
+    """``(weight name, bias name)`` of each layer's ``Conv2d`` / ``Linear`` in the model."""
+    names = [(f"{name}.weight", f"{name}.bias") for name, mod in _walk(model, nn)
+             if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    given = {k for k, _ in model.named_parameters()}
+    expected = {k for pair in names for k in pair}
+    if len(names) != net.L or given != expected:
+        raise ConfigError(
+            f"the model's parameters {sorted(given)} are not those of its Conv2d and Linear "
+            f"modules {sorted(expected)}; the oracle checks nn.Sequential models that from_torch reads"
+        )
+    return names
+
+
+def model_pool_winners(model: Any, net: Network, x: Any) -> dict[int, np.ndarray]:
+    """``{m: winners}`` of every max-pooling layer, as the model's ``MaxPool2d`` modules see their input.
+
+    Runs ``model(x)`` once (no gradient) with a forward hook on each
+    ``MaxPool2d``; the hook calls ``torch.nn.functional.max_pool2d(input, ...,
+    return_indices=True)`` with the module's settings, and the indices are
+    converted by :func:`sparsecnn.interop.torch_pool_indices_to_winners`.  The
+    k-th pooling call belongs to the k-th conv layer with max pooling.
+    """
+    from ..interop import _torch, torch_pool_indices_to_winners
+
+    torch = _torch()
+    nn, F = torch.nn, torch.nn.functional
+    layers = [ly.m for ly in net.conv if ly.max_pools]
+    if not layers:
+        return {}
+    captured: list[Any] = []
+
+    def hook(mod: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _, idx = F.max_pool2d(inputs[0].detach(), mod.kernel_size, mod.stride, mod.padding, mod.dilation,
+                              ceil_mode=mod.ceil_mode, return_indices=True)
+        captured.append(idx)
+
+    handles = [mod.register_forward_hook(hook) for _, mod in _walk(model, nn) if isinstance(mod, nn.MaxPool2d)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if len(captured) != len(layers):
+        raise ConfigError(f"the model ran {len(captured)} MaxPool2d modules, but its network has "
+                          f"{len(layers)} max-pooling layers ({layers})")
+    return {m: torch_pool_indices_to_winners(idx.cpu(), net, m) for m, idx in zip(layers, captured, strict=True)}
+
+
+def tie_info(net: Network, kept: Mapping[str, np.ndarray], model_winners: Mapping[int, np.ndarray]
+             ) -> list[TieInfo]:
+    """Per max-pooling layer, how the model's winners compare with sparsecnn's argmax on ``sigma(S^m)``.
+
+    ``kept`` is the reference forward pass (its ``S{m}``); see :class:`~sparsecnn.oracle.report.TieInfo`.
+    """
+    out: list[TieInfo] = []
+    for ly in net.conv:
+        m = ly.m
+        if not ly.max_pools or m not in model_winners:
+            continue
+        A = ly.sigma.sigma(kept[f"S{m}"])
+        own_w = ly.winners(A)
+        assert own_w is not None
+        own = own_w.astype(np.int64)
+        theirs = np.asarray(model_winners[m]).astype(np.int64)
+        a_own = np.take_along_axis(A, own, axis=0)
+        a_theirs = np.take_along_axis(A, theirs, axis=0)
+        differ = own != theirs
+        exact = differ & (a_own == a_theirs)
+        scale = float(np.abs(A).max()) if A.size else 0.0
+        gap = float(np.max(np.abs(a_own - a_theirs)[differ])) / scale if differ.any() and scale > 0 else 0.0
+        out.append(TieInfo(m, int(own.size), int(differ.sum()), int(exact.sum()), gap))
+    return out
+
+
+def _to_numpy(t: Any) -> np.ndarray:
+    import torch
+
+    return t.detach().cpu().to(torch.float64).numpy()
+
+
+def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple[str, ...],
+                    params: list[TorchParameter], v: np.ndarray, u: np.ndarray
+                    ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
+    """PyTorch's results as numpy float64 in PyTorch's layout, the methods used, and failures."""
+    from ..interop import _torch
+
+    torch = _torch()
+    named = dict(model.named_parameters())
+    dtype = next(iter(named.values())).dtype
+    device = next(iter(named.values())).device
+    res: dict[str, Any] = {}
+    notes: list[str] = []
+    failed: dict[str, str] = {}
+    out = model(x)
+    l, n_L = out.shape
+    Y = torch.zeros_like(out)
+    Y[torch.arange(l, device=device), torch.as_tensor(y, device=device)] = 1.0
+    f = ((out - Y) ** 2).sum() / l
+    if np.isfinite(C):
+        f = f + sum((p * p).sum() for p in named.values()) / (2.0 * C)
+    res["output"] = _to_numpy(out)
+    res["f"] = float(f.detach().cpu().to(torch.float64))
+    if "grad" in products:
+        grads = torch.autograd.grad(f, list(named.values()), allow_unused=True)
+        res["grad"] = {k: (_to_numpy(g) if g is not None else np.zeros(tuple(named[k].shape)))
+                       for k, g in zip(named, grads, strict=True)}
+    if not set(products) & {"Jv", "JTv", "Gv"}:
+        return res, notes, failed
+
+    detached = {k: p.detach() for k, p in named.items()}
+    v_t = {k: torch.as_tensor(a).to(dtype=dtype, device=device) for k, a in theta_to_torch(params, v).items()}
+    u_t = torch.as_tensor(np.ascontiguousarray(u.T)).to(dtype=dtype, device=device)
+
+    def fn(p: dict[str, Any]) -> Any:
+        return torch.func.functional_call(model, p, (x,))
+
+    def vjp(cot: Any) -> dict[str, Any]:
+        try:
+            _, pull = torch.func.vjp(fn, detached)
+            got = pull(cot)[0]
+            if "J^T: torch.func.vjp" not in notes:
+                notes.append("J^T: torch.func.vjp")
+            return dict(got)
+        except RuntimeError as err:
+            reason = str(err).splitlines()[0][:120]
+        ps = {k: p.detach().requires_grad_(True) for k, p in named.items()}
+        o = fn(ps)
+        gs = torch.autograd.grad(o, list(ps.values()), grad_outputs=cot, allow_unused=True)
+        note = f"J^T: torch.autograd.grad (torch.func.vjp failed: {reason})"
+        if note not in notes:
+            notes.append(note)
+        return {k: (g if g is not None else torch.zeros_like(ps[k])) for k, g in zip(ps, gs, strict=True)}
+
+    def jvp() -> Any:
+        try:
+            with warnings.catch_warnings():       # forward AD loads decompositions that use torch.jit.script
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
+                _, jv = torch.func.jvp(fn, (detached,), (v_t,))
+            notes.append("J v: torch.func.jvp")
+            return jv
+        except RuntimeError as err:
+            reason = str(err).splitlines()[0][:120]
+        ps = {k: p.detach().requires_grad_(True) for k, p in named.items()}
+        o = fn(ps)
+        w = torch.zeros_like(o, requires_grad=True)
+        gs = torch.autograd.grad(o, list(ps.values()), grad_outputs=w, create_graph=True, allow_unused=True)
+        s = sum((g * v_t[k]).sum() for k, g in zip(ps, gs, strict=True) if g is not None)
+        (jv,) = torch.autograd.grad(s, w)
+        notes.append(f"J v: double backward d/dw <J^T w, v> (torch.func.jvp failed: {reason})")
+        return jv
+
+    jv = None
+    if set(products) & {"Jv", "Gv"}:
+        try:
+            jv = jvp()
+        except RuntimeError as err:
+            msg = f"PyTorch could not compute J v: {str(err).splitlines()[0][:200]}"
+            for p in ("Jv", "Gv"):
+                if p in products:
+                    failed[p] = msg
+        if jv is not None and "Jv" in products:
+            res["Jv"] = _to_numpy(jv)
+    if "JTv" in products:
+        res["JTv"] = {k: _to_numpy(g) for k, g in vjp(u_t).items()}
+    if "Gv" in products and jv is not None:
+        res["Gv"] = {k: _to_numpy(g) for k, g in vjp((2.0 / l) * jv.detach()).items()}
+    return res, notes, failed
+
+
+# --------------------------------------------------------------------- check
+def _model_dtype(model: Any) -> Any:
+    params = list(model.parameters())
+    if not params:
+        raise ConfigError("the model has no parameters (need Conv2d / Linear layers)")
+    return params[0].dtype, params[0].device
+
+
+def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = None,
+          input_shape: tuple[int, int, int] | None = None, C: float = np.inf,
+          products: str | Iterable[str] = ("grad",), seed: int = 0, rtol: float | None = None,
+          atol: float = 0.0, use_model_winners: bool = True, raise_on_fail: bool = False,
+          worst: int = 5) -> CheckReport:
+    """Compare a PyTorch model with sparsecnn's float64 reference, block by block.
+
+    Parameters
+    ----------
+    model : torch.nn.Sequential
+        A model :func:`sparsecnn.from_torch` reads (modules may be subclasses
+        of the supported ones, e.g. with a custom ``autograd.Function``).
+    x : torch.Tensor or ndarray, shape ``(l, channels, height, width)``
+        The instances, PyTorch's layout (rounded to the model's dtype).
+    y : integer array, shape ``(l,)``, optional
+        Labels ``0..n_L-1``; drawn from ``seed`` when omitted.
+    X : ndarray, shape ``(d a b, l)``, keyword only
+        The instances in sparsecnn's layout instead of ``x``; needs ``input_shape``.
+    input_shape : (channels, height, width), optional
+        PyTorch's order; read from ``x`` when given.
+    C : float, default inf
+        Regularisation of ``f`` (``inf``: none, so only the model's own
+        computation is checked).
+    products : str or iterable of str
+        Any of ``"grad"`` (with ``f``), ``"Jv"``, ``"JTv"`` (``J^T u``), ``"Gv"``,
+        or a comma-separated string.  The output ``z^{L+1}`` and ``f`` are always compared.
+    seed : int
+        ``rng = numpy.random.default_rng(seed)``; ``v = rng.standard_normal(n)``
+        (``theta``'s order), then ``u = rng.standard_normal((n_L, l))``, then
+        (if ``y`` is None) ``y = rng.integers(0, n_L, l)``.
+    rtol : float, optional
+        Default :func:`default_rtol` of the model's dtype (``1.19e-3`` float32, ``1e-9`` float64).
+    atol : float, default 0
+    use_model_winners : bool, default True
+        Build ``P_pool`` from the model's max-pooling winners (see the module docstring).
+    raise_on_fail : bool, default False
+        Raise :class:`~sparsecnn.oracle.report.OracleMismatch` instead of returning a failing report.
+    worst : int, default 5
+        Entries listed per failing row.
+
+    Returns
+    -------
+    CheckReport
+        ``report.passed``, ``report.table()``, ``report.failures()``,
+        ``report.first_failure()``, ``str(report)``.
+    """
+    from ..interop import X_from_torch, X_to_torch, _torch, from_torch
+
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dtype, device = _model_dtype(model)
+    eps = float(torch.finfo(dtype).eps)
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise InputTypeError(f"seed must be an integer, got {seed!r}")
+    if isinstance(worst, bool) or not isinstance(worst, numbers.Integral) or worst < 0:
+        raise InputTypeError(f"worst must be a non-negative integer, got {worst!r}")
+    if (x is None) == (X is None):
+        raise InputTypeError("give the instances either as x (PyTorch layout, positional) or as X= "
+                             "(sparsecnn layout), not both or neither")
+    if x is not None:
+        if hasattr(x, "detach"):
+            x = x.detach().cpu().to(torch.float64).numpy()
+        x_np = np.asarray(x)
+        if x_np.ndim != 4:
+            raise ShapeError(f"x must have shape (l, channels, height, width), got shape {x_np.shape}")
+        shape = tuple(int(s) for s in x_np.shape[1:])
+        if input_shape is not None and tuple(input_shape) != shape:
+            raise ShapeError(f"input_shape {tuple(input_shape)} differs from x's (channels, height, width) {shape}")
+        X_from_torch(x_np)                                    # validates the type
+        x_t = torch.as_tensor(np.ascontiguousarray(x_np, dtype=np.float64))
+    else:
+        if input_shape is None:
+            raise ShapeError("X in sparsecnn's layout needs input_shape=(channels, height, width)")
+        c, h, w = (int(s) for s in input_shape)
+        x_t = X_to_torch((h, w, c), X)
+        shape = (c, h, w)
+    x_t = x_t.to(dtype=dtype, device=device)                  # what the model sees
+    net, theta = from_torch(model, shape)
+    Xr = X_from_torch(x_t.cpu())                              # ... and so does the reference
+    Xr = net.check_X(Xr)
+    l = Xr.shape[1]
+    C = net.check_C(C)
+    prods = _parse_products(products)
+    rng = np.random.default_rng(int(seed))
+    v = rng.standard_normal(net.n_params)
+    u = rng.standard_normal((net.n_L, l))
+    if y is None:
+        y = rng.integers(0, net.n_L, size=l)
+    labels = net.check_y(y, l)
+
+    def rounded(a: np.ndarray) -> np.ndarray:
+        return torch.as_tensor(a).to(dtype).to(torch.float64).numpy()
+
+    v, u = rounded(v), rounded(u)
+    rtol_used = default_rtol(eps) if rtol is None else float(rtol)
+    if not rtol_used >= 0 or not float(atol) >= 0:
+        raise ConfigError(f"rtol and atol must be >= 0, got {rtol!r}, {atol!r}")
+
+    names = _model_parameter_names(model, nn, net)
+    params = torch_parameters(net, names)
+
+    model_w = model_pool_winners(model, net, x_t) if any(ly.max_pools for ly in net.conv) else {}
+    ours, kept = reference_products(net, theta, Xr, labels, C, products=prods, v=v, u=u,
+                                    winners=model_w if use_model_winners else None)
+    ties = tie_info(net, kept, model_w)
+    theirs_raw, notes, failed = _torch_products(model, x_t, labels, C, prods, params, v, u)
+
+    from .layouts import torch_to_theta
+
+    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "f": theirs_raw["f"]}
+    for key in ("grad", "JTv", "Gv"):
+        if key in theirs_raw:
+            theirs[key] = torch_to_theta(params, theirs_raw[key], net.n_params)
+    if "Jv" in theirs_raw:
+        theirs["Jv"] = theirs_raw["Jv"].T
+    rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
+                            k_worst=int(worst), params=params)
+    for key, msg in failed.items():
+        rows.append(Comparison.unavailable(key, "(all)", msg, rtol=rtol_used, atol=float(atol), eps=eps))
+
+    unit = eps_name(eps)
+    dtype_name = str(dtype).replace("torch.", "")
+    setting = [
+        f"model: {type(model).__name__} in {dtype_name} ({unit} = {eps:.3g}); input (channels, height, "
+        f"width) = {shape}, l = {l}; C = {C:g}",
+        "objective: f = theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2 (the model's parameters)",
+        "tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "
+        f"1e-3 max|ours in product|); rtol = {rtol_used:.3g}"
+        + (f" (default: max(1e4 {unit}, 1e-9))" if rtol is None else "") + f", atol = {float(atol):g}",
+        f"products: {', '.join(('output', 'f', *prods))}",
+    ]
+    if set(prods) & {"Jv", "JTv", "Gv"}:
+        setting.append(f"random vectors: rng = numpy.random.default_rng({int(seed)}); v = rng.standard_normal(n), "
+                       f"n = {net.n_params}; u = rng.standard_normal((n_L, l)) = ({net.n_L}, {l}); both rounded "
+                       f"to {dtype_name}; G = (1/l) sum_i J_i' 2I J_i")
+        if notes:
+            setting.append("PyTorch side: " + "; ".join(notes))
+    setting.append("network (m = layer):")
+    setting += ["  " + line for line in net.summary().splitlines()]
+    report = CheckReport(rows, title=f"sparsecnn check: PyTorch {dtype_name} model against the sparsecnn "
+                                     "float64 reference", setting=setting, ties=ties,
+                         use_model_winners=bool(use_model_winners) if ties else None,
+                         inputs={"X": Xr, "y": labels, "theta": theta, "v": v, "u": u,
+                                 **{f"winners/{m}": kept[f"pool{m}"] for m in model_w}})
+    if raise_on_fail:
+        report.raise_if_failed()
+    return report

@@ -21,12 +21,13 @@ from .layers import ConvLayer, FullLayer
 from .network import ForwardCache, Network
 from .notation import mat, mat_batch, vec, vec_batch
 from .operators import P_pad, P_phi, P_pool, max_pool_winners
+from .oracle import check
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat",
-    "from_torch", "to_torch",
+    "from_torch", "to_torch", "check",
     "vec", "mat", "vec_batch", "mat_batch",
     "P_pad", "P_phi", "P_pool", "max_pool_winners",
     "SparseCNNError", "ShapeError", "NonFiniteError", "LabelError", "ConfigError",

@@ -56,6 +56,39 @@ class Activation:
     dsigma_from_output: Callable[[Array], Array] | None
     monotone: bool
 
+    def backprop(self, dA: Array, S: Array) -> Array:
+        """``dA ⊙ sigma'(S)`` in one pass where ``sigma'`` is a mask (ReLU), in ``dA``'s dtype
+        (``dA`` itself for the identity).
+
+        Examples
+        --------
+        >>> ACTIVATIONS["relu"].backprop(np.array([1., 2., 3.]), np.array([-1., 0., 5.]))
+        array([0., 0., 3.])
+        """
+        if self.name == "relu":
+            return np.multiply(dA, np.greater(S, 0))
+        if self.name == "identity":
+            return dA
+        return dA * self.dsigma(S)
+
+    def backprop_from_output(self, dZ: Array, Z: Array) -> Array:
+        """``dZ ⊙ sigma'(S)`` with ``sigma'(S)`` read from ``Z = sigma(S)`` (equation (6)'s mask product).
+
+        For ReLU ``dZ ⊙ I[Z > 0]`` in one pass, in ``dZ``'s dtype.
+
+        Examples
+        --------
+        >>> ACTIVATIONS["relu"].backprop_from_output(np.array([1., 2.]), np.array([0., 4.]))
+        array([0., 2.])
+        """
+        if self.dsigma_from_output is None:
+            raise ConfigError(f"sigma' of {self.name!r} does not follow from sigma(S)")
+        if self.name == "relu":
+            return np.multiply(dZ, np.greater(Z, 0))
+        if self.name == "identity":
+            return dZ
+        return dZ * self.dsigma_from_output(Z)
+
 
 def _relu(S: Array) -> Array:
     return np.maximum(S, 0.0)

@@ -15,7 +15,7 @@ from . import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sparsecnn`` command."""
-    from . import demo
+    from . import demo, train_cli
 
     parser = argparse.ArgumentParser(
         prog="sparsecnn",
@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sparsecnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(sub)
+    train_cli.add_parser(sub)
+    from . import oracle_cli
+
+    oracle_cli.add_parser(sub)
     return parser
 
 

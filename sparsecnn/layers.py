@@ -21,19 +21,60 @@ Full layer ``m``::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import get_blas_funcs
 
+from . import kernels
 from .activations import Activation, get_activation
-from .exceptions import ArchitectureError, ConfigError, InputTypeError
+from .exceptions import ArchitectureError, ConfigError, InputTypeError, ShapeError
 from .operators import P_pad, P_phi, P_pool_avg, conv_size, max_pool_winners
+from .operators._common import freeze
 from .operators.pool import _P_pool_from_winners
 
-__all__ = ["ConvLayer", "FullLayer", "ConvShape", "FullShape", "POOL_BACKWARDS"]
+__all__ = ["ConvLayer", "FullLayer", "ConvShape", "FullShape", "POOL_BACKWARDS", "ACTIVATE_ORDERS"]
 
 POOL_BACKWARDS = ("auto", "eq5", "eq6")
 POOLS = ("max", "avg")
+ACTIVATE_ORDERS = ("slides", "pool-first")
+
+_BLOCK_BYTES = 1 << 18
+"""Target size of the output block of :meth:`ConvShape.S` (kept in cache while the bias is added)."""
+
+
+def _floating(X: object) -> np.ndarray:
+    """``X`` as an array of its own float dtype (float32 stays float32), float64 otherwise."""
+    arr = np.asarray(X)
+    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
+        arr = arr.astype(np.float64)
+    return arr
+
+
+def _result(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, what: str) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ShapeError(f"{what}: out must be a C-contiguous {dtype} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
+def _block(bytes_per_item: int, n: int) -> int:
+    return max(1, min(n, _BLOCK_BYTES // max(bytes_per_item, 1)))
+
+
+def _gemm(dtype: np.dtype) -> Any:
+    return get_blas_funcs("gemm", dtype=dtype)
+
+
+def _sum_dW(parts: list[np.ndarray]) -> np.ndarray:
+    """``dW`` (C order) from the ``dW^T`` parts (Fortran order) of the kernel threads."""
+    total = parts[0]
+    for c in parts[1:]:
+        total = total + c
+    return np.ascontiguousarray(total.T)
 
 
 def _positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
@@ -226,66 +267,300 @@ class ConvShape:
     def fan_in(self) -> int:
         return self.hhd
 
+    # operators as the kernels read them ---------------------------------
+    @property
+    def P_phipad(self) -> sp.csr_array:
+        """``P_phi P_pad``: padding folded into im2col, the product multiplied out once.
+
+        The same operator as ``P_phi @ P_pad`` (``P_phi`` itself when ``p = 0``):
+        ``vec(phi(pad(Z))) = P_phipad vec(Z)`` in one sparse product, and
+        ``P_phipad^T = P_pad^T P_phi^T`` carries ``dxi/dphi`` back to ``dxi/dZ``
+        in one.  Rows of ``phi`` that read the padding are empty rows.  Cached
+        on the layer, read-only.  :meth:`phi` and :meth:`phi_T` use it unless
+        ``fold_pad=False`` (then ``pad(Z)`` is formed on its own first).
+        """
+        P = self.__dict__.get("_P_phipad")
+        if P is None:
+            if self.P_pad is None:
+                P = self.P_phi
+            else:
+                P = sp.csr_array(self.P_phi @ self.P_pad)
+                P.sort_indices()
+                P = freeze(P)
+            self.__dict__["_P_phipad"] = P
+        return P
+
     # forward and backward -------------------------------------------------
-    def phi(self, Z: np.ndarray) -> np.ndarray:
-        """``vec(phi(pad(Z)))`` for a batch: ``P_phi P_pad vec(Z)``, shape ``(hhd a_conv b_conv, l)``."""
-        Zpad = self.P_pad @ Z if self.P_pad is not None else Z
-        return self.P_phi @ Zpad
+    def phi(self, Z: np.ndarray, *, out: np.ndarray | None = None, fold_pad: bool = True) -> np.ndarray:
+        """``vec(phi(pad(Z)))`` for a batch: ``P_phi P_pad vec(Z)``, shape ``(hhd a_conv b_conv, l)``.
 
-    def phi_T(self, dPhi: np.ndarray) -> np.ndarray:
-        """Backward of :meth:`phi`: ``P_pad^T P_phi^T vec(dxi/dphi)``, shape ``(d a b, l)``."""
-        dZpad = self.P_phi_T @ dPhi
-        return self.P_pad_T @ dZpad if self.P_pad_T is not None else dZpad
+        One product with :attr:`P_phipad` (``fold_pad=False``: ``P_pad`` then
+        ``P_phi``).  Each row of the operator holds one 1, so the product is the
+        row gather that its ``indices`` array describes
+        (:func:`sparsecnn.kernels.select`).  The result has ``Z``'s float
+        dtype; ``out`` (C-contiguous, that shape and dtype) receives it if given.
+        """
+        if fold_pad or self.P_pad is None:
+            return kernels.select(self.P_phipad, Z, out)
+        return kernels.select(self.P_phi, kernels.select(self.P_pad, Z), out)
 
-    def S(self, W: np.ndarray, bias: np.ndarray, Phi: np.ndarray) -> np.ndarray:
-        """``vec(S) = vec(W phi(pad(Z)) + b 1^T)`` for a batch, shape ``(d_out a_conv b_conv, l)``."""
+    def phi_T(self, dPhi: np.ndarray, *, out: np.ndarray | None = None, fold_pad: bool = True
+              ) -> np.ndarray:
+        """Backward of :meth:`phi`: ``P_pad^T P_phi^T vec(dxi/dphi)``, shape ``(d a b, l)``.
+
+        One transposed product with :attr:`P_phipad`, computed as the CSC
+        product with its own arrays (no ``P^T`` is formed).
+        """
+        if fold_pad or self.P_pad is None:
+            return kernels.select_T(self.P_phipad, dPhi, out)
+        return kernels.select_T(self.P_pad, kernels.select_T(self.P_phi, dPhi), out)
+
+    def S(self, W: np.ndarray, bias: np.ndarray, Phi: np.ndarray, *, out: np.ndarray | None = None
+          ) -> np.ndarray:
+        """``vec(S) = vec(W phi(pad(Z)) + b 1^T)`` for a batch, shape ``(d_out a_conv b_conv, l)``.
+
+        ``vec(S)`` holds, for every filter position ``j``, the ``d_out x l``
+        block ``W phi_j`` where ``phi_j`` (``hhd x l``) is column ``j`` of
+        ``phi`` for every instance: one GEMM per position, a block of positions
+        at a time with the bias added while the block is in cache, the
+        positions split over the kernel threads (:func:`sparsecnn.kernels.parallel_blas`).
+        ``W`` and ``b`` are used in ``Phi``'s float dtype.
+        """
+        Phi = _floating(Phi)
+        dtype = Phi.dtype
         l = Phi.shape[1]
-        S3 = W @ Phi.reshape(self.n_pos, self.hhd, l)  # (a_conv b_conv, d_out, l)
-        S3 += bias[:, None]
-        return S3.reshape(self.n_S, l)
+        W = np.asarray(W, dtype=dtype)
+        b = np.asarray(bias, dtype=dtype).reshape(-1, 1)
+        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
+        res = _result(out, (self.n_S, l), dtype, "S")
+        S3 = res.reshape(self.n_pos, self.d_out, l)
+        step = _block(max(self.d_out, self.hhd) * l * dtype.itemsize, self.n_pos)
 
-    def S_T(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def run(j0: int, j1: int) -> None:
+            for a in range(j0, j1, step):
+                e = min(a + step, j1)
+                np.matmul(W, Phi3[a:e], out=S3[a:e])
+                S3[a:e] += b
+
+        kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
+        return res
+
+    def S_T(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dPhi: bool = True,
+            out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Backward of :meth:`S`: ``dxi/dW = dxi/dS phi^T`` and ``dxi/db = dxi/dS 1``
-        summed over the batch, and ``vec(dxi/dphi) = vec(W^T dxi/dS)`` per instance."""
+        summed over the batch, and ``vec(dxi/dphi) = vec(W^T dxi/dS)`` per instance.
+
+        ``dxi/dW = sum_j dS_j phi_j^T`` accumulates one GEMM per filter position
+        into one ``d_out x hhd`` result (BLAS ``gemm`` with ``beta = 1``, one
+        result per kernel thread, summed); ``vec(W^T dS)`` is one GEMM per
+        position.  ``need_dPhi=False`` skips ``dxi/dphi`` (returned as
+        ``None``), which the first layer does not need; ``out`` receives
+        ``dxi/dphi`` if given.  Results in ``dS``'s float dtype.
+        """
+        dS = _floating(dS)
+        dtype = dS.dtype
         l = dS.shape[1]
+        Phi = np.asarray(Phi, dtype=dtype)
+        WT = np.asarray(W, dtype=dtype).T
         dS3 = dS.reshape(self.n_pos, self.d_out, l)
         Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
-        dW = np.tensordot(dS3, Phi3, axes=([0, 2], [0, 2]))
-        db = dS3.sum(axis=(0, 2))
-        dPhi = (W.T @ dS3).reshape(self.n_pos * self.hhd, l)
-        return dW, db, dPhi
+        res = _result(out, (self.n_pos * self.hhd, l), dtype, "S_T") if need_dPhi else None
+        res3 = res.reshape(self.n_pos, self.hhd, l) if res is not None else None
+        gemm = _gemm(dtype)
+        step = _block(self.hhd * l * dtype.itemsize, self.n_pos)
+
+        def run(j0: int, j1: int) -> np.ndarray:
+            c = np.zeros((self.hhd, self.d_out), dtype=dtype, order="F")   # dW^T, Fortran order
+            for a in range(j0, j1, step):
+                e = min(a + step, j1)
+                for j in range(a, e):                                     # dW^T += phi_j dS_j^T
+                    c = gemm(1.0, Phi3[j].T, dS3[j].T, beta=1.0, c=c, trans_a=1, overwrite_c=1)
+                if res3 is not None:
+                    np.matmul(WT, dS3[a:e], out=res3[a:e])
+            return c
+
+        parts = kernels.parallel_blas(run, self.n_pos, 2 * self.d_out * self.hhd * self.n_pos * l)
+        return _sum_dW(parts), self._db(dS3), res
+
+    def _db(self, dS3: np.ndarray) -> np.ndarray:
+        """``dxi/dS 1`` summed over the batch: one pass over ``dS``."""
+        n_pos, d_out, l = dS3.shape
+        return dS3.reshape(n_pos, d_out * l).sum(axis=0).reshape(d_out, l).sum(axis=1)
+
+    def conv_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *,
+                     out_phi: np.ndarray | None = None, out_S: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`phi` then :meth:`S` in one sweep: ``(vec(phi(pad(Z))), vec(S))``.
+
+        The same products (``P_phi P_pad vec(Z)``, then ``W phi_j + b`` for every
+        position ``j``), a block of positions at a time: the rows of
+        :attr:`P_phipad` of a block are gathered and at once multiplied by
+        ``W`` while they are in cache.  ``phi`` is still written whole, since
+        the backward pass reads it.  Blocks are split over the kernel threads.
+        """
+        Z = _floating(Z)
+        dtype = Z.dtype
+        l = Z.shape[1]
+        W = np.asarray(W, dtype=dtype)
+        b = np.asarray(bias, dtype=dtype).reshape(-1, 1)
+        plan = kernels.selection_plan(self.P_phipad)
+        if Z.shape[0] != self.n_in:
+            raise ShapeError(f"conv layer {self.m}: Z must have d*a*b = {self.n_in} rows, got {Z.shape[0]}")
+        src = kernels.gather_source(plan, np.ascontiguousarray(Z))
+        Phi = _result(out_phi, (self.n_pos * self.hhd, l), dtype, "conv_forward")
+        S = _result(out_S, (self.n_S, l), dtype, "conv_forward")
+        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
+        S3 = S.reshape(self.n_pos, self.d_out, l)
+        take, hhd = plan.take, self.hhd
+        step = _block(max(self.d_out, self.hhd) * l * dtype.itemsize, self.n_pos)
+
+        def run(j0: int, j1: int) -> None:
+            for a in range(j0, j1, step):
+                e = min(a + step, j1)
+                np.take(src, take[a * hhd:e * hhd], axis=0, out=Phi[a * hhd:e * hhd], mode="clip")
+                np.matmul(W, Phi3[a:e], out=S3[a:e])
+                S3[a:e] += b
+
+        kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
+        return Phi, S
+
+    def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dZ: bool = True,
+                      out: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """:meth:`S_T` then :meth:`phi_T` in one sweep: ``(dxi/dW, dxi/db, dxi/dvec(Z))``.
+
+        The same products: ``dW = sum_j dS_j phi_j^T``, ``dxi/dphi_j = W^T dS_j``
+        and ``P_pad^T P_phi^T vec(dxi/dphi)``, a block of positions at a
+        time: the block of ``dxi/dphi`` is multiplied by the transposes of
+        its rows of :attr:`P_phipad` while it is in cache, so ``dxi/dphi`` is
+        never held whole.  ``need_dZ=False`` (the first layer) skips
+        ``dxi/dphi`` and ``dxi/dZ`` (``None``).  Blocks are split over the
+        kernel threads, each adding into its own ``dxi/dZ``; the parts are summed.
+        """
+        dS = _floating(dS)
+        dtype = dS.dtype
+        l = dS.shape[1]
+        Phi = np.asarray(Phi, dtype=dtype)
+        WT = np.asarray(W, dtype=dtype).T
+        dS3 = dS.reshape(self.n_pos, self.d_out, l)
+        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
+        P = self.P_phipad
+        res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
+        gemm = _gemm(dtype)
+        hhd = self.hhd
+        step = _block(hhd * l * dtype.itemsize, self.n_pos)
+
+        def run(j0: int, j1: int) -> tuple[np.ndarray, np.ndarray | None]:
+            c = np.zeros((hhd, self.d_out), dtype=dtype, order="F")       # dW^T, Fortran order
+            target = None
+            if res is not None:
+                target = res if j0 == 0 else kernels.scratch("conv_backward.dZ", res.shape, dtype)
+                target.fill(0)
+                buf = kernels.scratch("conv_backward.dphi", (step, hhd, l), dtype)
+            for a in range(j0, j1, step):
+                e = min(a + step, j1)
+                for j in range(a, e):                                     # dW^T += phi_j dS_j^T
+                    c = gemm(1.0, Phi3[j].T, dS3[j].T, beta=1.0, c=c, trans_a=1, overwrite_c=1)
+                if target is not None:
+                    dphi = buf[:e - a]
+                    np.matmul(WT, dS3[a:e], out=dphi)                     # dxi/dphi_j = W^T dS_j
+                    kernels.csc_add(P, (a * hhd, e * hhd), dphi, target)  # += P_phipad^T rows
+            return c, target
+
+        parts = kernels.parallel_blas(run, self.n_pos, 2 * self.d_out * hhd * self.n_pos * l)
+        dW = _sum_dW([c for c, _ in parts])
+        if res is not None:
+            for _, t in parts[1:]:
+                np.add(res, t, out=res)
+        return dW, self._db(dS3), res
 
     def winners(self, A: np.ndarray) -> np.ndarray | None:
-        """Winners of max pooling on ``vec(sigma(S))``; ``None`` unless max pooling follows."""
+        """Winners of max pooling on ``vec(sigma(S))``; ``None`` unless max pooling follows.
+
+        Found by pairwise comparisons on strided views of ``A`` (no copy);
+        ties go to the first entry of the window in the order of ``vec``.
+        """
         if not self.max_pools:
             return None
         return max_pool_winners(A, self.a_conv, self.b_conv, self.d_out, self.spec.r)
 
     def P_pool(self, winners: np.ndarray | None) -> sp.csr_array:
         """``P_pool`` of the batch: for max pooling built from ``winners`` (instances-last
-        layout, acting on ``V.ravel()``); for average pooling the constant matrix."""
+        layout, acting on ``V.ravel()``); for average pooling the constant matrix.
+
+        Max pooling: built directly from ``(data, indices, indptr)``, the
+        winners giving ``indices`` (row ``o*l + i`` has its 1 in column
+        ``winners[o, i]*l + i``).
+        """
         if winners is None:
             return self.P_avg
         return _P_pool_from_winners(winners, self.n_S, "instances-last")
 
-    def pool(self, A: np.ndarray, winners: np.ndarray | None) -> np.ndarray:
-        """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` for a batch (``A`` itself when ``r = 1``)."""
+    def pool(self, A: np.ndarray, winners: np.ndarray | None, *, out: np.ndarray | None = None
+             ) -> np.ndarray:
+        """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` for a batch (``A`` itself when ``r = 1``).
+
+        Max pooling: the product of :meth:`P_pool` with ``A.ravel()``, a gather
+        along the matrix's ``indices``.  ``A`` may be any batch of the shape of
+        ``vec(S)`` (the R-operator pools ``R(S)`` with the same matrix).
+        """
         if not self.pools:
             return A
         if winners is None:
-            return self.P_avg @ A
+            return kernels.spmm(self.P_avg, A, out)
+        A = _floating(A)
         l = A.shape[1]
-        return (self.P_pool(winners) @ A.ravel()).reshape(self.n_out, l)
+        res = _result(out, (self.n_out, l), A.dtype, "pool")
+        kernels.select(self.P_pool(winners), A.reshape(-1), res.reshape(-1))
+        return res
 
-    def pool_T(self, dZnext: np.ndarray, winners: np.ndarray | None) -> np.ndarray:
-        """Equation (7): ``P_pool^T vec(dxi/dZ^{m+1})``, the reverse mapping of pooling."""
+    def pool_T(self, dZnext: np.ndarray, winners: np.ndarray | None, *, out: np.ndarray | None = None
+               ) -> np.ndarray:
+        """Equation (7): ``P_pool^T vec(dxi/dZ^{m+1})``, the reverse mapping of pooling.
+
+        Max pooling: ``P_pool^T`` holds at most one 1 per row (the windows are
+        disjoint), so its product puts each entry of ``dxi/dZ^{m+1}`` at its
+        winner in a zero result (:func:`sparsecnn.kernels.select_T`).
+        """
         if not self.pools:
             return dZnext
         if winners is None:
-            return self.P_avg_T @ dZnext
+            return kernels.spmm_T(self.P_avg, dZnext, out)
+        dZnext = _floating(dZnext)
         l = dZnext.shape[1]
-        return (self.P_pool(winners).T @ dZnext.ravel()).reshape(self.n_S, l)
+        res = _result(out, (self.n_S, l), dZnext.dtype, "pool_T")
+        kernels.select_T(self.P_pool(winners), dZnext.reshape(-1), res.reshape(-1))
+        return res
+
+    def activate_pool(self, S: np.ndarray, *, order: str = "slides"
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` and the winners, for a batch.
+
+        ``order="slides"``: ``sigma(S)``, its winners, then ``P_pool``, as the
+        slides write it.  ``order="pool-first"`` (max pooling with a
+        non-decreasing ``sigma`` only): winners of ``S`` itself, ``P_pool vec(S)``,
+        then ``sigma`` of the ``r^2`` times smaller result.  It is the same
+        ``Z^{m+1}``, because a non-decreasing ``sigma`` commutes with the
+        maximum: ``sigma(max_k s_k) = max_k sigma(s_k)``.  ``P_pool`` may differ
+        only in windows where ``sigma`` makes entries equal (for ReLU, a
+        window with no positive entry: the slides' order picks its first entry,
+        pool-first its largest ``S``); there ``Z^{m+1}`` is the same and
+        ``sigma'`` of the winner is 0 for ReLU, so the gradients (equations (5)
+        and (6)) agree too.
+
+        Returns
+        -------
+        (Z_next, winners)
+            ``winners`` is ``None`` unless max pooling follows.
+        """
+        if order not in ACTIVATE_ORDERS:
+            raise ConfigError(f"order must be one of {ACTIVATE_ORDERS}, got {order!r}")
+        if order == "pool-first" and self.max_pools and self.sigma.monotone:
+            winners = self.winners(S)
+            return self.sigma.sigma(self.pool(S, winners)), winners
+        A = self.sigma.sigma(S)
+        winners = self.winners(A)
+        return self.pool(A, winners), winners
 
 
 @dataclass
@@ -314,11 +589,16 @@ class FullShape:
         return self.n_in
 
     def s(self, W: np.ndarray, bias: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """``s = W z + b`` for a batch, shape ``(n_{m+1}, l)``."""
-        return W @ z + bias[:, None]
+        """``s = W z + b`` for a batch, shape ``(n_{m+1}, l)``, in ``z``'s float dtype."""
+        z = _floating(z)
+        s = np.asarray(W, dtype=z.dtype) @ z
+        s += np.asarray(bias, dtype=z.dtype)[:, None]
+        return s
 
     def s_T(self, W: np.ndarray, z: np.ndarray, ds: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Equations (1)-(3): ``dxi/dW = dxi/ds z^T``, ``dxi/db = dxi/ds``,
-        ``dxi/dz = W^T dxi/ds`` (``W`` and ``b`` summed over the batch)."""
-        return ds @ z.T, ds.sum(axis=1), W.T @ ds
+        ``dxi/dz = W^T dxi/ds`` (``W`` and ``b`` summed over the batch), in ``ds``'s float dtype."""
+        ds = _floating(ds)
+        z = np.asarray(z, dtype=ds.dtype)
+        return ds @ z.T, ds.sum(axis=1), np.asarray(W, dtype=ds.dtype).T @ ds

@@ -16,6 +16,7 @@ import numbers
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .exceptions import (
     ShapeError,
 )
 from .layers import POOL_BACKWARDS, ConvLayer, ConvShape, FullLayer, FullShape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .planner import Plan
 
 __all__ = ["Network", "ForwardCache", "DEFAULT_BATCH_SIZE"]
 
@@ -60,6 +64,11 @@ def _as_matrix(name: str, X: object, rows: int, rows_formula: str) -> np.ndarray
     return arr
 
 
+def _reads_X(plan: Plan) -> bool:
+    """Whether the backward pass of ``plan`` rebuilds something from ``Z^1 = X``."""
+    return any("Z1" in plan.recipe(n).inputs for n in plan.recipes)
+
+
 @dataclass
 class ForwardCache:
     """What a forward pass kept for the backward pass.
@@ -73,7 +82,15 @@ class ForwardCache:
         ``z^{L+1}``, one column per instance.
     kept : dict of str to ndarray
         Named intermediate quantities: ``"Z2"`` (``vec(Z^2)``, one column per
-        instance), ``"phi1"``, ``"S1"``, ``"pool1"`` (winners), ...
+        instance), ``"phi1"``, ``"S1"``, ``"pool1"`` (winners), ...  Without a
+        plan, everything (store-all, winners as positions in ``vec(sigma(S^m))``);
+        with a plan, exactly ``plan.retained`` at the planned dtypes (winners as
+        offsets inside their window, ``sigma'(S^m)`` as ``bool`` for ReLU).
+    plan : Plan or None
+        The plan the forward pass followed (:meth:`Network.plan`).
+    X : ndarray or None
+        The input, held by reference when a plan rebuilds quantities from it
+        (not counted in :attr:`nbytes`: the caller holds it).
     """
 
     theta: np.ndarray
@@ -81,6 +98,8 @@ class ForwardCache:
     bs: list[np.ndarray]
     output: np.ndarray
     kept: dict[str, np.ndarray] = field(default_factory=dict)
+    plan: Plan | None = None
+    X: np.ndarray | None = None
 
     @property
     def l(self) -> int:
@@ -89,8 +108,11 @@ class ForwardCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held in :attr:`kept`."""
-        return int(sum(v.nbytes for v in self.kept.values()))
+        """Bytes held between the forward and the backward pass: :attr:`kept` and
+        :attr:`output`, each array once (``Z1``, the input, excluded)."""
+        arrays = {id(v): v for k, v in self.kept.items() if k != "Z1"}
+        arrays[id(self.output)] = self.output
+        return int(sum(v.nbytes for v in arrays.values()))
 
 
 class Network:
@@ -359,8 +381,19 @@ class Network:
 
     # --------------------------------------------------------- forward pass
     def _forward(self, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
-                 keep: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Forward pass for one batch; returns ``z^{L+1}`` and the kept quantities."""
+                 keep: bool = True, plan: Plan | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Forward pass for one batch; returns ``z^{L+1}`` and the kept quantities.
+
+        Without a plan, ``keep=True`` keeps everything (store-all): ``Z{m}``
+        for ``m = 1..L+1`` (``Z1`` is ``X``), ``phi{m}``, ``S{m}`` and the
+        winners ``pool{m}`` (positions, as from ``ConvShape.winners``).  With a
+        plan (:meth:`plan`), exactly ``plan.retained`` at the planned dtypes
+        (see :mod:`sparsecnn.planner.execute`).
+        """
+        if plan is not None and keep:
+            from .planner.execute import forward_planned
+
+            return forward_planned(self, plan, Ws, bs, X)
         kept: dict[str, np.ndarray] = {}
         Z = X
         for ly in self.conv:
@@ -386,12 +419,21 @@ class Network:
 
     # -------------------------------------------------------- backward pass
     def _backward(self, Ws: list[np.ndarray], kept: dict[str, np.ndarray], dZ: np.ndarray,
-                  pool_backward: str | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                  pool_backward: str | None = None, *, plan: Plan | None = None,
+                  bs: list[np.ndarray] | None = None, X: np.ndarray | None = None
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Backward pass for one batch from ``dZ = dxi/dz^{L+1}`` (one column per instance).
 
         Returns the gradients of ``sum_i`` (column ``i`` of ``dZ``)``^T z^{L+1,i}``
-        with respect to each ``W^m`` and ``b^m``.
+        with respect to each ``W^m`` and ``b^m``.  Without a plan ``kept`` is a
+        store-all dict from :meth:`_forward`; with one, it is what the planned
+        forward pass kept, and ``X`` (and ``bs``, where the plan recomputes
+        ``S^m`` by a GEMM) let the backward pass rebuild the rest.
         """
+        if plan is not None:
+            from .planner.execute import backward_planned
+
+            return backward_planned(self, plan, Ws, bs, X, kept, dZ)
         dWs: list[np.ndarray] = [np.empty(0)] * self.L
         dbs: list[np.ndarray] = [np.empty(0)] * self.L
         for fl in reversed(self.full):
@@ -407,8 +449,8 @@ class Network:
                 dS = ly.pool_T(dZ * from_output(kept[f"Z{m + 1}"]), winners)            # (6)
             else:
                 dS = ly.pool_T(dZ, winners) * ly.sigma.dsigma(kept[f"S{m}"])           # (7), (5)
-            dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS)
-            if m > 1:
+            dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS, need_dPhi=m > 1)
+            if dPhi is not None:
                 dZ = ly.phi_T(dPhi)                           # P_pad^T P_phi^T vec(dxi/dphi)
         return dWs, dbs
 
@@ -442,28 +484,109 @@ class Network:
         """Predicted labels ``argmax_k z^{L+1,i}_k``, shape ``(l,)`` (ties to the smallest ``k``)."""
         return self.output(theta, X, batch_size=batch_size).argmax(axis=0)
 
-    def forward(self, theta: np.ndarray, X: np.ndarray) -> ForwardCache:
+    def forward(self, theta: np.ndarray, X: np.ndarray, *, plan: Plan | str | float | None = None
+                ) -> ForwardCache:
         """Forward pass over all of ``X`` at once, keeping what the backward pass reads.
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        X : ndarray, shape ``(d^1 a^1 b^1, l)``
+        plan : Plan, policy name or byte budget, optional
+            What to keep (see :meth:`plan`); ``None`` keeps everything, with
+            winners as positions (the store-all dict of :meth:`_forward`).
 
         Returns
         -------
         ForwardCache
-            Pass it to :meth:`backward`.
+            Pass it to :meth:`backward`.  With a plan it holds
+            ``plan.bytes_per_instance * l`` bytes, and ``X`` by reference when
+            the plan rebuilds quantities from it.
+
+        Examples
+        --------
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> theta, X = net.init_params(seed=0), np.random.default_rng(0).random((36, 4))
+        >>> cache = net.forward(theta, X, plan="min-memory")
+        >>> sorted(cache.kept), cache.nbytes == cache.plan.bytes_per_instance * 4
+        (['Z2', 'Z3', 'pool1'], True)
+        >>> np.allclose(net.backward(cache, [0, 1, 2, 0])[1], net.objective(theta, X, [0, 1, 2, 0])[1])
+        True
         """
         theta = self._check_theta(theta)
         Ws, bs = self.unpack(theta)
         X = np.ascontiguousarray(self.check_X(X))
-        out, kept = self._forward(Ws, bs, X)
-        return ForwardCache(theta, Ws, bs, out, kept)
+        the_plan = self._resolve_plan(plan)
+        out, kept = self._forward(Ws, bs, X, plan=the_plan)
+        if the_plan is None:
+            return ForwardCache(theta, Ws, bs, out, kept)
+        return ForwardCache(theta, Ws, bs, out, kept, the_plan, X if _reads_X(the_plan) else None)
 
     def backward(self, cache: ForwardCache, y: np.ndarray, C: float = np.inf, *,
                  pool_backward: str | None = None) -> tuple[float, np.ndarray]:
-        """Finish :meth:`objective` from a :class:`ForwardCache`: returns ``(f, grad)``."""
+        """Finish :meth:`objective` from a :class:`ForwardCache`: returns ``(f, grad)``.
+
+        The backward pass follows ``cache.plan`` when the cache has one
+        (``pool_backward`` then must be ``None``: the plan chose the equations).
+        """
         C = self.check_C(C)
         labels = self.check_y(y, cache.l)
         f_sum, dZ = self._loss(cache.output, labels, cache.l)
-        dWs, dbs = self._backward(cache.Ws, cache.kept, dZ, pool_backward)
+        if cache.plan is not None and pool_backward is not None:
+            raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
+                              "equations (5) and (6)")
+        dWs, dbs = self._backward(cache.Ws, cache.kept, dZ, pool_backward, plan=cache.plan, bs=cache.bs,
+                                  X=cache.X)
         return self._finish(cache.theta, C, f_sum, cache.l, self.pack(dWs, dbs))
+
+    def plan(self, policy: str | float = "slides") -> Plan:
+        """What to keep between the forward and the backward pass, and how to rebuild the rest.
+
+        Parameters
+        ----------
+        policy : {"store-all", "slides", "min-memory"} or float
+            A named policy or a byte budget per instance (see
+            :mod:`sparsecnn.planner.plan`).
+
+        Returns
+        -------
+        Plan
+            With ``retained``, ``bytes_per_instance``,
+            ``recompute_flops_per_instance``, ``graph``, ``explain()``,
+            ``draw()`` and ``to_dot()``.
+
+        Raises
+        ------
+        BudgetError
+            A budget below the smallest feasible one; the message names it.
+
+        Examples
+        --------
+        >>> net = Network((28, 28, 1), [ConvLayer(32, h=5, p=2, r=2), ConvLayer(64, h=3, p=1, r=2),
+        ...                             ConvLayer(64, h=3, p=1, r=2), FullLayer(10)])
+        >>> net.plan("min-memory").retained
+        ('pool1', 'Z2', 'pool2', 'Z3', 'pool3', 'Z4', 'Z5')
+        >>> net.plan("min-memory").bytes_per_instance, net.plan("store-all").bytes_per_instance
+        (89936, 1250256)
+        """
+        from .planner import make_plan
+
+        return make_plan(self, policy)
+
+    def _resolve_plan(self, plan: object) -> Plan | None:
+        """``plan`` as a :class:`Plan` of this network (a policy or budget is planned here)."""
+        from .planner import Plan
+
+        if plan is None:
+            return None
+        if not isinstance(plan, Plan):
+            return self.plan(plan)  # type: ignore[arg-type]
+        if plan.network is not self and (
+            plan.network.input_shape != self.input_shape
+            or [ly.spec for ly in plan.network.layers] != [ly.spec for ly in self.layers]
+        ):
+            raise ConfigError(f"the plan was made for {plan.network!r}, not for {self!r}")
+        return plan
 
     def _loss(self, out: np.ndarray, labels: np.ndarray, l_total: int) -> tuple[float, np.ndarray]:
         """Squared loss of a batch: ``sum_i xi_i`` and ``dZ = (1/l) dxi/dz^{L+1}``."""
@@ -477,8 +600,8 @@ class Network:
         return f, theta / C + grad_loss
 
     def objective(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, C: float = np.inf, *,
-                  batch_size: int = DEFAULT_BATCH_SIZE, pool_backward: str | None = None
-                  ) -> tuple[float, np.ndarray]:
+                  batch_size: int = DEFAULT_BATCH_SIZE, pool_backward: str | None = None,
+                  plan: Plan | str | float | None = None) -> tuple[float, np.ndarray]:
         """``f(theta)`` and its gradient, batch by batch.
 
         Parameters
@@ -493,7 +616,10 @@ class Network:
         batch_size : int
             Instances per forward/backward pass; bounds the memory.
         pool_backward : {"auto", "eq5", "eq6"}, optional
-            Overrides the network's choice for this call.
+            Overrides the network's choice for this call (not with a plan).
+        plan : Plan, policy name or byte budget, optional
+            Each batch keeps what the plan retains and the backward pass
+            rebuilds the rest (see :meth:`plan`); ``None`` keeps everything.
 
         Returns
         -------
@@ -514,13 +640,18 @@ class Network:
         batch_size = self._check_batch_size(batch_size)
         l = X.shape[1]
         labels = self.check_y(y, l)
+        the_plan = self._resolve_plan(plan)
+        if the_plan is not None and pool_backward is not None:
+            raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
+                              "equations (5) and (6)")
         f_sum = 0.0
         grad = np.zeros(self.n_params)
         for sl in self._batches(l, batch_size):
-            out, kept = self._forward(Ws, bs, np.ascontiguousarray(X[:, sl]))
+            Xb = np.ascontiguousarray(X[:, sl])
+            out, kept = self._forward(Ws, bs, Xb, plan=the_plan)
             fb, dZ = self._loss(out, labels[sl], l)
             f_sum += fb
-            dWs, dbs = self._backward(Ws, kept, dZ, pool_backward)
+            dWs, dbs = self._backward(Ws, kept, dZ, pool_backward, plan=the_plan, bs=bs, X=Xb)
             grad += self.pack(dWs, dbs)
         return self._finish(theta, C, f_sum, l, grad)
 
@@ -534,3 +665,29 @@ class Network:
         from .config import network_from_simplenn_config
 
         return network_from_simplenn_config(path)
+
+    # ------------------------------------------------- second order (delegates)
+    def Jv(self, theta: np.ndarray, X: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``J^i v`` for every instance, shape ``(n_L, l)`` (R-operator forward pass).
+
+        See :mod:`sparsecnn.second_order`.
+        """
+        from .second_order import net_Jv
+
+        return net_Jv(self, theta, X, v)
+
+    def JTv(self, theta: np.ndarray, X: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``, shape ``(n,)`` (backward pass)."""
+        from .second_order import net_JTv
+
+        return net_JTv(self, theta, X, u)
+
+    def gauss_newton(self, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute"):
+        """``G = (1/l) sum_i (J^i)^T 2I J^i`` as a ``scipy.sparse.linalg.LinearOperator``.
+
+        ``jacobian="store"`` keeps ``dz^{L+1}/dS^m`` per instance (simpleNN's choice).
+        See :class:`sparsecnn.second_order.GaussNewton`.
+        """
+        from .second_order import gauss_newton
+
+        return gauss_newton(self, theta, X, jacobian=jacobian)

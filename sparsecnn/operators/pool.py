@@ -14,6 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..exceptions import ArchitectureError, InputTypeError, ShapeError
+from ..kernels import attach_plan
 from ._common import check_int
 
 __all__ = ["P_pool", "max_pool_winners", "pool_size"]
@@ -83,15 +84,84 @@ def max_pool_winners(V: np.ndarray, a: int, b: int, d: int, r: int) -> np.ndarra
         V = V[:, None]
     if V.ndim != 2 or V.shape[0] != d * a * b:
         raise ShapeError(f"the pooled image must have d*a*b = {d * a * b} rows, got shape {V.shape}")
+    return _winners(V, a, b, d, r, single)
+
+
+def _window_base(a: int, b: int, d: int, r: int) -> np.ndarray:
+    """Position in ``vec`` of the first entry of every window, shape ``(b_out, a_out, d)`` (int64)."""
+    a_out, b_out = a // r, b // r
+    q_o = np.arange(b_out)[:, None, None]
+    r_o = np.arange(a_out)[None, :, None]
+    c = np.arange(d)[None, None, :]
+    return c + d * (r_o * r + a * (q_o * r))
+
+
+_BLOCK = 1 << 15
+"""Windows per block in :func:`_winners`: the temporaries of a block stay in cache."""
+
+
+def _winners(V: np.ndarray, a: int, b: int, d: int, r: int, single: bool = False) -> np.ndarray:
+    """:func:`max_pool_winners` without the checks (``V`` of shape ``(d a b, l)``).
+
+    Pairwise comparisons on strided views of ``V`` (no stacking, no copy of
+    ``V``), a block of window columns at a time so that the temporaries stay
+    in cache.  A later entry of a window wins only if strictly larger, so
+    ties go to the first entry in the order of ``vec``.
+    """
+    a_out, b_out = a // r, b // r
     l = V.shape[1]
-    # [q, r, c, i] -> windows [q_out, dq, r_out, dr, c, i] -> [q_out, r_out, c, i, dq, dr]
-    T = V.reshape(b, a, d, l)[: b_out * r, : a_out * r]
-    T = T.reshape(b_out, r, a_out, r, d, l).transpose(0, 2, 4, 5, 1, 3)
-    k = T.reshape(n_out, l, r * r).argmax(axis=2)  # k = dr + r*dq: column-major in the window
-    c, r0, q0 = _window_origin(a, b, d, r)
-    winners = c[:, None] + d * ((r0[:, None] + k % r) + a * (q0[:, None] + k // r))
-    winners = winners.astype(np.int32)
-    return winners[:, 0] if single else winners
+    n_cols = a_out * d * l                         # windows per window column q_out
+    big = d * a * b >= 2**31 - 1
+    idx_type = np.int64 if big else np.int32
+    # [q, r, (c, i)] -> [q_out, dq, r_out, dr, (c, i)]
+    T = V.reshape(b, a, d * l)[: b_out * r, : a_out * r].reshape(b_out, r, a_out, r, d * l)
+    offsets = [d * (dr + a * dq) for dq in range(r) for dr in range(r)]      # k = dr + r*dq
+    base = _window_base(a, b, d, r).reshape(b_out, a_out, d, 1).astype(idx_type)
+    W = np.empty((b_out, a_out, d, l), dtype=idx_type)
+    # blocks of whole window columns, or of window rows within one column when a column is large
+    per_row = d * l
+    rows_per_blk = max(1, min(a_out, _BLOCK // max(per_row, 1)))
+    cols_per_blk = max(1, min(b_out, _BLOCK // max(n_cols, 1))) if rows_per_blk == a_out else 1
+    shape = (cols_per_blk, rows_per_blk, per_row)
+    m_lo = np.empty(shape, dtype=V.dtype)
+    m_hi = np.empty(shape, dtype=V.dtype)
+    g = np.empty(shape, dtype=bool)
+    g_lo = np.empty(shape, dtype=bool)
+    t = np.empty(shape, dtype=idx_type)
+    u = np.empty(shape, dtype=idx_type)
+    W4 = W.reshape(b_out, a_out, d * l)
+    for q0 in range(0, b_out, cols_per_blk):
+        q1 = min(b_out, q0 + cols_per_blk)
+        for r0 in range(0, a_out, rows_per_blk):
+            r1 = min(a_out, r0 + rows_per_blk)
+            nq, nr = q1 - q0, r1 - r0
+            blk = T[q0:q1, :, r0:r1]
+            views = [blk[:, dq, :, dr] for dq in range(r) for dr in range(r)]
+            sl = (slice(0, nq), slice(0, nr))
+            if r == 2:
+                v0, v1, v2, v3 = views
+                ml, mh, gg, gl, tt, uu = m_lo[sl], m_hi[sl], g[sl], g_lo[sl], t[sl], u[sl]
+                np.greater(v1, v0, out=gl)                         # first max of (v0, v1)
+                np.maximum(v0, v1, out=ml)
+                np.greater(v3, v2, out=gg)                         # first max of (v2, v3)
+                np.maximum(v2, v3, out=mh)
+                np.multiply(gg, offsets[3] - offsets[2], out=tt)
+                tt += offsets[2]
+                np.multiply(gl, offsets[1], out=uu)
+                np.greater(mh, ml, out=gg)                         # (v2, v3) wins only if strictly larger
+                np.copyto(uu, tt, where=gg)
+            else:
+                ml, gg, uu = m_lo[sl], g[sl], u[sl]
+                np.copyto(ml, views[0])
+                uu.fill(0)
+                for kk in range(1, r * r):
+                    np.greater(views[kk], ml, out=gg)
+                    np.copyto(ml, views[kk], where=gg)
+                    np.copyto(uu, offsets[kk], where=gg)
+            np.add(uu.reshape(nq, nr, d, l), base[q0:q1, r0:r1],
+                   out=W4[q0:q1, r0:r1].reshape(nq, nr, d, l))
+    w = W.reshape(b_out * a_out * d, l)
+    return w[:, 0] if single else w
 
 
 def _check_winners(winners: np.ndarray, a: int, b: int, d: int, r: int) -> np.ndarray:
@@ -179,19 +249,42 @@ def P_pool(a: int, b: int, d: int, r: int, *, data: np.ndarray | None = None,
     return _P_pool_from_winners(winners, d * a * b, layout)
 
 
+_CONSTANTS: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _constant(kind: str, n: int) -> np.ndarray:
+    """A read-only ``ones(n)`` (``kind="ones"``) or ``arange(n)`` (``"arange"``, int64), cached."""
+    key = (kind, n)
+    arr = _CONSTANTS.get(key)
+    if arr is None:
+        arr = np.ones(n) if kind == "ones" else np.arange(n, dtype=np.int64)
+        arr.flags.writeable = False
+        if len(_CONSTANTS) >= 32:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = arr
+    return arr
+
+
 def _P_pool_from_winners(winners: np.ndarray, n_in: int, layout: str) -> sp.csr_array:
-    """:func:`P_pool` from winners already known to be valid (no checks)."""
-    w = np.asarray(winners, dtype=np.int64)
+    """:func:`P_pool` from winners already known to be valid (no checks).
+
+    Built directly from ``(data, indices, indptr)``: one 1 per row, the
+    column of row ``o*l + i`` (instances-last) being ``winners[o, i]*l + i``.
+    ``data`` and ``indptr`` are shared read-only constants.
+    """
+    w = np.asarray(winners)
     single = w.ndim == 1
     w = w.reshape(w.shape[0], -1)
     n_out, l = w.shape
     if layout == "blocks":
-        indices = (w.T + n_in * np.arange(l)[:, None]).ravel()
+        indices = (w.T.astype(np.int64) + n_in * _constant("arange", l)[:, None]).ravel()
     else:
-        indices = (w * l + np.arange(l)[None, :]).ravel()
-    index_dtype = np.int32 if l * n_in < 2**31 - 1 else np.int64
-    indptr = np.arange(n_out * l + 1, dtype=index_dtype)
+        indices = np.multiply(w, l, dtype=np.int64)
+        indices += _constant("arange", l)
+        indices = indices.reshape(-1)
     shape = (n_out, n_in) if single else (n_out * l, n_in * l)
-    P = sp.csr_array((np.ones(n_out * l), indices.astype(index_dtype), indptr), shape=shape)
+    n = n_out * l
+    P = sp.csr_array((_constant("ones", n), indices, _constant("arange", n + 1)), shape=shape, copy=False)
     P.has_sorted_indices = True
-    return P
+    # one 1 per row, in distinct columns (the windows are disjoint): the product is a gather
+    return attach_plan(P, P.indices, distinct_columns=True)

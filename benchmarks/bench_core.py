@@ -1,0 +1,653 @@
+"""Core benchmark: sparsecnn against PyTorch CPU, one process, same data and parameters.
+
+The mnist-demo network of simpleNN's ``mnist-demo-layer4.config`` (input
+28x28x1; ``ConvLayer(32, h=5, p=2, r=2)``, ``ConvLayer(64, h=3, p=1, r=2)``,
+``ConvLayer(64, h=3, p=1, r=2)``, ``FullLayer(10)``), on the 2,000 images of
+``../shared/data/mnist-demo.mat`` (``Z`` is ``l x 784``, each image row by
+row; ``vec(Z^{1,i})`` is the transposed image; pixels scaled by 1/255), or on
+random data of the same shape when the file is absent.
+
+Rows (each the median of ``--repeats`` runs after a warm-up, all rows timed
+round robin so that a change in the machine's load touches every row alike):
+
+- ``sparsecnn net.objective``: ``f`` and its gradient over all the images,
+  ``C = inf``, at each ``--batch`` (float64: ``Network`` computes in float64);
+- ``sparsecnn layers``: the same function and gradient driven through the
+  layer methods directly (``ConvShape.phi``, ``S``, ``activate_pool``,
+  ``pool_T``, ``S_T``, ``phi_T``; ``FullShape.s``, ``s_T``), with the wiring
+  recommended for ``network.py`` (work buffers reused across batches,
+  ReLU after max pooling, no ``dxi/dphi`` for the first layer, fused masks),
+  in float64 and float32 -- the layer methods keep the dtype of their input;
+- ``torch``: the same network as an ``nn.Sequential`` with the same
+  parameters, forward, squared loss, backward, per batch, in float64 and
+  float32 (``torch.set_num_threads(--threads)``);
+- ``G v`` on ``--gv-images`` images: ``Network.gauss_newton(theta, X) @ v``
+  against ``torch.func`` (``jvp`` then ``vjp``), where ``gauss_newton`` exists.
+
+Then the peak memory of each row (tracemalloc's peak for numpy's allocations,
+and the peak resident set size sampled every millisecond above its level
+before the run, which also sees PyTorch's allocations), and a per-operator
+profile of ``net.objective`` (time inside each layer method: im2col products
+``phi``/``phi_T``, pooling ``winners``/``pool``/``pool_T``, GEMMs
+``S``/``S_T``/``s``/``s_T``, elementwise ``sigma``/``sigma'``; the rest of the
+network's code is "other").
+
+The gradients of every row are compared with PyTorch's (relative 2-norm
+difference), so a fast wrong answer shows.
+
+Run ``python benchmarks/bench_core.py`` (``--repeats 5 --threads 2
+--batch 1024 --batch 128 --images 2000``, ``--json out.json``, ``--no-torch``).
+To benchmark against a current numpy, run it with ``OPENBLAS_CORETYPE`` and
+``OPENBLAS_L2_SIZE`` unset (``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE
+python benchmarks/bench_core.py``); the header prints the BLAS kernel that runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import sparsecnn
+from sparsecnn import ConvLayer, FullLayer, Network, kernels
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def mnist_demo_network() -> Network:
+    """The network of simpleNN's ``mnist-demo-layer4.config``."""
+    return Network((28, 28, 1), [ConvLayer(32, h=5, p=2, r=2), ConvLayer(64, h=3, p=1, r=2),
+                                 ConvLayer(64, h=3, p=1, r=2), FullLayer(10)])
+
+
+def load(path: Path, l: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``X`` (``784 x l``, column ``i`` = ``vec(Z^{1,i})``, scaled by 1/255), labels, and their source."""
+    if path.is_file():
+        import scipy.io
+
+        mat = scipy.io.loadmat(str(path))
+        Z = np.asarray(mat["Z"], dtype=np.float64)[:l]
+        y = np.asarray(mat["y"]).reshape(-1)[:l].astype(np.int64)
+        # row i holds image i row by row; vec() stacks the image's columns: the transposed image
+        X = Z.reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784).T / 255.0
+        return np.ascontiguousarray(X), y, str(path)
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(784, l)).astype(np.float64) / 255.0
+    return X, rng.integers(0, 10, size=l), "random data (mnist-demo.mat not found)"
+
+
+# ----------------------------------------------------------------- environment
+def environment(threads: int) -> list[str]:
+    lines = [f"python {platform.python_version()}, numpy {np.__version__}, "
+             f"scipy {__import__('scipy').__version__}, sparsecnn {sparsecnn.__version__}"]
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
+    except OSError:
+        model = platform.processor() or "?"
+    lines.append(f"machine: {model}, {os.cpu_count()} cores visible; load average "
+                 f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    try:
+        from threadpoolctl import threadpool_info
+
+        for info in threadpool_info():
+            lines.append(f"thread pool: {info.get('internal_api')} {info.get('version')} "
+                         f"({info.get('architecture', '-')} kernel), {info.get('num_threads')} threads, "
+                         f"{Path(str(info.get('filepath'))).name}")
+    except ImportError:
+        lines.append("thread pool: threadpoolctl not installed; BLAS threads not shown or limited")
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
+                                          "OMP_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_ARENA_MAX",
+                                          "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+                                          "SPARSECNN_NUM_THREADS")}
+    lines.append("environment: " + ", ".join(f"{k}={v if v is not None else 'unset'}" for k, v in env.items()))
+    try:
+        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+    except OSError:
+        thp = "?"
+    lines.append(f"allocator: glibc malloc (defaults unless set above) for numpy and torch alike; "
+                 f"transparent huge pages: {thp}")
+    lines.append(f"threads: sparsecnn kernels {kernels.get_num_threads()}, BLAS limited to {threads}")
+    return lines
+
+
+# ------------------------------------------------------------------ torch side
+def torch_model(net: Network, theta: np.ndarray, dtype: Any) -> Any:
+    """``nn.Sequential`` equal to ``net`` with parameters ``theta`` (NOTATION.md's maps)."""
+    import torch
+    from torch import nn
+
+    Ws, bs = net.unpack(theta)
+    mods: list[Any] = []
+    for ly in net.conv:
+        h, d = ly.spec.h, ly.d
+        conv = nn.Conv2d(d, ly.d_out, h, stride=ly.spec.s, padding=ly.spec.p)
+        # W^m[o, r + h*q + h*h*c] = w[o, c, r, q]
+        w = Ws[ly.m - 1].reshape(ly.d_out, d, h, h).transpose(0, 1, 3, 2)
+        conv.weight.data = torch.tensor(np.ascontiguousarray(w))
+        conv.bias.data = torch.tensor(bs[ly.m - 1].copy())
+        mods += [conv, nn.ReLU(), nn.MaxPool2d(ly.spec.r)]
+    mods.append(nn.Flatten())
+    last = net.conv[-1]
+    a, b, d = last.a_out, last.b_out, last.d_out
+    for k, fl in enumerate(net.full):
+        lin = nn.Linear(fl.n_in, fl.n_out)
+        W = Ws[fl.m - 1]
+        if k == 0:   # ours c + d*(r + a*q), torch's flatten c*a*b + r*b + q
+            c, r, q = np.meshgrid(np.arange(d), np.arange(a), np.arange(b), indexing="ij")
+            perm = (c + d * (r + a * q)).reshape(-1)       # torch column -> our column
+            W = W[:, perm]
+        lin.weight.data = torch.tensor(np.ascontiguousarray(W))
+        lin.bias.data = torch.tensor(bs[fl.m - 1].copy())
+        mods.append(lin)
+        if not fl.last:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods).to(dtype)
+
+
+def torch_grad_to_theta(net: Network, model: Any) -> np.ndarray:
+    """The gradients held by ``model``'s parameters, in the order of ``theta``."""
+    convs = [m for m in model if m.__class__.__name__ == "Conv2d"]
+    lins = [m for m in model if m.__class__.__name__ == "Linear"]
+    dWs, dbs = [], []
+    for ly, conv in zip(net.conv, convs, strict=True):
+        g = conv.weight.grad.double().numpy()              # [o, c, r, q] -> [o, c, q, r]
+        dWs.append(g.transpose(0, 1, 3, 2).reshape(ly.d_out, -1))
+        dbs.append(conv.bias.grad.double().numpy())
+    last = net.conv[-1]
+    a, b, d = last.a_out, last.b_out, last.d_out
+    for k, (fl, lin) in enumerate(zip(net.full, lins, strict=True)):
+        g = lin.weight.grad.double().numpy()
+        if k == 0:
+            c, r, q = np.meshgrid(np.arange(d), np.arange(a), np.arange(b), indexing="ij")
+            perm = (c + d * (r + a * q)).reshape(-1)
+            G = np.empty_like(g)
+            G[:, perm] = g
+            g = G
+        dWs.append(g)
+        dbs.append(lin.bias.grad.double().numpy())
+    return net.pack(dWs, dbs)
+
+
+def torch_images(net: Network, X: np.ndarray, dtype: Any) -> Any:
+    """``x[i, c, r, q] = X[c + d*(r + a*q), i]`` (NCHW)."""
+    import torch
+
+    a, b, d = net.input_shape
+    x = X.T.reshape(-1, b, a, d).transpose(0, 3, 2, 1)
+    return torch.tensor(np.ascontiguousarray(x), dtype=dtype)
+
+
+def torch_fg(model: Any, x: Any, Y: Any, batch: int) -> Callable[[], float]:
+    import torch
+
+    l = x.shape[0]
+
+    def run() -> float:
+        for p in model.parameters():
+            p.grad = None
+        total = 0.0
+        for s in range(0, l, batch):
+            out = model(x[s:s + batch])
+            loss = ((out - Y[s:s + batch]) ** 2).sum() / l
+            loss.backward()
+            total += float(loss)
+        return total
+
+    del torch
+    return run
+
+
+# ---------------------------------------------------------- sparsecnn, layers
+class Buffers:
+    """Work buffers by name, reused across batches of the same size (the driver's, not the layers')."""
+
+    def __init__(self) -> None:
+        self.store: dict[tuple[str, tuple[int, ...], str], np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        key = (name, shape, np.dtype(dtype).str)
+        arr = self.store.get(key)
+        if arr is None:
+            arr = self.store[key] = np.empty(shape, dtype=dtype)
+        return arr
+
+
+def layers_fg(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, batch: int,
+              dtype: Any = np.float64, *, reuse: bool = True, order: str = "pool-first",
+              fused: bool = True, buffers: Buffers | None = None) -> tuple[float, np.ndarray]:
+    """``f`` and its gradient (``C = inf``) driven through the layer methods, store-all.
+
+    The wiring recommended for ``network.py``: ``out=`` buffers reused across
+    batches (``reuse``), ``activate_pool(order=...)``, ``conv_forward`` and
+    ``conv_backward`` (``fused``; else ``phi``, ``S``, ``S_T(need_dPhi=m > 1)``,
+    ``phi_T``), equation (6) with the one-pass mask product
+    ``Activation.backprop_from_output``.
+    """
+    Ws, bs = net.unpack(theta)
+    Ws = [np.asarray(W, dtype=dtype) for W in Ws]
+    bs = [np.asarray(b, dtype=dtype) for b in bs]
+    l_total = X.shape[1]
+    buf = buffers if (buffers is not None and reuse) else Buffers()
+    grad = np.zeros(net.n_params)
+    f_sum = 0.0
+    for start in range(0, l_total, batch):
+        Xb = np.ascontiguousarray(X[:, start:start + batch], dtype=dtype)
+        lb = Xb.shape[1]
+        kept: dict[str, Any] = {}
+        Z = Xb
+        for ly in net.conv:
+            m = ly.m
+            out_phi = buf.get(f"phi{m}", (ly.hhd * ly.n_pos, lb), dtype)
+            out_S = buf.get(f"S{m}", (ly.n_S, lb), dtype)
+            if fused:
+                Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S)
+            else:
+                Phi = ly.phi(Z, out=out_phi)
+                S = ly.S(Ws[m - 1], bs[m - 1], Phi, out=out_S)
+            Znext, winners = ly.activate_pool(S, order=order)
+            kept[f"Z{m}"], kept[f"phi{m}"], kept[f"pool{m}"] = Z, Phi, winners
+            Z = Znext
+        for fl in net.full:
+            m = fl.m
+            s = fl.s(Ws[m - 1], bs[m - 1], Z)
+            kept[f"Z{m}"], kept[f"S{m}"] = Z, s
+            Z = fl.sigma.sigma(s)
+        diff = Z.astype(np.float64)
+        diff[y[start:start + batch], np.arange(lb)] -= 1.0
+        f_sum += float(np.einsum("ij,ij->", diff, diff))
+        dZ = ((2.0 / l_total) * diff).astype(dtype)
+        dWs: list[np.ndarray] = [np.empty(0)] * net.L
+        dbs: list[np.ndarray] = [np.empty(0)] * net.L
+        for fl in reversed(net.full):
+            m = fl.m
+            ds = dZ * fl.sigma.dsigma(kept[f"S{m}"])
+            dWs[m - 1], dbs[m - 1], dZ = fl.s_T(Ws[m - 1], kept[f"Z{m}"], ds)
+        for ly in reversed(net.conv):
+            m = ly.m
+            Znext = kept[f"Z{m + 1}"]
+            dS = ly.pool_T(ly.sigma.backprop_from_output(dZ, Znext), kept[f"pool{m}"],
+                           out=buf.get(f"dS{m}", (ly.n_S, lb), dtype))
+            dZ_out = buf.get(f"dZ{m}", (ly.n_in, lb), dtype) if m > 1 else None
+            if fused:
+                dWs[m - 1], dbs[m - 1], dZ = ly.conv_backward(Ws[m - 1], kept[f"phi{m}"], dS,
+                                                              need_dZ=m > 1, out=dZ_out)
+                continue
+            dPhi_out = buf.get(f"dphi{m}", (ly.hhd * ly.n_pos, lb), dtype) if m > 1 else None
+            dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS, need_dPhi=m > 1,
+                                                  out=dPhi_out)
+            if m > 1:
+                dZ = ly.phi_T(dPhi, out=dZ_out)
+        grad += net.pack(dWs, dbs)
+    return f_sum / l_total, grad
+
+
+# ----------------------------------------------------------------- measuring
+class RSSPeak:
+    """Peak resident set size above the level at the start, sampled every millisecond."""
+
+    def __init__(self) -> None:
+        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def rss(self) -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * self.page
+        except OSError:
+            return 0
+
+    def __enter__(self) -> RSSPeak:
+        self.start = self.rss()
+        self.peak = self.start
+
+        def sample() -> None:
+            while not self._stop.wait(0.001):
+                self.peak = max(self.peak, self.rss())
+
+        self._t = threading.Thread(target=sample, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self.rss())
+
+    @property
+    def above_start(self) -> int:
+        return self.peak - self.start
+
+
+def peak_memory(fn: Callable[[], object]) -> tuple[int, int]:
+    """(tracemalloc peak, RSS peak above the start) of one call of ``fn``, in bytes."""
+    gc.collect()
+    with RSSPeak() as rss:
+        fn()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return int(peak), int(rss.above_start)
+
+
+@dataclasses.dataclass
+class Row:
+    name: str
+    impl: str
+    dtype: str
+    batch: int | str
+    fn: Callable[[], object]
+    times: list[float] = dataclasses.field(default_factory=list)
+    cpu: list[float] = dataclasses.field(default_factory=list)
+    grad_diff: float = float("nan")
+    tracemalloc_peak: int = 0
+    rss_peak: int = 0
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+
+def op_profile(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, batch: int,
+               repeats: int) -> tuple[float, dict[str, float]]:
+    """Time inside each layer method during ``net.objective`` (the best of ``repeats`` runs)."""
+    totals: dict[str, float] = collections.defaultdict(float)
+    saved: list[tuple[object, str, object]] = []
+
+    def wrap(obj: object, name: str, label: str) -> None:
+        f = getattr(obj, name)
+
+        def g(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            r = f(*a, **k)
+            totals[label] += time.perf_counter() - t
+            return r
+
+        saved.append((obj, name, obj.__dict__.get(name, None)))
+        object.__setattr__(obj, name, g)
+
+    sigmas = []
+    for ly in net.conv:
+        for nm in ("phi", "phi_T", "S", "S_T", "winners", "pool", "pool_T"):
+            wrap(ly, nm, f"{nm}{ly.m}")
+    for layer in [*net.conv, *net.full]:
+        sigmas.append((layer, layer.sigma))
+        layer.sigma = dataclasses.replace(layer.sigma)
+        for nm in ("sigma", "dsigma", "dsigma_from_output"):
+            if getattr(layer.sigma, nm) is not None:
+                wrap(layer.sigma, nm, f"{nm}{layer.m}")
+    for fl in net.full:
+        for nm in ("s", "s_T"):
+            wrap(fl, nm, f"{nm}{fl.m}")
+    best: tuple[float, dict[str, float]] | None = None
+    try:
+        for _ in range(repeats):
+            totals.clear()
+            t = time.perf_counter()
+            net.objective(theta, X, y, batch_size=batch)
+            total = time.perf_counter() - t
+            if best is None or total < best[0]:
+                best = (total, dict(totals))
+    finally:
+        for obj, name, old in saved:
+            if old is None:
+                obj.__dict__.pop(name, None)
+            else:
+                object.__setattr__(obj, name, old)
+        for layer, sig in sigmas:
+            layer.sigma = sig
+    assert best is not None
+    return best
+
+
+CATEGORIES = (
+    ("im2col products (phi, phi_T)", ("phi", "phi_T")),
+    ("pooling (winners, pool, pool_T)", ("winners", "pool", "pool_T")),
+    ("GEMMs (S, S_T, s, s_T)", ("S", "S_T", "s", "s_T")),
+    ("elementwise (sigma, sigma')", ("sigma", "dsigma", "dsigma_from_output")),
+)
+
+
+def _category(label: str) -> str:
+    base = label.rstrip("0123456789")
+    for cat, names in CATEGORIES:
+        if base in names:
+            return cat
+    return "other"
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[k])) for r in [header, *rows]) for k in range(len(header))]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |",
+           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c).ljust(w) if k == 0 else str(c).rjust(w)
+                                     for k, (c, w) in enumerate(zip(r, widths, strict=True))) + " |")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=5, help="timed runs of every row after a warm-up (>= 5)")
+    p.add_argument("--batch", type=int, action="append", default=None, help="batch sizes (default 1024, 128)")
+    p.add_argument("--threads", type=int, default=2, help="threads for BLAS, torch and sparsecnn's kernels")
+    p.add_argument("--dtype", action="append", default=None, choices=["float64", "float32"],
+                   help="dtypes (default both)")
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-layers", action="store_true", help="skip the layer-driver rows")
+    p.add_argument("--gv-images", type=int, default=100)
+    p.add_argument("--profile-batch", type=int, default=128)
+    p.add_argument("--data", type=Path, default=DATA / "mnist-demo.mat")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args(argv)
+    batches = args.batch or [1024, 128]
+    dtypes = args.dtype or ["float64", "float32"]
+
+    kernels.set_num_threads(args.threads)
+    limiter: Any = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limiter = threadpool_limits(args.threads)
+    except ImportError:
+        pass
+    torch: Any = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch not installed: PyTorch rows skipped")
+        else:
+            torch.set_num_threads(args.threads)
+
+    net = mnist_demo_network()
+    X, y, source = load(args.data, args.images, args.seed)
+    l = X.shape[1]
+    theta = net.init_params(seed=args.seed)
+    print(f"{net!r}\ndata: {source}, l = {l}; function+gradient over all {l} images (C = inf), "
+          f"median of {args.repeats} runs after a warm-up")
+    for line in environment(args.threads):
+        print("  " + line)
+    if torch is not None:
+        print(f"  torch {torch.__version__}: {torch.get_num_threads()} threads, "
+              f"{torch.get_num_interop_threads()} interop threads, mkldnn "
+              f"{'on' if torch.backends.mkldnn.is_available() else 'off'}")
+
+    rows: list[Row] = []
+    grads: dict[str, np.ndarray] = {}
+    for bsz in batches:
+        rows.append(Row("sparsecnn net.objective", "sparsecnn", "float64", bsz,
+                        lambda bsz=bsz: net.objective(theta, X, y, batch_size=bsz)))
+    if not args.no_layers:
+        for dt in dtypes:
+            for bsz in batches:
+                buffers = Buffers()
+                rows.append(Row("sparsecnn layers", "layers", dt, bsz,
+                                lambda bsz=bsz, dt=dt, buffers=buffers: layers_fg(
+                                    net, theta, X, y, bsz, np.dtype(dt), buffers=buffers)))
+    if torch is not None:
+        Y = np.eye(net.n_L)[y]
+        for dt in dtypes:
+            tdt = getattr(torch, dt)
+            model = torch_model(net, theta, tdt)
+            x = torch_images(net, X, tdt)
+            Yt = torch.tensor(Y, dtype=tdt)
+            for bsz in batches:
+                rows.append(Row("torch", "torch", dt, bsz, torch_fg(model, x, Yt, bsz)))
+                rows[-1].model = model  # type: ignore[attr-defined]
+
+    # warm-up, gradients for the check
+    for row in rows:
+        res = row.fn()
+        if row.impl == "torch":
+            g = torch_grad_to_theta(net, row.model)  # type: ignore[attr-defined]
+        else:
+            assert isinstance(res, tuple)
+            g = np.asarray(res[1])
+        grads[f"{row.name}|{row.dtype}|{row.batch}"] = g
+    ref = next((v for k, v in grads.items() if k.startswith("torch|float64")), None)
+    if ref is None:
+        ref = grads[f"sparsecnn net.objective|float64|{batches[0]}"]
+    for row in rows:
+        g = grads[f"{row.name}|{row.dtype}|{row.batch}"]
+        row.grad_diff = float(np.linalg.norm(g - ref) / np.linalg.norm(ref))
+
+    print(f"\ntiming {len(rows)} rows x {args.repeats} runs, round robin ...", flush=True)
+    for k in range(args.repeats):
+        for row in rows:
+            gc.collect()
+            t, c = time.perf_counter(), time.process_time()
+            row.fn()
+            row.times.append(time.perf_counter() - t)
+            row.cpu.append(time.process_time() - c)
+        print(f"  run {k + 1}/{args.repeats}: " + ", ".join(
+            f"{r.impl}/{r.dtype[-2:]}/{r.batch} {r.times[-1]:.2f}" for r in rows), flush=True)
+    for row in rows:
+        row.tracemalloc_peak, row.rss_peak = peak_memory(row.fn)
+
+    # G v
+    gv_rows: list[list[str]] = []
+    if hasattr(net, "gauss_newton") and args.gv_images > 0:
+        Xg = np.ascontiguousarray(X[:, :args.gv_images])
+        v = np.random.default_rng(args.seed + 1).standard_normal(net.n_params)
+        gv_times: dict[str, list[float]] = {"sparsecnn": [], "sparsecnn matvec": [], "torch.func": []}
+
+        def sc_gv() -> np.ndarray:
+            G = net.gauss_newton(theta, Xg)
+            return G @ v
+
+        G0 = net.gauss_newton(theta, Xg)
+        Gv_ref = G0 @ v
+        fns: dict[str, Callable[[], object]] = {"sparsecnn": sc_gv, "sparsecnn matvec": lambda: G0 @ v}
+        gv_diff = float("nan")
+        if torch is not None:
+            from torch.func import functional_call, jvp, vjp
+
+            model = torch_model(net, theta, torch.float64)
+            xg = torch_images(net, Xg, torch.float64)
+            names = [n for n, _ in model.named_parameters()]
+            params = tuple(p.detach() for _, p in model.named_parameters())
+            # v in torch's parameter layout: build a model from v and read its parameters
+            vmodel = torch_model(net, v, torch.float64)
+            tangents = tuple(p.detach() for _, p in vmodel.named_parameters())
+            lg = Xg.shape[1]
+
+            def f_out(*ps: Any) -> Any:
+                return functional_call(model, dict(zip(names, ps, strict=True)), (xg,))
+
+            def torch_gv() -> Any:
+                _, Jv = jvp(f_out, params, tangents)
+                _, pull = vjp(f_out, *params)
+                return pull((2.0 / lg) * Jv)
+
+            fns["torch.func"] = torch_gv
+            out = torch_gv()
+            for prm, g in zip(model.parameters(), out, strict=True):
+                prm.grad = g
+            tg = torch_grad_to_theta(net, model)
+            gv_diff = float(np.linalg.norm(tg - Gv_ref) / np.linalg.norm(tg))
+        for fn in fns.values():
+            fn()
+        for _ in range(args.repeats):
+            for name, fn in fns.items():
+                t = time.perf_counter()
+                fn()
+                gv_times[name].append(time.perf_counter() - t)
+        base_t = statistics.median(gv_times["torch.func"]) if gv_times["torch.func"] else float("nan")
+        for name in fns:
+            med = statistics.median(gv_times[name])
+            gv_rows.append([name, f"{med:.3f}", f"{med / base_t:.2f}x" if base_t == base_t else "-",
+                            f"{gv_diff:.1e}" if name != "torch.func" else "-"])
+
+    # per-operator profile of net.objective
+    total, ops = op_profile(net, theta, X, y, args.profile_batch, max(3, args.repeats // 2))
+
+    # ------------------------------------------------------------------ output
+    def torch_time(dt: str) -> float:
+        ts = [r.median for r in rows if r.impl == "torch" and r.dtype == dt]
+        return min(ts) if ts else float("nan")
+
+    table = []
+    for r in rows:
+        tt = torch_time(r.dtype)
+        table.append([r.name, r.dtype, str(r.batch), f"{r.median:.3f}",
+                      f"{statistics.median(r.cpu):.3f}",
+                      f"{r.median / tt:.2f}x" if tt == tt else "-",
+                      f"{r.tracemalloc_peak / 2**20:.0f}" if r.impl != "torch" else "-",
+                      f"{r.rss_peak / 2**20:.0f}", f"{r.grad_diff:.1e}"])
+    print("\nFunction + gradient, all images (ratio: to PyTorch at its best batch size, same dtype)\n")
+    print(md_table(["implementation", "dtype", "batch", "time (s)", "CPU (s)", "vs torch best",
+                    "tracemalloc peak (MiB)", "RSS peak (MiB)", "grad rel. diff"], table))
+    if gv_rows:
+        print(f"\nG v on {args.gv_images} images, float64 (sparsecnn: gauss_newton(theta, X) @ v, forward "
+              f"included; matvec: the product alone; torch.func: jvp then vjp)\n")
+        print(md_table(["implementation", "time (s)", "vs torch.func", "rel. diff"], gv_rows))
+    by_cat: dict[str, float] = collections.defaultdict(float)
+    for label, t in ops.items():
+        by_cat[_category(label)] += t
+    by_cat["other"] += total - sum(ops.values())
+    print(f"\nPer-operator profile of net.objective, float64, batch {args.profile_batch}: {total:.3f} s\n")
+    prof = [[cat, f"{t:.3f}", f"{100 * t / total:.0f}%"] for cat, t in
+            sorted(by_cat.items(), key=lambda kv: -kv[1])]
+    print(md_table(["operator", "time (s)", "share"], prof))
+    detail = [[label, f"{t:.3f}"] for label, t in sorted(ops.items(), key=lambda kv: -kv[1])]
+    print("\n" + md_table(["method (layer m)", "time (s)"], detail))
+    print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "source": source, "l": l, "threads": args.threads, "environment": environment(args.threads),
+            "rows": [{"name": r.name, "dtype": r.dtype, "batch": r.batch, "times_s": r.times, "cpu_s": r.cpu,
+                      "median_s": r.median, "grad_rel_diff": r.grad_diff,
+                      "tracemalloc_peak_bytes": r.tracemalloc_peak, "rss_peak_bytes": r.rss_peak}
+                     for r in rows],
+            "gv": gv_rows, "profile": {"total_s": total, "ops_s": ops, "categories_s": dict(by_cat)},
+        }, indent=2))
+    if limiter is not None:
+        limiter.restore_original_limits()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,718 @@
+"""``f``, its gradient, ``J v``, ``J^T u``, ``G v`` and Newton training over instance partitions on Dask.
+
+Every quantity of the objective is a sum over instances,
+
+``f(theta) = theta^T theta/(2C) + (1/l) sum_k sum_{i in P_k} xi_i``,
+``grad f = theta/C + (1/l) sum_k sum_{i in P_k} (J^i)^T 2(z^{L+1,i} - y^i)``,
+``G_S v = (1/|S|) sum_k sum_{i in S ∩ P_k} (J^i)^T 2 J^i v``,
+
+so the instances are split into partitions ``P_1, P_2, ...`` held by the workers of a
+`Dask distributed <https://distributed.dask.org>`_ cluster; each worker computes its
+partitions' sums with the in-process code (:meth:`sparsecnn.Network.objective`,
+:func:`sparsecnn.second_order.net_Jv`, :func:`~sparsecnn.second_order.net_JTv`,
+:class:`~sparsecnn.second_order.GaussNewton`), scaled by the *global* ``l`` (or ``|S|``), and
+the client adds them up.  Global instance ``i`` is column ``i`` of the partitions laid side by
+side, in their order; :func:`newton_distributed` draws its Gauss-Newton subsample over these
+global indices with the same random stream as :func:`sparsecnn.optim.newton`, so with the same
+seed both take the same steps up to rounding.
+
+The partitions (:class:`DistributedObjective`'s ``data``) are any of
+
+- a list of ``(X_k, y_k)`` pairs of arrays (``X_k`` of shape ``(d^1 a^1 b^1, l_k)``): each pair
+  travels inside the task that loads it, so the scheduler can recompute it if its worker dies;
+  convenient on one machine and for tests;
+- a ``dask.array`` ``X`` of shape ``(d^1 a^1 b^1, l)`` chunked along its columns (one partition
+  per column chunk), with ``y`` a NumPy or Dask array of length ``l``;
+- a list of files, one per partition, read by the workers: a simpleNN ``.mat`` file (``Z`` and
+  ``y``, see :func:`sparsecnn.load_simplenn_mat`), an ``.npz`` file with arrays ``X`` and ``y``,
+  or a pair ``(X.npy, y.npy)``.  ``transform`` (a picklable ``X -> X``, e.g. scaling and
+  centring) is applied to each partition after reading.
+
+The network is sent to the workers once, ``theta`` (and each ``v`` of a product) once per
+evaluation, by ``Client.scatter(..., broadcast=True)``; the partitions stay on the workers
+between evaluations.  A partition lost with its worker is recomputed from its source on another
+worker (Dask's lineage).  Nothing here is imported by ``import sparsecnn``: Dask is needed only
+when this module is used (``pip install "sparsecnn[dask]"``).
+
+Examples
+--------
+The partition bookkeeping needs no cluster:
+
+>>> import numpy as np
+>>> owner_of([0, 5, 2, 6], [3, 4])
+[(0, array([0, 2]), array([0, 2])), (1, array([1, 3]), array([2, 3]))]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from .exceptions import ConfigError, DataFormatError, InputTypeError, ShapeError, SparseCNNError
+from .network import Network
+
+__all__ = ["DistributedObjective", "DistributedGaussNewton", "newton_distributed", "connect",
+           "owner_of", "split_columns"]
+
+
+# ------------------------------------------------------------- bookkeeping
+def owner_of(idx: Sequence[int] | np.ndarray, sizes: Sequence[int]
+             ) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """Map global instance indices to partitions.
+
+    Parameters
+    ----------
+    idx : sequence of int
+        Global indices (columns of the partitions laid side by side).
+    sizes : sequence of int
+        ``l_k`` of each partition.
+
+    Returns
+    -------
+    list of (k, positions, local)
+        For each partition ``k`` that owns some of ``idx``: the positions in ``idx`` of those
+        indices (increasing) and their column numbers inside partition ``k``.
+
+    Examples
+    --------
+    >>> owner_of(np.array([4, 1]), [2, 3])
+    [(0, array([1]), array([1])), (1, array([0]), array([2]))]
+    """
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+    offsets = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
+    if idx.size and (idx.min() < 0 or idx.max() >= offsets[-1]):
+        raise ShapeError(f"instance indices must lie in 0..{offsets[-1] - 1}")
+    part = np.searchsorted(offsets, idx, side="right") - 1
+    out = []
+    for k in range(len(sizes)):
+        pos = np.flatnonzero(part == k)
+        if pos.size:
+            out.append((k, pos, idx[pos] - offsets[k]))
+    return out
+
+
+def split_columns(X: np.ndarray, y: np.ndarray, n_parts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split ``(X, y)`` into ``n_parts`` partitions of consecutive columns (sizes differ by at most 1).
+
+    Examples
+    --------
+    >>> parts = split_columns(np.zeros((2, 5)), np.arange(5), 2)
+    >>> [p[0].shape for p in parts], parts[1][1]
+    ([(2, 2), (2, 3)], array([2, 3, 4]))
+    """
+    if isinstance(n_parts, bool) or not isinstance(n_parts, (int, np.integer)) or n_parts < 1:
+        raise InputTypeError(f"n_parts must be a positive integer, got {n_parts!r}")
+    l = X.shape[1]
+    bounds = np.linspace(0, l, int(n_parts) + 1).round().astype(int)
+    pairs = zip(bounds[:-1], bounds[1:], strict=True)
+    return [(np.ascontiguousarray(X[:, a:b]), np.asarray(y)[a:b]) for a, b in pairs if b > a]
+
+
+# ----------------------------------------------- what runs on the workers
+@dataclass
+class _Part:
+    """One partition on a worker: ``X_k``, its labels and where it came from."""
+
+    k: int
+    desc: str
+    X: np.ndarray
+    labels: np.ndarray
+
+
+def _read_source(source: Any, shape: tuple[int, int, int]) -> tuple[Any, Any]:
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                if "X" not in z or "y" not in z:
+                    raise DataFormatError(f"{path}: an .npz partition must hold arrays X and y")
+                return z["X"], z["y"]
+        from .data import load_simplenn_mat
+
+        return load_simplenn_mat(path, shape=shape)
+    X, y = source
+    if isinstance(X, (str, os.PathLike)):
+        X = np.load(os.fspath(X), allow_pickle=False)
+    if isinstance(y, (str, os.PathLike)):
+        y = np.load(os.fspath(y), allow_pickle=False)
+    return X, y
+
+
+def _load_partition(k: int, desc: str, source: Any, net: Network, transform: Any) -> _Part:
+    """Read and check partition ``k``; errors name the partition."""
+    try:
+        a, b, d = net.input_shape
+        X, y = _read_source(source, (a, b, d))
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[0] != net.n_input:
+            raise ShapeError(f"X_k has shape {X.shape}; the network needs (d^1 a^1 b^1, l_k) = "
+                             f"({net.n_input}, l_k), one instance per column")
+        if transform is not None:
+            X = transform(X)
+        X = net.check_X(X)
+        labels = net.check_y(y, X.shape[1])
+    except SparseCNNError as exc:
+        raise type(exc)(f"partition {k} ({desc}): {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise DataFormatError(f"partition {k} ({desc}): {exc}") from None
+    return _Part(k, desc, np.ascontiguousarray(X), labels)
+
+
+def _size(part: _Part) -> int:
+    return int(part.X.shape[1])
+
+
+@dataclass
+class _PartEval:
+    """``sum_i xi_i`` over a partition and, if kept, its forward caches and ``(2/l) (z - y)``."""
+
+    loss: float
+    batches: list[tuple[dict[str, np.ndarray], np.ndarray]] | None
+
+
+def _evaluate_part(net: Network, theta: np.ndarray, part: _Part, l: int, batch_size: int,
+                   keep: bool) -> _PartEval:
+    Ws, bs = net.unpack(theta)
+    loss = 0.0
+    batches: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+    lk = part.X.shape[1]
+    for start in range(0, lk, batch_size):
+        sl = slice(start, min(start + batch_size, lk))
+        out, kept = net._forward(Ws, bs, np.ascontiguousarray(part.X[:, sl]), keep=keep)
+        fb, dZ = net._loss(out, part.labels[sl], l)            # dZ = (2/l)(z - y), global l
+        loss += fb
+        if keep:
+            batches.append((kept, dZ))
+    return _PartEval(loss, batches if keep else None)
+
+
+def _loss_of(ev: _PartEval) -> float:
+    return ev.loss
+
+
+def _grad_of(net: Network, theta: np.ndarray, ev: _PartEval) -> np.ndarray:
+    """``(1/l) sum_{i in P_k} (J^i)^T 2(z - y)`` from the kept caches."""
+    assert ev.batches is not None
+    Ws, _ = net.unpack(theta)
+    g = np.zeros(net.n_params)
+    for kept, dZ in ev.batches:
+        g += net.pack(*net._backward(Ws, kept, dZ))
+    return g
+
+
+def _objective_part(net: Network, theta: np.ndarray, part: _Part, l: int, batch_size: int
+                    ) -> tuple[float, np.ndarray]:
+    """``(1/l) sum_{i in P_k} xi_i`` and its gradient, by :meth:`Network.objective` (``C = inf``)."""
+    f_k, g_k = net.objective(theta, part.X, part.labels, np.inf, batch_size=batch_size)
+    w = part.X.shape[1] / l                                   # (1/l_k) -> (1/l)
+    return w * f_k, w * g_k
+
+
+def _Jv_part(net: Network, theta: np.ndarray, part: _Part, v: np.ndarray, batch_size: int) -> np.ndarray:
+    from .second_order import net_Jv
+
+    return net_Jv(net, theta, part.X, v, batch_size=batch_size)
+
+
+def _JTv_part(net: Network, theta: np.ndarray, part: _Part, u: np.ndarray, batch_size: int) -> np.ndarray:
+    from .second_order import net_JTv
+
+    return net_JTv(net, theta, part.X, u, batch_size=batch_size)
+
+
+def _gn_part(net: Network, theta: np.ndarray, part: _Part, local: np.ndarray | None, jacobian: str,
+             batch_size: int) -> Any:
+    from .second_order import GaussNewton
+
+    X = part.X if local is None else part.X[:, local]
+    return GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size)
+
+
+def _gn_product(G: Any, v: np.ndarray, size: int) -> np.ndarray:
+    """``(1/|S|) sum_{i in S ∩ P_k} (J^i)^T 2 J^i v`` (global ``|S|``)."""
+    return G.JTv((2.0 / size) * G.Jv(v))
+
+
+# ------------------------------------------------------------ the client
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:  # pragma: no cover - depends on the installation
+        raise ImportError('sparsecnn.distributed needs Dask: pip install "sparsecnn[dask]"') from exc
+    return distributed
+
+
+def connect(scheduler: str | None = None, workers: int | None = None, *, processes: bool = True,
+            threads_per_worker: int = 1) -> tuple[Any, Any]:
+    """A Dask ``Client``: to the scheduler at ``scheduler``, or to a new ``LocalCluster`` of ``workers``.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    workers : int, optional
+        Start a ``LocalCluster`` with this many workers (when ``scheduler`` is not given).
+    processes : bool
+        Workers as processes (default) or threads of this process.
+    threads_per_worker : int
+
+    Returns
+    -------
+    client : distributed.Client
+    cluster : distributed.LocalCluster or None
+        The cluster started here (close it after the client), ``None`` with ``scheduler``.
+    """
+    distributed = _import_distributed()
+    if scheduler is not None:
+        if workers is not None:
+            raise ConfigError("give either a scheduler address or a number of workers, not both")
+        return distributed.Client(scheduler), None
+    if workers is None or isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    cluster = distributed.LocalCluster(n_workers=int(workers), threads_per_worker=threads_per_worker,
+                                       processes=processes, dashboard_address=":0")
+    return distributed.Client(cluster), cluster
+
+
+def _sources(data: Any, y: Any) -> Iterator[tuple[str, Any]]:
+    """``(description, source)`` per partition; a dask.array gives delayed sources."""
+    if hasattr(data, "chunks") and hasattr(data, "to_delayed"):        # dask.array
+        X = data.rechunk({0: -1})
+        if y is None:
+            raise InputTypeError("with a dask.array X, give the labels y (length l)")
+        cols = X.chunks[1]
+        if hasattr(y, "to_delayed"):
+            ys = list(y.rechunk((cols,)).to_delayed().ravel())
+        else:
+            y = np.asarray(y)
+            if y.shape != (X.shape[1],):
+                raise ShapeError(f"y must have l = {X.shape[1]} entries, got shape {y.shape}")
+            bounds = np.concatenate([[0], np.cumsum(cols)])
+            ys = [y[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        for k, (xd, yk) in enumerate(zip(X.to_delayed().ravel(), ys, strict=True)):
+            yield f"column chunk {k} of the dask.array", (xd, yk)
+        return
+    if y is not None:
+        raise InputTypeError("y is only for a dask.array X; partitions carry their own labels")
+    if isinstance(data, (str, os.PathLike, np.ndarray)) or not isinstance(data, Sequence):
+        raise InputTypeError("data must be a list of (X_k, y_k) pairs, a list of files or a dask.array, "
+                             f"got {type(data).__name__}")
+    for k, src in enumerate(data):
+        if isinstance(src, (str, os.PathLike)):
+            yield f"file {os.fspath(src)}", src
+        elif isinstance(src, (tuple, list)) and len(src) == 2:
+            if all(isinstance(s, (str, os.PathLike)) for s in src):
+                yield f"files {os.fspath(src[0])}, {os.fspath(src[1])}", tuple(src)
+            else:
+                yield "in-memory arrays", (np.asarray(src[0]), np.asarray(src[1]))
+        else:
+            raise InputTypeError(f"partition {k}: expected (X_k, y_k), a file or a pair of .npy files, "
+                                 f"got {type(src).__name__}")
+
+
+class DistributedObjective:
+    """``f``, ``grad f``, ``J v``, ``J^T u`` and Gauss-Newton operators over partitions on a Dask cluster.
+
+    Parameters
+    ----------
+    net : Network
+    data : list of (X_k, y_k), list of files, or dask.array
+        The partitions (see the module docstring); loaded and checked on the workers now, and kept
+        there.
+    y : array, optional
+        Labels, only with a ``dask.array`` ``X``.
+    client : distributed.Client
+        Connected to the cluster (see :func:`connect`).
+    C : float, default inf
+        Regularisation constant of ``f`` (already multiplied by ``l``).
+    batch_size : int
+        Instances per forward pass on a worker.
+    transform : callable, optional
+        Picklable ``X_k -> X_k`` applied on the workers after reading each partition.
+
+    Attributes
+    ----------
+    sizes : list of int
+        ``l_k`` per partition.
+    l : int
+        ``sum_k l_k``.
+
+    Raises
+    ------
+    ShapeError, LabelError, DataFormatError, ...
+        When a partition is malformed; the message starts ``partition k (...)``.
+    """
+
+    def __init__(self, net: Network, data: Any, y: Any = None, *, client: Any, C: float = np.inf,
+                 batch_size: int = 1024, transform: Any = None) -> None:
+        if client is None:
+            raise ConfigError("a distributed.Client is needed (see sparsecnn.distributed.connect)")
+        from .optim._common import positive_int
+
+        self.net = net
+        self.client = client
+        self.C = net.check_C(C)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self._net = client.scatter(net, broadcast=True, hash=False)
+        self.parts: list[Any] = []
+        self.descs: list[str] = []
+        for k, (desc, src) in enumerate(_sources(data, y)):
+            if isinstance(src, tuple) and hasattr(src[0], "dask"):            # dask.delayed chunk
+                import dask
+
+                fut = client.compute(dask.delayed(_load_partition, pure=True)(k, desc, src, net, transform))
+            else:
+                fut = client.submit(_load_partition, k, desc, src, self._net, transform, pure=False)
+            self.parts.append(fut)
+            self.descs.append(desc)
+        if not self.parts:
+            raise ShapeError("no partitions: the data set is empty")
+        self.sizes: list[int] = client.gather([client.submit(_size, p) for p in self.parts])
+        self.l = int(sum(self.sizes))
+        if self.l == 0:
+            raise ShapeError("the partitions hold no instances (l = 0)")
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        self._theta: tuple[np.ndarray, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"DistributedObjective({self.net!r}, {len(self.parts)} partitions, l={self.l})"
+
+    def close(self) -> None:
+        """Release the partitions held by the workers."""
+        for f in [*self.parts, self._net]:
+            f.release()
+        if self._theta is not None:
+            self._theta[1].release()
+        self.parts, self._theta = [], None
+
+    def __enter__(self) -> DistributedObjective:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---------------------------------------------------------------- helpers
+    def _send(self, a: np.ndarray) -> Any:
+        """Send a vector to every worker once (broadcast)."""
+        return self.client.scatter(np.asarray(a, dtype=np.float64), broadcast=True, hash=False)
+
+    def _send_theta(self, theta: np.ndarray) -> Any:
+        """Send ``theta`` once per evaluation: the last one sent is reused while it is unchanged."""
+        last = self._theta
+        if last is not None and last[0].shape == theta.shape and np.array_equal(last[0], theta):
+            return last[1]
+        fut = self._send(theta)
+        self._theta = (np.array(theta, dtype=np.float64), fut)
+        return fut
+
+    def _sum(self, futures: list[Any]) -> Any:
+        results = self.client.gather(futures)
+        total = results[0]
+        for r in results[1:]:
+            total = total + r
+        return total
+
+    # ------------------------------------------------------------ public API
+    def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``f(theta)`` and ``grad f(theta)`` (each partition by :meth:`Network.objective`)."""
+        theta = self.net._check_theta(theta)
+        th = self._send_theta(theta)
+        futs = [self.client.submit(_objective_part, self._net, th, p, self.l, self.batch_size, pure=False)
+                for p in self.parts]
+        results = self.client.gather(futs)
+        f = float(theta @ theta) / (2.0 * self.C) + sum(r[0] for r in results)
+        g = theta / self.C
+        for r in results:
+            g = g + r[1]
+        return f, g
+
+    def f(self, theta: np.ndarray) -> float:
+        """``f(theta)`` alone (forward passes only)."""
+        theta = self.net._check_theta(theta)
+        evs = self.evaluate(theta, keep=False)
+        return self.f_from(theta, evs)
+
+    def evaluate(self, theta: np.ndarray, keep: bool = True) -> list[Any]:
+        """Forward passes on the workers; returns futures of the per-partition evaluations.
+
+        With ``keep`` the forward caches stay on the workers so that :meth:`gradient_from`
+        needs only the backward passes (as :func:`sparsecnn.optim.newton` with ``reuse_forward``).
+        """
+        theta = self.net._check_theta(theta)
+        th = self._send_theta(theta)
+        return [self.client.submit(_evaluate_part, self._net, th, p, self.l, self.batch_size, keep,
+                                   pure=False) for p in self.parts]
+
+    def f_from(self, theta: np.ndarray, evs: list[Any]) -> float:
+        """``f(theta)`` from the futures of :meth:`evaluate`."""
+        losses = self.client.gather([self.client.submit(_loss_of, e, pure=False) for e in evs])
+        return float(theta @ theta) / (2.0 * self.C) + float(sum(losses)) / self.l
+
+    def gradient_from(self, theta: np.ndarray, evs: list[Any]) -> np.ndarray:
+        """``grad f(theta)`` from the futures of :meth:`evaluate` with ``keep=True``."""
+        th = self._send_theta(theta)
+        return theta / self.C + self._sum([self.client.submit(_grad_of, self._net, th, e, pure=False)
+                                           for e in evs])
+
+    def Jv(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``J^i v`` for every instance, shape ``(n_L, l)``, columns in global order."""
+        theta = self.net._check_theta(theta)
+        th, vv = self._send_theta(theta), self._send(np.asarray(v, dtype=np.float64).reshape(-1))
+        futs = [self.client.submit(_Jv_part, self._net, th, p, vv, self.batch_size, pure=False)
+                for p in self.parts]
+        return np.concatenate(self.client.gather(futs), axis=1)
+
+    def JTv(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; returns shape ``(n,)``."""
+        theta = self.net._check_theta(theta)
+        u = np.asarray(u, dtype=np.float64)
+        if u.shape != (self.net.n_L, self.l):
+            raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
+        th = self._send_theta(theta)
+        futs = [self.client.submit(_JTv_part, self._net, th, p,
+                                   np.ascontiguousarray(u[:, self.offsets[k]:self.offsets[k + 1]]),
+                                   self.batch_size, pure=False)
+                for k, p in enumerate(self.parts)]
+        return self._sum(futs)
+
+    def gauss_newton(self, theta: np.ndarray, idx: Sequence[int] | np.ndarray | None = None, *,
+                     jacobian: str = "recompute") -> DistributedGaussNewton:
+        """``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` for global indices ``S = idx`` (default: all)."""
+        return DistributedGaussNewton(self, theta, idx, jacobian=jacobian)
+
+
+class DistributedGaussNewton(LinearOperator):
+    """``G_S v`` summed over the partitions; each worker keeps its part's forward pass between products.
+
+    Parameters
+    ----------
+    obj : DistributedObjective
+    theta : ndarray, shape ``(n,)``
+    idx : sequence of int, optional
+        Global instance indices of ``S``; all instances by default.
+    jacobian : {"recompute", "store"}
+        As for :class:`sparsecnn.second_order.GaussNewton`.
+
+    Attributes
+    ----------
+    size : int
+        ``|S|``.
+    n_matvec : int
+        Products computed so far.
+    """
+
+    def __init__(self, obj: DistributedObjective, theta: np.ndarray,
+                 idx: Sequence[int] | np.ndarray | None = None, *, jacobian: str = "recompute") -> None:
+        from .second_order import JACOBIAN_MODES
+
+        if jacobian not in JACOBIAN_MODES:
+            raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
+        n = obj.net.n_params
+        super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
+        self.obj = obj
+        theta = obj.net._check_theta(theta)
+        th = obj._send_theta(theta)
+        client = obj.client
+        if idx is None:
+            groups: list[tuple[int, np.ndarray | None]] = [
+                (k, None) for k in range(len(obj.parts)) if obj.sizes[k] > 0]
+            self.size = obj.l
+        else:
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+            groups = [(k, local) for k, _, local in owner_of(idx, obj.sizes)]
+            self.size = int(idx.size)
+        if self.size == 0:
+            raise ShapeError("the Gauss-Newton set S is empty")
+        self._ops = [client.submit(_gn_part, obj._net, th, obj.parts[k], local, jacobian, obj.batch_size,
+                                   pure=False) for k, local in groups]
+        self.n_matvec = 0
+
+    def _matvec(self, v: np.ndarray) -> np.ndarray:
+        self.n_matvec += 1
+        vv = self.obj._send(np.asarray(v, dtype=np.float64).reshape(-1))
+        return self.obj._sum([self.obj.client.submit(_gn_product, G, vv, self.size, pure=False)
+                              for G in self._ops])
+
+    def _rmatvec(self, v: np.ndarray) -> np.ndarray:
+        return self._matvec(v)
+
+    def _adjoint(self) -> DistributedGaussNewton:
+        return self
+
+    def release(self) -> None:
+        """Free the workers' forward caches of ``S``."""
+        for f in self._ops:
+            f.release()
+        self._ops = []
+
+
+# -------------------------------------------------------------- training
+def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None, *, C: float,
+                       client: Any = None, scheduler: str | None = None, workers: int | None = None,
+                       iter_max: int = 100, GNsize: int | None = None, xi: float = 0.1, CGmax: int = 250,
+                       lam: float = 1.0, drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4,
+                       batch_size: int = 1024, jacobian: str = "recompute", seed: int | None = None,
+                       validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
+                       reuse_forward: bool = True, max_ls_steps: int = 60, transform: Any = None,
+                       callback: Any = None) -> tuple[np.ndarray, Any]:
+    """:func:`sparsecnn.optim.newton` with ``f``, ``grad f`` and ``G_S v`` computed on a Dask cluster.
+
+    The iteration is :func:`sparsecnn.optim.newton`'s, step for step: the subsample ``S`` of
+    iteration ``k`` is drawn by :func:`sparsecnn.optim.newton.subsample_chunks` over the global
+    indices ``0..l-1`` (partitions laid side by side) from ``numpy.random.default_rng(seed)``, so the
+    same seed gives the same ``S`` as an in-process run on ``X = [X_1 X_2 ...]``, and the same
+    iterates up to rounding.
+
+    Parameters
+    ----------
+    net, theta, C, iter_max, GNsize, xi, CGmax, lam, drop, boost, eta, batch_size, jacobian, seed,
+    validation, keep_best, reuse_forward, max_ls_steps, callback
+        As for :func:`sparsecnn.optim.newton` (``validation`` is evaluated in this process).
+    data, y, transform
+        The partitions, as for :class:`DistributedObjective`; or ``X`` (an ndarray of shape
+        ``(d^1 a^1 b^1, l)``) and its labels ``y``, split by :func:`split_columns` into one
+        partition per worker of the cluster.
+    client : distributed.Client, optional
+        Use this client; otherwise one is made by :func:`connect` from ``scheduler`` or ``workers``
+        (and closed at the end).
+    scheduler : str, optional
+        Address of a running Dask scheduler.
+    workers : int, optional
+        Start a ``LocalCluster`` of this many worker processes for the run.
+
+    Returns
+    -------
+    theta : ndarray, shape ``(n,)``
+    history : sparsecnn.optim.History
+        ``timing`` has the phases of :func:`sparsecnn.optim.newton`.
+    """
+    from .optim._common import History, accuracy, check_validation, positive_float, positive_int
+    from .optim.newton import conjugate_gradient, subsample_chunks
+    from .second_order import JACOBIAN_MODES
+
+    own = None
+    if client is None:
+        if scheduler is None and workers is None:
+            raise ConfigError("give a client, a scheduler address or a number of workers")
+        client, own = connect(scheduler, workers)
+    elif scheduler is not None or workers is not None:
+        raise ConfigError("give either a client or a scheduler/workers, not both")
+    try:
+        theta = net._check_theta(theta).copy()
+        C = net.check_C(C)
+        iter_max = positive_int("iter_max", iter_max)
+        xi = positive_float("xi", xi)
+        CGmax = positive_int("CGmax", CGmax)
+        lam = positive_float("lambda", lam, allow_zero=True)
+        drop, boost, eta = positive_float("drop", drop), positive_float("boost", boost), positive_float("eta", eta)
+        max_ls_steps = positive_int("max_ls_steps", max_ls_steps)
+        if jacobian not in JACOBIAN_MODES:
+            raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
+        val = check_validation(net, validation)
+        if isinstance(data, np.ndarray):                       # one X: a partition per worker
+            X = net.check_X(data)
+            labels = net.check_y(y, X.shape[1])
+            n_workers = len(client.scheduler_info()["workers"])
+            data, y = split_columns(X, labels, max(1, n_workers)), None
+        obj = DistributedObjective(net, data, y, client=client, C=C, batch_size=batch_size,
+                                   transform=transform)
+        l = obj.l
+        GNsize = math.ceil(0.05 * l) if GNsize is None else positive_int("GNsize", GNsize)
+        GNsize = min(GNsize, l)
+        rng = np.random.default_rng(seed)
+        inv_C = 1.0 / C
+        timing = {"f+g": 0.0, "line_search": 0.0, "gn_build": 0.0, "cg": 0.0, "validation": 0.0}
+        hist = History(timing=timing)
+
+        t0 = time.perf_counter()
+        evs = obj.evaluate(theta, keep=True)
+        f = obj.f_from(theta, evs)
+        grad = obj.gradient_from(theta, evs)
+        del evs
+        timing["f+g"] += time.perf_counter() - t0
+        hist.f0, hist.gnorm0 = f, float(np.linalg.norm(grad))
+        best_theta, best_acc = theta, -1.0
+        n_splits = math.ceil(l / GNsize)
+        chunks: list[np.ndarray] = []
+
+        for k in range(1, iter_max + 1):
+            t_iter = time.perf_counter()
+            if (k - 1) % n_splits == 0:
+                chunks = subsample_chunks(rng, l, GNsize)
+            idx = chunks[(k - 1) % n_splits]
+
+            t = time.perf_counter()
+            G = obj.gauss_newton(theta, idx, jacobian=jacobian)
+            timing["gn_build"] += time.perf_counter() - t
+            t = time.perf_counter()
+            res = conjugate_gradient(G.matvec, grad, lam, inv_C, xi, CGmax)
+            timing["cg"] += time.perf_counter() - t
+            G.release()
+
+            t = time.perf_counter()
+            alpha, steps, accepted = 1.0, 0, False
+            trial: list[Any] | None = None
+            theta_new = theta
+            f_new = f
+            actred = prered = math.nan
+            while steps < max_ls_steps:
+                steps += 1
+                theta_new = theta + alpha * res.d
+                trial = obj.evaluate(theta_new, keep=reuse_forward)
+                f_new = obj.f_from(theta_new, trial)
+                actred = f_new - f
+                prered = alpha * res.gs + alpha * alpha * res.sGs
+                if actred <= eta * alpha * res.gs:
+                    accepted = True
+                    break
+                trial = None
+                alpha *= 0.5
+            timing["line_search"] += time.perf_counter() - t
+
+            ratio = actred / prered if prered != 0 else math.nan
+            if ratio < 0.25 or not accepted:
+                lam *= boost
+            elif ratio >= 0.75:
+                lam *= drop
+
+            t = time.perf_counter()
+            if accepted and trial is not None:
+                theta, f = theta_new, f_new
+                if not reuse_forward:
+                    trial = obj.evaluate(theta, keep=True)
+                grad = obj.gradient_from(theta, trial)
+            else:
+                alpha = 0.0
+            trial = None
+            timing["f+g"] += time.perf_counter() - t
+            gnorm = float(np.linalg.norm(grad))
+            elapsed = time.perf_counter() - t_iter
+
+            acc = math.nan
+            if val is not None:
+                t = time.perf_counter()
+                acc = accuracy(net, theta, val[0], val[1], batch_size)
+                timing["validation"] += time.perf_counter() - t
+                if acc > best_acc:
+                    best_theta, best_acc = theta, acc
+            row = {"iter": k, "f": f, "gnorm": gnorm, "cg_iters": res.iters, "step": alpha, "lam": lam,
+                   "val_acc": acc, "time": elapsed, "actred": actred, "prered": prered, "ratio": ratio,
+                   "ls_steps": steps}
+            hist.append(row)
+            if callback is not None:
+                callback(row)
+        obj.close()
+        if keep_best and val is not None:
+            return best_theta.copy(), hist
+        return theta, hist
+    finally:
+        if own is not None:
+            client.close()
+            own.close()

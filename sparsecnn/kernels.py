@@ -1,0 +1,504 @@
+"""Kernels: how the slides' sparse products are fed to the machine.
+
+Nothing here changes *what* is computed.  Every function takes one of the
+slides' literal matrices (``P_phi``, ``P_pad``, their product, ``P_pool``)
+as a ``scipy.sparse`` CSR matrix and returns exactly ``P @ X`` or
+``P^T @ X`` for a dense batch ``X`` with one column per instance
+(C order, instances in the last axis).  What changes is how the product is
+carried out:
+
+- **Selection products.**  ``P_phi``, ``P_pad``, ``P_phi P_pad`` and
+  ``P_pool`` hold at most one stored 1 per row.  For such a matrix the CSR
+  product ``y_k = sum_{jj in row k} data[jj] x[indices[jj]]`` reduces to
+  ``y_k = x[indices[indptr[k]]]`` (or ``0`` for an empty row): a row gather
+  driven by the matrix's own ``indices`` array (:func:`select`).  This is the
+  sparse product specialised to its matrix, not another operator: the index
+  array *is* the matrix.  ``P^T x`` is the CSC product with the same arrays
+  (:func:`select_T`), a scatter-add that reads ``x`` in order.
+- **Two cores.**  scipy's sparse products and numpy's gathers run on one
+  core but release the GIL, so a product is split by rows over a small
+  thread pool (:func:`set_num_threads`; default: the cores this process may
+  use, at most 2 unless asked).
+- **Preallocated outputs.**  Every kernel takes ``out=``; a caller that
+  reuses its buffers across batches avoids the first-touch cost of fresh
+  large arrays.
+- **dtype.**  The result has the dtype of ``X`` (float32 stays float32);
+  the matrix's stored values are cast once per dtype and cached.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sparsecnn.operators import P_pad, P_phi
+>>> P = (P_phi(4, 4, 1, 3) @ P_pad(2, 2, 1, 1)).tocsr()
+>>> X = np.arange(8.0).reshape(4, 2)
+>>> np.array_equal(select(P, X), P @ X)
+True
+>>> dPhi = np.ones((P.shape[0], 2))
+>>> np.array_equal(select_T(P, dPhi), P.T @ dPhi)
+True
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse import _sparsetools
+
+from .exceptions import InputTypeError, ShapeError
+
+__all__ = [
+    "set_num_threads", "get_num_threads", "parallel_ranges", "parallel_blas",
+    "set_blas_split", "get_blas_split",
+    "SelectionPlan", "selection_plan", "attach_plan", "select", "select_T", "spmm", "spmm_T",
+    "Scratch", "scratch", "gather_source", "csc_add",
+]
+
+# --------------------------------------------------------------------- threads
+_MIN_SPLIT = 1 << 16
+"""Entries of output below which a kernel runs on one thread (thread start-up costs more)."""
+
+
+def _default_threads() -> int:
+    env = os.environ.get("SPARSECNN_NUM_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        n = os.cpu_count() or 1
+    return max(1, min(n, 2))
+
+
+_num_threads = _default_threads()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by the kernels of this module (not by BLAS).
+
+    Examples
+    --------
+    >>> old = get_num_threads(); set_num_threads(1); get_num_threads()
+    1
+    >>> set_num_threads(old)
+    """
+    global _num_threads, _pool
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputTypeError(f"number of threads must be a positive integer, got {n!r}")
+    with _pool_lock:
+        if _pool is not None and int(n) != _num_threads:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _num_threads = int(n)
+
+
+def get_num_threads() -> int:
+    """Threads used by the kernels of this module."""
+    return _num_threads
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, _num_threads - 1),
+                                       thread_name_prefix="sparsecnn")
+        return _pool
+
+
+def parallel_ranges(fn: Callable[[int, int], Any], n: int, work: int | None = None) -> list[Any]:
+    """Run ``fn(start, stop)`` over a split of ``range(n)`` on the kernel threads.
+
+    ``work`` (default ``n``) is the size of the job in entries; below
+    ``2**16`` entries, or with one thread, ``fn(0, n)`` runs on the calling
+    thread.  Returns the results in order of the ranges.
+    """
+    k = _num_threads
+    if k <= 1 or n < 2 or (work if work is not None else n) < _MIN_SPLIT \
+            or threading.current_thread().name.startswith("sparsecnn"):
+        return [fn(0, n)]
+    k = min(k, n)
+    bounds = [n * t // k for t in range(k + 1)]
+    futures: list[Future[Any]] = [
+        _executor().submit(fn, bounds[t], bounds[t + 1]) for t in range(1, k)
+    ]
+    first = fn(bounds[0], bounds[1])
+    return [first] + [f.result() for f in futures]
+
+
+_controller: Any = None
+_blas_split = True
+
+
+def _blas_controller() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries, or ``False`` without threadpoolctl."""
+    global _controller
+    if _controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _controller = False
+        else:
+            _controller = ThreadpoolController()
+    return _controller
+
+
+def set_blas_split(split: bool) -> None:
+    """How :func:`parallel_blas` uses the cores for jobs made of many GEMMs.
+
+    ``True`` (default, where threadpoolctl is installed): the job is split over
+    the kernel threads, each calling BLAS on one thread, as PyTorch splits a
+    batch over its threads; ``False``: one thread calls BLAS, which uses its
+    own threads inside every GEMM.
+    """
+    global _blas_split
+    _blas_split = bool(split)
+
+
+def get_blas_split() -> bool:
+    """Whether :func:`parallel_blas` splits GEMM jobs over the kernel threads (see :func:`set_blas_split`)."""
+    return _blas_split and bool(_blas_controller())
+
+
+def parallel_blas(fn: Callable[[int, int], Any], n: int, work: int | None = None) -> list[Any]:
+    """:func:`parallel_ranges` for jobs that call BLAS.
+
+    With :func:`get_blas_split` the ranges run on the kernel threads with BLAS
+    limited to one thread meanwhile; otherwise ``fn(0, n)`` runs on the
+    calling thread and BLAS uses its own threads.
+    """
+    if (not get_blas_split() or _num_threads <= 1 or n < 2
+            or (work if work is not None else n) < _MIN_SPLIT
+            or threading.current_thread().name.startswith("sparsecnn")):
+        return [fn(0, n)]
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        return parallel_ranges(fn, n, work)
+
+
+# ------------------------------------------------------------- scratch space
+class Scratch:
+    """Work arrays kept between calls, one set per thread.
+
+    A kernel asks for ``get(name, shape, dtype)`` and receives the same array
+    (uninitialised) every time it asks with the same name, shape and dtype, so
+    large temporaries are touched once, not once per batch.  The ``keep``
+    most recently used arrays of each thread are kept.  Arrays from a
+    ``Scratch`` never leave the function that uses them.
+    """
+
+    def __init__(self, keep: int = 8) -> None:
+        self.keep = keep
+        self._local = threading.local()
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        store: dict[tuple[Any, ...], np.ndarray] | None = getattr(self._local, "store", None)
+        if store is None:
+            store = {}
+            self._local.store = store
+        dt = np.dtype(dtype)
+        key = (name, shape, dt.str)
+        arr = store.pop(key, None)
+        if arr is None:
+            arr = np.empty(shape, dtype=dt)
+            while len(store) >= self.keep:
+                store.pop(next(iter(store)))
+        store[key] = arr                                  # most recently used last
+        return arr
+
+    def clear(self) -> None:
+        """Drop this thread's arrays."""
+        self._local.store = {}
+
+
+# -------------------------------------------------------- selection matrices
+@dataclass(frozen=True)
+class SelectionPlan:
+    """The index arrays of a 0/1 selection matrix ``P`` (at most one 1 per row).
+
+    Attributes
+    ----------
+    shape : (int, int)
+        Shape of ``P``.
+    take : ndarray of intp, shape ``(P.shape[0],)``
+        Column of the 1 in each row, ``P.shape[1]`` for an empty row (the
+        product reads a zero there).
+    has_empty : bool
+        Whether some row of ``P`` is empty.
+    """
+
+    shape: tuple[int, int]
+    take: np.ndarray
+    has_empty: bool
+    indptr: np.ndarray
+    indices: np.ndarray
+    distinct_columns: bool = False
+    """Known to hold each column at most once (``P^T`` is a selection matrix too),
+    as for max pooling with disjoint windows: ``P^T x`` is then a plain scatter."""
+
+
+def attach_plan(P: Any, take: np.ndarray, *, distinct_columns: bool = False) -> Any:
+    """Record on ``P`` the index arrays of a selection matrix built by this package
+    with exactly one 1 per row in column ``take[k]`` (no checks).  Returns ``P``."""
+    P._sparsecnn_plan = SelectionPlan(P.shape, take, False, P.indptr, P.indices, distinct_columns)
+    return P
+
+
+def _as_csr(P: Any) -> Any:
+    if not (sp.issparse(P) and P.format == "csr"):
+        raise InputTypeError(f"expected a scipy.sparse CSR matrix, got {type(P).__name__}")
+    return P
+
+
+def selection_plan(P: Any) -> SelectionPlan:
+    """Check that ``P`` is a 0/1 selection matrix and return its index arrays.
+
+    The result is remembered on the matrix object (``P._sparsecnn_plan``) for
+    as long as ``P`` keeps the same ``indptr`` and ``indices`` arrays; the
+    operators of :mod:`sparsecnn.operators` are read-only, so it stays valid.
+
+    Raises
+    ------
+    InputTypeError
+        If a row of ``P`` holds more than one stored entry, or an entry is not 1.
+    """
+    P = _as_csr(P)
+    plan: SelectionPlan | None = getattr(P, "_sparsecnn_plan", None)
+    if plan is not None and plan.indptr is P.indptr and plan.indices is P.indices:
+        return plan
+    n_rows, n_cols = P.shape
+    counts = np.diff(P.indptr)
+    if counts.size and counts.max() > 1:
+        raise InputTypeError("select: a row of the matrix holds more than one entry; not a selection matrix")
+    if P.data.size and not np.all(P.data == 1):
+        raise InputTypeError("select: the matrix has entries other than 1; not a selection matrix")
+    take = np.full(n_rows, n_cols, dtype=np.intp)
+    nonempty = counts == 1
+    take[nonempty] = P.indices[P.indptr[:-1][nonempty]]
+    take.flags.writeable = False
+    plan = SelectionPlan((n_rows, n_cols), take, bool((~nonempty).any()), P.indptr, P.indices)
+    try:
+        P._sparsecnn_plan = plan
+    except AttributeError:  # pragma: no cover - a matrix class with __slots__
+        pass
+    return plan
+
+
+def _check_dense(X: np.ndarray, rows: int, what: str) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim not in (1, 2) or X.shape[0] != rows:
+        raise ShapeError(f"{what}: the dense operand must have {rows} rows, got shape {X.shape}")
+    if not np.issubdtype(X.dtype, np.floating):
+        X = X.astype(np.float64)
+    return np.ascontiguousarray(X)
+
+
+def _out(out: np.ndarray | None, shape: tuple[int, ...], dtype: Any, what: str) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype=dtype)
+    if out.shape != shape or out.dtype != np.dtype(dtype) or not out.flags.c_contiguous:
+        raise ShapeError(f"{what}: out must be a C-contiguous {np.dtype(dtype)} array of shape {shape}, "
+                         f"got {out.dtype} {out.shape}")
+    return out
+
+
+_scratch = Scratch()
+
+
+def gather_source(plan: SelectionPlan, X: np.ndarray) -> np.ndarray:
+    """The array a selection product gathers from: ``X`` itself, or (when ``P``
+    has empty rows) a copy of ``X`` with a zero row appended, which the empty
+    rows read (``plan.take`` points there).  The copy is a per-thread work array."""
+    m = plan.shape[1]
+    if not plan.has_empty:
+        return X
+    Xe = _scratch.get("select.Xe", (m + 1, *X.shape[1:]), X.dtype)
+    Xe[:m] = X
+    Xe[m] = 0
+    return Xe
+
+
+def csc_add(P: Any, rows: tuple[int, int], X: np.ndarray, target: np.ndarray) -> None:
+    """``target += P[r0:r1]^T X`` for rows ``r0:r1`` of a CSR ``P`` (``X`` holds those rows
+    of the dense operand), the CSC product with ``P``'s own arrays (dtype of ``X``)."""
+    r0, r1 = rows
+    n = P.shape[1]
+    width = target.size // n if n else 0
+    if X.size != (r1 - r0) * width or target.size != n * width or not (
+            X.flags.c_contiguous and target.flags.c_contiguous) or X.dtype != target.dtype:
+        raise ShapeError(f"csc_add: X must hold {r1 - r0} rows of {width} and target {n} rows of {width}, "
+                         f"C-contiguous, one dtype; got {X.shape} {X.dtype} and {target.shape} {target.dtype}")
+    _sparsetools.csc_matvecs(P.shape[1], r1 - r0, width, P.indptr[r0:r1 + 1], P.indices,
+                             _data(P, X.dtype), X.reshape(-1), target.reshape(-1))
+
+
+def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A work array of the calling thread (see :class:`Scratch`), uninitialised."""
+    return _scratch.get(name, shape, dtype)
+
+
+def select(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``P @ X`` for a 0/1 selection matrix ``P`` in CSR: row ``k`` of the result is
+    row ``P.indices[P.indptr[k]]`` of ``X``, or zeros for an empty row.
+
+    Parameters
+    ----------
+    P : CSR matrix, shape ``(n, m)``, at most one stored 1 per row.
+    X : ndarray, shape ``(m, l)`` or ``(m,)``
+    out : ndarray, shape ``(n, l)``, optional
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(2), np.array([2, 0]), np.array([0, 1, 1, 2])), shape=(3, 3))
+    >>> select(P, np.array([10., 20., 30.]))
+    array([30.,  0., 10.])
+    """
+    plan = selection_plan(P)
+    n, m = plan.shape
+    X = _check_dense(X, m, "select")
+    tail = X.shape[1:]
+    res = _out(out, (n, *tail), X.dtype, "select")
+    src = gather_source(plan, X)
+    take = plan.take
+    width = int(np.prod(tail)) if tail else 1
+
+    def run(a: int, b: int) -> None:
+        np.take(src, take[a:b], axis=0, out=res[a:b], mode="clip")
+
+    parallel_ranges(run, n, n * width)
+    return res
+
+
+def select_T(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``P^T @ X`` for a selection matrix ``P`` (CSR, at most one stored 1 per row).
+
+    The CSC product with ``P``'s own arrays: every row ``k`` of ``X`` is added
+    to row ``P.indices[P.indptr[k]]`` of the result, reading ``X`` in order.
+    On two threads each adds half of the rows of ``X`` into its own result,
+    and the two are summed.
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(2), np.array([2, 2]), np.array([0, 1, 1, 2])), shape=(3, 3))
+    >>> select_T(P, np.array([1., 5., 2.]))
+    array([0., 0., 3.])
+    """
+    plan = selection_plan(P)  # checks the structure
+    if not plan.distinct_columns:
+        return spmm_T(P, X, out)
+    n, m = plan.shape
+    X = _check_dense(X, n, "select_T")
+    tail = X.shape[1:]
+    res = _out(out, (m, *tail), X.dtype, "select_T")
+    width = int(np.prod(tail)) if tail else 1
+    flat = res.reshape(m, width) if tail else res
+    xf = X.reshape(n, width) if tail else X
+
+    def zero(a: int, b: int) -> None:
+        flat[a:b].fill(0)
+
+    def put(a: int, b: int) -> None:
+        flat[plan.take[a:b]] = xf[a:b]
+
+    parallel_ranges(zero, m, m * width)
+    parallel_ranges(put, n, n * width)
+    return res
+
+
+def _data(P: Any, dtype: np.dtype[Any]) -> np.ndarray:
+    """``P.data`` in ``dtype``, cast once per matrix and dtype (remembered on ``P``)."""
+    if P.data.dtype == dtype:
+        return np.asarray(P.data)
+    cache: dict[str, Any] | None = getattr(P, "_sparsecnn_data", None)
+    if cache is None or cache.get("source") is not P.data:
+        cache = {"source": P.data}
+        try:
+            P._sparsecnn_data = cache
+        except AttributeError:  # pragma: no cover
+            pass
+    arr = cache.get(dtype.str)
+    if arr is None:
+        arr = P.data.astype(dtype)
+        arr.flags.writeable = False
+        cache[dtype.str] = arr
+    return arr
+
+
+def spmm(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``P @ X`` for any CSR matrix, rows split over the kernel threads (dtype of ``X``).
+
+    Examples
+    --------
+    >>> P = sp.csr_array(np.array([[1., 2.], [0., 3.]]))
+    >>> spmm(P, np.array([[1., 1.], [1., 2.]]))
+    array([[3., 5.],
+           [3., 6.]])
+    """
+    P = _as_csr(P)
+    n, m = P.shape
+    X = _check_dense(X, m, "spmm")
+    tail = X.shape[1:]
+    width = int(np.prod(tail)) if tail else 1
+    res = _out(out, (n, *tail), X.dtype, "spmm")
+    data = _data(P, X.dtype)
+    indptr, indices = P.indptr, P.indices
+    xr = X.reshape(-1)
+
+    def run(a: int, b: int) -> None:
+        part = res[a:b]
+        part.fill(0)
+        _sparsetools.csr_matvecs(b - a, m, width, indptr[a:b + 1], indices, data, xr, part.reshape(-1))
+
+    parallel_ranges(run, n, P.nnz * width)
+    return res
+
+
+def spmm_T(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``P^T @ X`` for a CSR ``P`` without forming ``P^T``: the CSC product with ``P``'s arrays.
+
+    Reads ``X`` in order and adds into the result; on two threads, each half of
+    the rows of ``X`` goes into its own result and the results are summed.
+
+    Examples
+    --------
+    >>> P = sp.csr_array(np.array([[1., 2.], [0., 3.]]))
+    >>> spmm_T(P, np.array([[1., 1.], [1., 2.]]))
+    array([[1., 1.],
+           [5., 8.]])
+    """
+    P = _as_csr(P)
+    n, m = P.shape
+    X = _check_dense(X, n, "spmm_T")
+    tail = X.shape[1:]
+    width = int(np.prod(tail)) if tail else 1
+    res = _out(out, (m, *tail), X.dtype, "spmm_T")
+    data = _data(P, X.dtype)
+    indptr, indices = P.indptr, P.indices
+    xr = X.reshape(-1)
+
+    def run(a: int, b: int) -> np.ndarray:
+        target = res if a == 0 else _scratch_T(m, tail, X.dtype, a)
+        target.fill(0)
+        _sparsetools.csc_matvecs(m, b - a, width, indptr[a:b + 1], indices, data,
+                                 xr[a * width:b * width], target.reshape(-1))
+        return target
+
+    parts = parallel_ranges(run, n, P.nnz * width)
+    for extra in parts[1:]:
+        np.add(res, extra, out=res)
+    return res
+
+
+def _scratch_T(m: int, tail: tuple[int, ...], dtype: Any, key: int) -> np.ndarray:
+    """A private result for a worker thread of :func:`spmm_T` (reused across calls)."""
+    return _scratch.get("spmm_T.part", (m, *tail), dtype)

@@ -1,0 +1,151 @@
+"""Stochastic gradient with momentum and learning-rate decay, as simpleNN's ``sgd.m``.
+
+Each epoch has ``ceil(l / bsize)`` steps; each step draws ``bsize`` distinct
+instances at random (independently of the other steps), takes the gradient of
+the mini-batch objective ``f_B(theta) = theta^T theta/(2C) + (1/|B|) sum_{i in B} xi_i``
+and updates
+
+    v <- momentum v - lr_t grad f_B(theta),   theta <- theta + v,
+    lr_t = lr / (1 + decay t)        (t = number of steps taken).
+
+simpleNN's defaults: ``lr = 0.01``, ``momentum = 0``, ``decay = 0``, ``bsize = 128``.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sparsecnn import FullLayer, Network
+>>> net = Network((2, 2, 1), [FullLayer(2)])
+>>> X = np.random.default_rng(0).standard_normal((4, 64)); y = (X[0] > 0).astype(int)
+>>> theta, hist = sgd(net, net.init_params(seed=0), X, y, C=100.0, lr=0.1, bsize=16,
+...                   epoch_max=5, seed=0, full_objective=True)
+>>> len(hist), hist.f[-1] < hist.f0
+(5, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from ..network import Network
+from ._common import (
+    Callback,
+    History,
+    accuracy,
+    check_validation,
+    evaluate,
+    gradient_from,
+    positive_float,
+    positive_int,
+)
+
+__all__ = ["sgd", "minibatch_train"]
+
+Update = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, float]]
+"""``(theta, grad, t) -> (new theta, learning rate used)``; ``t`` counts steps from 1."""
+
+
+def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
+                    update: Update, bsize: int, epoch_max: int, seed: int | None,
+                    validation: tuple[np.ndarray, np.ndarray] | None, full_objective: bool,
+                    callback: Callback | None) -> tuple[np.ndarray, History]:
+    """The loop SGD and Adam share: epochs of ``ceil(l/bsize)`` random mini-batches."""
+    theta = net._check_theta(theta).copy()
+    X = net.check_X(X)
+    l = X.shape[1]
+    labels = net.check_y(y, l)
+    C = net.check_C(C)
+    bsize = min(positive_int("bsize", bsize), l)
+    epoch_max = positive_int("epoch_max", epoch_max)
+    val = check_validation(net, validation)
+    rng = np.random.default_rng(seed)
+    timing = {"steps": 0.0, "full_objective": 0.0, "validation": 0.0}
+    hist = History(timing=timing)
+    if full_objective:
+        ev = evaluate(net, theta, X, labels, C, 1024, keep=True)
+        hist.f0, hist.gnorm0 = ev.f, float(np.linalg.norm(gradient_from(net, ev, C)))
+        del ev
+    t_step = 0
+    for epoch in range(1, epoch_max + 1):
+        t_epoch = time.perf_counter()
+        fs, gs = [], []
+        lr = math.nan
+        for _ in range(math.ceil(l / bsize)):
+            idx = np.sort(rng.choice(l, size=bsize, replace=False))
+            ev = evaluate(net, theta, np.ascontiguousarray(X[:, idx]), labels[idx], C, bsize, keep=True)
+            grad = gradient_from(net, ev, C)
+            fs.append(ev.f)
+            gs.append(float(np.linalg.norm(grad)))
+            del ev
+            t_step += 1
+            theta, lr = update(theta, grad, t_step)
+        timing["steps"] += time.perf_counter() - t_epoch
+        f, gnorm = float(np.mean(fs)), float(np.mean(gs))
+        if full_objective:
+            t = time.perf_counter()
+            ev = evaluate(net, theta, X, labels, C, 1024, keep=True)
+            f, gnorm = ev.f, float(np.linalg.norm(gradient_from(net, ev, C)))
+            del ev
+            timing["full_objective"] += time.perf_counter() - t
+        elapsed = time.perf_counter() - t_epoch
+        acc = math.nan
+        if val is not None:
+            t = time.perf_counter()
+            acc = accuracy(net, theta, val[0], val[1])
+            timing["validation"] += time.perf_counter() - t
+        row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr, "lam": math.nan,
+               "val_acc": acc, "time": elapsed}
+        hist.append(row)
+        if callback is not None:
+            callback(row)
+    return theta, hist
+
+
+def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
+        lr: float = 0.01, momentum: float = 0.0, decay: float = 0.0, bsize: int = 128,
+        epoch_max: int = 500, seed: int | None = None,
+        validation: tuple[np.ndarray, np.ndarray] | None = None, full_objective: bool = False,
+        callback: Callback | None = None) -> tuple[np.ndarray, History]:
+    """Train by SGD with momentum (see the module docstring).
+
+    Parameters
+    ----------
+    net, theta, X, y, C
+        As for :func:`sparsecnn.optim.newton`.
+    lr, momentum, decay : float
+        ``lr_t = lr / (1 + decay t)``; ``v <- momentum v - lr_t grad``.
+    bsize : int
+        Instances per step.
+    epoch_max : int
+        Epochs (each ``ceil(l / bsize)`` steps).
+    seed : int, optional
+        Seed of the mini-batch draws.
+    validation : (X_val, y_val), optional
+    full_objective : bool
+        Record ``f`` and ``|grad f|`` on the whole training set after each epoch (one more
+        pass); otherwise the history holds their means over the epoch's mini-batches.
+    callback : callable, optional
+        Called with each history row (one per epoch).
+
+    Returns
+    -------
+    theta : ndarray, shape ``(n,)``
+    history : History
+    """
+    lr = positive_float("lr", lr)
+    momentum = positive_float("momentum", momentum, allow_zero=True)
+    decay = positive_float("decay", decay, allow_zero=True)
+    velocity = np.zeros(net.n_params)
+
+    def update(th: np.ndarray, grad: np.ndarray, t: int) -> tuple[np.ndarray, float]:
+        nonlocal velocity
+        lr_t = lr / (1.0 + decay * (t - 1))
+        velocity = momentum * velocity - lr_t * grad
+        return th + velocity, lr_t
+
+    return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
+                           seed=seed, validation=validation, full_objective=full_objective,
+                           callback=callback)

@@ -1,0 +1,260 @@
+"""The executor: a forward pass that keeps exactly what a plan retains, and a
+backward pass that rebuilds the rest by the plan's recipes.
+
+Kept quantities are stored at their planned dtype: ``sigma'(S^m)`` as the
+``bool`` array ``S^m > 0`` for ReLU and leaky ReLU, winners as the offset of
+the winner inside its ``r x r`` window (``uint8`` when ``r^2 <= 256``),
+expanded back to positions in ``vec(sigma(S^m))`` when ``P_pool^{m,i}`` is
+needed.  Recomputed quantities live only during the backward pass of their
+layer (or of the layer above, for ``Z^{m+1}``).
+
+The backward pass follows the plan's choice for ``dxi/dS^m``: equation (6)
+(``sigma'`` at the winners read from ``Z^{m+1}``), equation (5) (with
+``sigma'(S^m)`` kept or from ``S^m``), or their forms without pooling.  The
+arithmetic is the same as :meth:`sparsecnn.Network._backward`'s on a
+store-all cache, so gradients agree to rounding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..layers import ConvShape, FullShape
+from . import rules
+from .plan import Plan
+
+__all__ = ["forward_planned", "backward_planned", "winner_offsets", "winner_positions"]
+
+
+def _window_starts(ly: ConvShape) -> np.ndarray:
+    """Position in ``vec(sigma(S^m))`` of the first entry of each pooling window, in output order."""
+    d, a_conv, r = ly.d_out, ly.a_conv, ly.spec.r
+    q_o, r_o, c = np.meshgrid(np.arange(ly.b_out), np.arange(ly.a_out), np.arange(d), indexing="ij")
+    return (c + d * (r_o * r + a_conv * (q_o * r))).ravel().astype(np.int64)
+
+
+def winner_offsets(ly: ConvShape, winners: np.ndarray) -> np.ndarray:
+    """Winners as offsets ``k = dr + r dq`` inside their ``r x r`` window (column-major), compact dtype.
+
+    Parameters
+    ----------
+    ly : ConvShape
+    winners : integer ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+        Positions in ``vec(sigma(S^m))`` (as from ``ConvShape.winners``).
+
+    Returns
+    -------
+    ndarray of ``rules.winners_dtype(r)``, same shape.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> ly = Network((4, 4, 1), [ConvLayer(1, h=1, r=2), FullLayer(2)]).layers[0]
+    >>> w = np.array([[5], [7], [13], [14]])          # the slides' 4x4 example
+    >>> k = winner_offsets(ly, w); k.ravel(), k.dtype
+    (array([3, 3, 3, 2], dtype=uint8), dtype('uint8'))
+    >>> winner_positions(ly, k).ravel()
+    array([ 5,  7, 13, 14], dtype=int32)
+    """
+    d, a_conv, r = ly.d_out, ly.a_conv, ly.spec.r
+    idx = np.int32 if ly.n_S < 2**31 - 1 else np.int64
+    delta = np.asarray(winners, dtype=idx) - _window_starts(ly).astype(idx)[:, None]   # d (dr + a_conv dq)
+    dq = delta // (d * a_conv)
+    delta -= dq * (d * a_conv)
+    delta //= d                                                                        # dr
+    dq *= r
+    dq += delta
+    return dq.astype(rules.winners_dtype(r))
+
+
+def winner_positions(ly: ConvShape, offsets: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`winner_offsets`: positions in ``vec(sigma(S^m))`` (int32)."""
+    d, a_conv, r = ly.d_out, ly.a_conv, ly.spec.r
+    k = np.arange(r * r)
+    lut = d * (k % r) + d * a_conv * (k // r)
+    pos = _window_starts(ly)[:, None] + lut[np.asarray(offsets, dtype=np.intp)]
+    return pos.astype(np.int32)
+
+
+def _store_dsigma(ly: ConvShape | FullShape, S: np.ndarray) -> np.ndarray:
+    if ly.sigma.name in rules.BOOL_DSIGMA:
+        return np.greater(S, 0.0)
+    return ly.sigma.dsigma(S)
+
+
+def _owned(arr: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
+    """``arr`` itself if it owns memory of its own size and no other kept array shares it; else a copy."""
+    base = arr
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    if base.base is not None or base.nbytes != arr.nbytes or any(np.may_share_memory(arr, o) for o in others):
+        return np.array(arr, order="C")
+    return arr
+
+
+def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray
+                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Forward pass for one batch keeping exactly ``plan.retained``.
+
+    Returns ``(z^{L+1}, kept)``; ``kept`` maps each retained name to its array
+    (``"Z{L+1}"`` is the output itself).
+    """
+    keep = set(plan.retained)
+    kept: dict[str, np.ndarray] = {}
+
+    def put(name: str, arr: np.ndarray) -> None:
+        if name in keep:
+            kept[name] = _owned(arr, list(kept.values()))
+
+    Z = X
+    for ly in net.conv:
+        m = ly.m
+        Phi = ly.phi(Z)                                           # P_phi P_pad vec(Z^m)
+        put(f"phi{m}", Phi)
+        S = ly.S(Ws[m - 1], bs[m - 1], Phi)                       # W^m phi(pad(Z^m)) + b^m 1^T
+        del Phi
+        put(f"S{m}", S)
+        if f"dsigma{m}" in keep:
+            kept[f"dsigma{m}"] = _store_dsigma(ly, S)
+        A = ly.sigma.sigma(S)                                     # sigma(S^m)
+        del S
+        winners = ly.winners(A)
+        if winners is not None and f"pool{m}" in keep:
+            kept[f"pool{m}"] = winner_offsets(ly, winners)
+        Z = ly.pool(A, winners)                                   # P_pool vec(sigma(S^m))
+        del A, winners
+        put(f"Z{m + 1}", Z)
+    for fl in net.full:
+        m = fl.m
+        s = fl.s(Ws[m - 1], bs[m - 1], Z)                         # s^m = W^m z^m + b^m
+        put(f"S{m}", s)
+        if f"dsigma{m}" in keep:
+            kept[f"dsigma{m}"] = _store_dsigma(fl, s)
+        Z = fl.sigma.sigma(s)                                     # z^{m+1} = sigma(s^m)
+        del s
+        put(f"Z{m + 1}", Z)
+    return Z, kept
+
+
+class _Store:
+    """Kept quantities, decoded, and quantities rebuilt by the plan's recipes (memoised)."""
+
+    def __init__(self, net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray] | None,
+                 X: np.ndarray | None, kept: dict[str, np.ndarray]) -> None:
+        self.net, self.plan, self.Ws, self.bs, self.X, self.kept = net, plan, Ws, bs, X, kept
+        self.tmp: dict[str, np.ndarray] = {}
+        self.G = plan.graph
+
+    def release_above(self, m: int) -> None:
+        """Forget rebuilt quantities of layers ``>= m`` (the backward pass is done with them)."""
+        for n in [n for n in self.tmp if self.G.nodes[n]["group"] >= m]:
+            del self.tmp[n]
+
+    def get(self, name: str) -> np.ndarray:
+        if name in self.tmp:
+            return self.tmp[name]
+        if name in self.kept:
+            value = self._decode(name, self.kept[name])
+        elif name == "Z1":
+            if self.X is None:
+                raise ValueError("this plan rebuilds quantities from X: pass X to the backward pass")
+            return self.X
+        else:
+            value = self._compute(name)
+        self.tmp[name] = value
+        return value
+
+    def _layer(self, name: str) -> ConvShape | FullShape:
+        ly: ConvShape | FullShape = self.net.layers[self.G.nodes[name]["group"] - 1]
+        return ly
+
+    def _decode(self, name: str, arr: np.ndarray) -> np.ndarray:
+        if name.startswith("pool"):
+            ly = self._layer(name)
+            assert isinstance(ly, ConvShape)
+            return winner_positions(ly, arr)
+        if name.startswith("dsigma") and arr.dtype == bool:
+            lo, hi = rules.BOOL_DSIGMA[self._layer(name).sigma.name]
+            return np.where(arr, hi, lo)
+        return arr
+
+    def _compute(self, name: str) -> np.ndarray:
+        r = self.plan.recipe(name)
+        ly = self._layer(name)
+        m = ly.m
+        rule = r.rule
+        if rule == "phi":
+            assert isinstance(ly, ConvShape)
+            return ly.phi(self.get(f"Z{m}"))                      # P_phi P_pad vec(Z^m), pad included
+        if rule == "pad":                                         # only ever needed on the way to phi
+            raise AssertionError("pad(Z) is built inside ConvShape.phi")
+        if rule in ("S_conv", "S_full"):
+            if self.bs is None:
+                raise ValueError("this plan recomputes S by a GEMM: pass the biases to the backward pass")
+            W, b = self.Ws[m - 1], self.bs[m - 1]
+            if isinstance(ly, ConvShape):
+                return ly.S(W, b, self.get(f"phi{m}"))
+            return ly.s(W, b, self.get(f"Z{m}"))
+        if rule == "sigma":
+            return ly.sigma.sigma(self.get(f"S{m}"))
+        if rule == "winners":
+            assert isinstance(ly, ConvShape)
+            w = ly.winners(self.get(f"sigma{m}"))
+            assert w is not None
+            return w
+        if rule == "pool_max":
+            assert isinstance(ly, ConvShape)
+            return ly.pool(self.get(f"sigma{m}"), self.get(f"pool{m}"))
+        if rule == "pool_avg":
+            assert isinstance(ly, ConvShape)
+            return ly.pool(self.get(f"sigma{m}"), None)
+        if rule == "Z_sigma":
+            return ly.sigma.sigma(self.get(f"S{m}"))
+        if rule == "dsigma_S":
+            return ly.sigma.dsigma(self.get(f"S{m}"))
+        if rule in ("dsigma_Z", "dsigmaZ"):
+            from_output = ly.sigma.dsigma_from_output
+            assert from_output is not None
+            return from_output(self.get(f"Z{m + 1}"))
+        raise AssertionError(f"no executor for recipe {r.id}")
+
+
+def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray] | None,
+                     X: np.ndarray | None, kept: dict[str, np.ndarray], dZ: np.ndarray
+                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Backward pass for one batch from ``dZ = dxi/dz^{L+1}``, following ``plan``.
+
+    Returns ``(dWs, dbs)`` as :meth:`sparsecnn.Network._backward` does.
+    """
+    st = _Store(net, plan, Ws, bs, X, kept)
+    L = net.L
+    dWs: list[np.ndarray] = [np.empty(0)] * L
+    dbs: list[np.ndarray] = [np.empty(0)] * L
+    for fl in reversed(net.full):
+        m = fl.m
+        rule = plan.recipe(f"dS{m}").rule
+        ds = dZ * st.get(f"dsigma{m}") if rule == "eq4" else dZ                 # (4)
+        dWs[m - 1], dbs[m - 1], dZ = fl.s_T(Ws[m - 1], st.get(f"Z{m}"), ds)   # (1)-(3)
+        st.release_above(m)
+    for ly in reversed(net.conv):
+        m = ly.m
+        rule = plan.recipe(f"dS{m}").rule
+        winners = st.get(f"pool{m}") if ly.max_pools else None
+        if rule == "eq6":
+            dS = ly.pool_T(dZ * st.get(f"dsigmaZ{m}"), winners)                # (6)
+        elif rule == "eq5":
+            dS = ly.pool_T(dZ, winners) * st.get(f"dsigma{m}")                  # (7), (5)
+        elif rule == "eq5_identity":
+            dS = ly.pool_T(dZ, winners)                                         # (7), sigma' = 1
+        elif rule == "eq5_nopool":
+            dS = dZ * st.get(f"dsigma{m}")                                      # (5), P_pool = I
+        else:
+            dS = dZ
+        dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], st.get(f"phi{m}"), dS, need_dPhi=m > 1)
+        del dS
+        st.release_above(m)
+        if dPhi is not None:
+            dZ = ly.phi_T(dPhi)                                   # P_pad^T P_phi^T vec(dxi/dphi)
+    return dWs, dbs

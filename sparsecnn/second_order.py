@@ -1,0 +1,407 @@
+"""Second-order products: ``J v``, ``J^T u`` and the Gauss-Newton matrix ``G``.
+
+For instance ``i`` let ``J^i = dz^{L+1,i}/dtheta^T`` (``n_L x n``).  This module
+computes, through the same sparse operators as the gradient,
+
+- ``J v`` by an R-operator forward pass (``R(.)`` is the directional derivative
+  along ``v``; ``v`` holds ``vec(V^m)`` and ``v_b^m`` in the order of ``theta``)::
+
+      R(Z^1)       = 0
+      R(phi^m)     = P_phi P_pad R(Z^m)
+      R(S^m)       = V^m phi(pad(Z^m)) + W^m R(phi^m) + v_b^m 1^T
+      R(sigma^m)   = sigma'(S^m) ⊙ R(S^m)
+      R(Z^{m+1})   = P_pool^{m,i} R(sigma^m)          (winners of the forward pass)
+
+  and for full layers ``R(s^m) = V^m z^m + W^m R(z^m) + v_b^m``,
+  ``R(z^{m+1}) = sigma'(s^m) ⊙ R(s^m)``; ``J^i v = R(z^{L+1,i})``;
+- ``J^T u = sum_i (J^i)^T u_i`` by the backward pass of the gradient, started
+  from ``dz^{L+1} = u``;
+- ``G v = (1/l) sum_i (J^i)^T B^i J^i v`` with ``B^i = 2I`` (squared loss),
+  as a :class:`scipy.sparse.linalg.LinearOperator` that runs the forward pass
+  once and reuses it for every product.
+
+simpleNN's alternative (its ``-Jacobian 1``, the default on CPUs) is offered as
+``jacobian="store"``: ``dz^{L+1,i}/dvec(S^{m,i})^T`` (``n_L x d^{m+1} a_conv b_conv``)
+is computed once for every instance by ``n_L`` backward passes, each batched over
+the instances, and then ``J^i v = sum_m (dz^{L+1,i}/dvec(S^{m,i})^T)
+vec(V^m phi(pad(Z^{m,i})) + v_b^m 1^T)`` and ``J^T u`` follows from the same
+matrices.  It trades memory (see :func:`jacobian_bytes_per_instance`) for the
+R-operator's and backward pass's operator products.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sparsecnn import ConvLayer, FullLayer, Network
+>>> net = Network((6, 6, 1), [ConvLayer(3, h=3, p=1, r=2), FullLayer(4)])
+>>> theta = net.init_params(seed=0)
+>>> X = np.random.default_rng(1).standard_normal((36, 5))
+>>> v = np.random.default_rng(2).standard_normal(net.n_params)
+>>> u = np.random.default_rng(3).standard_normal((4, 5))
+>>> Jv = net_Jv(net, theta, X, v)
+>>> Jv.shape
+(4, 5)
+>>> bool(np.isclose(np.sum(u * Jv), net_JTv(net, theta, X, u) @ v))
+True
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator
+
+from .exceptions import ConfigError, InputTypeError, ShapeError
+from .layers import ConvShape, FullShape
+from .network import Network
+
+__all__ = [
+    "JACOBIAN_MODES",
+    "GaussNewton",
+    "net_Jv",
+    "net_JTv",
+    "gauss_newton",
+    "jacobian_bytes_per_instance",
+    "forward_bytes_per_instance",
+]
+
+JACOBIAN_MODES = ("recompute", "store")
+"""``"recompute"``: ``J v`` by the R-operator and ``J^T u`` by the backward pass at every
+product; ``"store"``: keep ``dz^{L+1}/dS^m`` per instance (simpleNN's ``-Jacobian 1``)."""
+
+DEFAULT_GN_BATCH = 1024
+"""Instances per forward pass when building a :class:`GaussNewton` operator."""
+
+
+# ------------------------------------------------------------------ helpers
+def _batch_slices(l: int, batch_size: int) -> list[slice]:
+    return [slice(s, min(s + batch_size, l)) for s in range(0, l, batch_size)]
+
+
+def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``sum_i dS^i phi(pad(Z^{m,i}))^T`` and ``sum_i dS^i 1`` for a batch.
+
+    ``Phi`` is ``vec(phi(pad(Z^m)))`` (``h h d^m x a_conv b_conv``, one column per
+    instance) and ``dS`` is ``vec(dS^m)`` (``d^{m+1} x a_conv b_conv``): in both,
+    ``vec`` runs over the rows of one filter position, then over the positions.
+    """
+    l = dS.shape[1]
+    dS3 = dS.reshape(ly.n_pos, ly.d_out, l)
+    Phi3 = Phi.reshape(ly.n_pos, ly.hhd, l)
+    dW = np.tensordot(dS3, Phi3, axes=([0, 2], [0, 2]))
+    return dW, dS3.sum(axis=(0, 2))
+
+
+def _conv_phi_grad(ly: ConvShape, W: np.ndarray, dS: np.ndarray) -> np.ndarray:
+    """``vec((W^m)^T dS^m)`` for a batch, shape ``(h h d^m a_conv b_conv, l)``."""
+    l = dS.shape[1]
+    return (W.T @ dS.reshape(ly.n_pos, ly.d_out, l)).reshape(ly.n_pos * ly.hhd, l)
+
+
+def _dsigma_times(ly: ConvShape | FullShape, kept: dict[str, np.ndarray], m: int, RS: np.ndarray,
+                  dsig: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
+    """``sigma'(S^m) ⊙ RS`` where ``S^m`` is kept (from ``dsig`` if it holds it); ``None`` when
+    ``S^m`` is not kept."""
+    sigma = ly.sigma
+    if sigma.name == "identity":
+        return RS
+    if dsig is not None and m in dsig:
+        return dsig[m] * RS
+    S = kept.get(f"S{m}")
+    if S is None:
+        return None
+    return sigma.dsigma(S) * RS
+
+
+def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray],
+               Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray],
+               dsig: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """The R-operator forward pass of one batch: ``R(z^{L+1})``, shape ``(n_L, l)``.
+
+    ``dsig`` may hold ``sigma'(S^m)`` by layer, computed once for many products.
+    """
+    R: np.ndarray | None = None                                   # R(Z^1) = 0
+    for ly in net.conv:
+        m = ly.m
+        Phi = kept[f"phi{m}"]
+        RS = ly.S(Vs[m - 1], vbs[m - 1], Phi)                     # V^m phi + v_b^m 1^T
+        if R is not None:                                          # + W^m P_phi P_pad R(Z^m)
+            RS += ly.S(Ws[m - 1], np.zeros(ly.d_out), ly.phi(R))
+        RA = _dsigma_times(ly, kept, m, RS, dsig)                  # sigma'(S^m) ⊙ R(S^m)
+        winners = kept.get(f"pool{m}")
+        if RA is not None:
+            R = ly.pool(RA, winners)                               # P_pool R(sigma^m)
+        else:
+            # S^m not kept: the Jv analogue of equation (6), sigma'(S^m) read from Z^{m+1}
+            # (valid where the network's eq6 applies: selection pooling or none).
+            from_output = ly.sigma.dsigma_from_output
+            if from_output is None or not ly.eq6_valid:
+                raise ConfigError(f"conv layer {m}: J v needs S^{m} (sigma'(S^{m}) does not follow "
+                                  f"from Z^{m + 1} here)")
+            R = ly.pool(RS, winners) * from_output(kept[f"Z{m + 1}"])
+    for fl in net.full:
+        m = fl.m
+        Rs = Vs[m - 1] @ kept[f"Z{m}"] + vbs[m - 1][:, None]        # V^m z^m + v_b^m
+        if R is not None:
+            Rs += Ws[m - 1] @ R                                    # + W^m R(z^m)
+        Rz = _dsigma_times(fl, kept, m, Rs, dsig)
+        if Rz is None:
+            from_output = fl.sigma.dsigma_from_output
+            if from_output is None:
+                raise ConfigError(f"full layer {m}: J v needs s^{m} or sigma' from z^{m + 1}")
+            Rz = Rs * from_output(kept[f"Z{m + 1}"])
+        R = Rz
+    assert R is not None
+    return R
+
+
+def _dz_dS(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray], l: int
+           ) -> list[np.ndarray]:
+    """``dz^{L+1,i}/dvec(S^{m,i})^T`` for every layer, from ``n_L`` backward passes.
+
+    Returns a list indexed by ``m - 1`` of arrays of shape ``(n_L, n_S^m, l)``:
+    entry ``[k, j, i]`` is ``dz^{L+1,i}_k / dvec(S^{m,i})_j`` (``s^m`` for full layers).
+    """
+    n_L = net.n_L
+    out: list[np.ndarray] = []
+    sizes = [ly.n_S for ly in net.conv] + [fl.n_out for fl in net.full]
+    for n_S in sizes:
+        out.append(np.empty((n_L, n_S, l)))
+    layers: list[ConvShape | FullShape] = [*net.conv, *net.full]
+    dsig = {ly.m: ly.sigma.dsigma(kept[f"S{ly.m}"]) for ly in layers}     # sigma'(S^m), once
+    for k in range(n_L):                                           # one backward pass per output
+        dZ = np.zeros((n_L, l))
+        dZ[k] = 1.0
+        for fl in reversed(net.full):
+            m = fl.m
+            ds = dZ * dsig[m]                                      # (4)
+            out[m - 1][k] = ds
+            dZ = Ws[m - 1].T @ ds                                  # (3)
+        for ly in reversed(net.conv):
+            m = ly.m
+            dS = ly.pool_T(dZ, kept.get(f"pool{m}")) * dsig[m]    # (7), (5)
+            out[m - 1][k] = dS
+            if m > 1:
+                dZ = ly.phi_T(_conv_phi_grad(ly, Ws[m - 1], dS))
+    return out
+
+
+# ------------------------------------------------------------- byte counts
+def jacobian_bytes_per_instance(net: Network) -> int:
+    """Bytes per instance of ``dz^{L+1}/dS^m`` for all ``m`` (``jacobian="store"``), float64.
+
+    ``8 n_L (sum_{m conv} d^{m+1} a^m_conv b^m_conv + sum_{m full} n_{m+1})``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> jacobian_bytes_per_instance(Network((4, 4, 1), [ConvLayer(2, h=3), FullLayer(3)]))
+    264
+    """
+    total = sum(ly.n_S for ly in net.conv) + sum(fl.n_out for fl in net.full)
+    return 8 * int(net.n_L) * int(total)
+
+
+def forward_bytes_per_instance(net: Network) -> int:
+    """Bytes per instance the forward pass keeps for ``J v`` and ``J^T u`` (float64 arrays;
+    max-pool winners counted as int32): ``Z^m``, ``phi(pad(Z^m))``, ``S^m`` and winners for
+    conv layers, ``z^m`` and ``s^m`` for full layers, and ``z^{L+1}``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> forward_bytes_per_instance(Network((4, 4, 1), [ConvLayer(2, h=3), FullLayer(3)]))
+    592
+    """
+    total = 0
+    for ly in net.conv:
+        total += 8 * (ly.n_in + ly.hhd * ly.n_pos + ly.n_S)
+        if ly.max_pools:
+            total += 4 * ly.n_out
+    for fl in net.full:
+        total += 8 * (fl.n_in + fl.n_out)
+    return total + 8 * int(net.n_L)
+
+
+# ------------------------------------------------------------ the operator
+@dataclass
+class _Batch:
+    sl: slice
+    kept: dict[str, np.ndarray]
+    dzdS: list[np.ndarray] | None = None
+
+
+class GaussNewton(LinearOperator):
+    """``G = (1/l) sum_i (J^i)^T B^i J^i`` with ``B^i = 2I``, as a symmetric ``n x n`` operator.
+
+    The forward pass over ``X`` runs once, here; every product reuses it.
+
+    Parameters
+    ----------
+    net : Network
+    theta : ndarray, shape ``(n,)``
+    X : ndarray, shape ``(d^1 a^1 b^1, l)``
+        The instances of ``G`` (for Newton's method, the subsample).
+    jacobian : {"recompute", "store"}
+        ``"recompute"``: each product is one R-operator forward pass and one backward pass;
+        ``"store"``: ``dz^{L+1}/dS^m`` is kept per instance (``n_L`` backward passes now).
+    batch_size : int
+        Instances per forward pass (bounds the temporaries, not what is kept).
+
+    Attributes
+    ----------
+    output : ndarray, shape ``(n_L, l)``
+        ``z^{L+1}`` at ``theta``.
+    bytes_per_instance : int
+        Bytes kept per instance: the forward cache, plus ``dz^{L+1}/dS^m`` when stored.
+    jacobian_bytes_per_instance : int
+        The part of :attr:`bytes_per_instance` that ``jacobian="store"`` adds (0 otherwise).
+    n_matvec : int
+        Products computed so far.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, r=2), FullLayer(3)])
+    >>> theta = net.init_params(seed=0)
+    >>> X = np.random.default_rng(0).standard_normal((36, 4))
+    >>> G = GaussNewton(net, theta, X)
+    >>> G.shape == (net.n_params, net.n_params)
+    True
+    >>> v = np.ones(net.n_params)
+    >>> bool(v @ (G @ v) >= 0)
+    True
+    """
+
+    net: Network
+    theta: np.ndarray
+    jacobian: str
+    l: int
+    Ws: list[np.ndarray]
+    bs: list[np.ndarray]
+    output: np.ndarray
+    bytes_per_instance: int
+    jacobian_bytes_per_instance: int
+    n_matvec: int
+
+    def __init__(self, net: Network, theta: np.ndarray, X: np.ndarray, *,
+                 jacobian: str = "recompute", batch_size: int = DEFAULT_GN_BATCH) -> None:
+        if jacobian not in JACOBIAN_MODES:
+            raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.net = net
+        self.theta = net._check_theta(theta)
+        X = net.check_X(X)
+        self.jacobian = jacobian
+        self.l = int(X.shape[1])
+        n = int(net.n_params)
+        super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
+        self.Ws, self.bs = net.unpack(self.theta)
+        self.output = np.empty((net.n_L, self.l))
+        self._batches: list[_Batch] = []
+        for sl in _batch_slices(self.l, int(batch_size)):
+            out, kept = net._forward(self.Ws, self.bs, np.ascontiguousarray(X[:, sl]), keep=True)
+            self.output[:, sl] = out
+            batch = _Batch(sl, kept)
+            if jacobian == "store":
+                batch.dzdS = _dz_dS(net, self.Ws, kept, out.shape[1])
+            self._batches.append(batch)
+        forward = sum(int(v.nbytes) for b in self._batches for v in b.kept.values())
+        jac = sum(int(D.nbytes) for b in self._batches for D in (b.dzdS or []))
+        self.jacobian_bytes_per_instance = jac // max(self.l, 1)
+        self.bytes_per_instance = (forward + jac) // max(self.l, 1)
+        self.n_matvec = 0
+
+    # products ------------------------------------------------------------
+    def _check_v(self, v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=np.float64).reshape(-1)
+        if v.size != self.shape[1]:
+            raise ShapeError(f"v must have n = {self.shape[1]} entries, got {v.size}")
+        return v
+
+    def Jv(self, v: np.ndarray) -> np.ndarray:
+        """``J^i v`` for every instance, shape ``(n_L, l)``."""
+        v = self._check_v(v)
+        Vs, vbs = self.net.unpack(v)
+        out = np.empty((self.net.n_L, self.l))
+        for b in self._batches:
+            if b.dzdS is None:
+                out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs)
+            else:
+                out[:, b.sl] = self._Jv_stored(b, Vs, vbs)
+        return out
+
+    def JTv(self, u: np.ndarray) -> np.ndarray:
+        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; returns shape ``(n,)``."""
+        u = np.asarray(u, dtype=np.float64)
+        if u.shape != (self.net.n_L, self.l):
+            raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
+        total = np.zeros(self.shape[0])
+        for b in self._batches:
+            ub = np.ascontiguousarray(u[:, b.sl])
+            if b.dzdS is None:
+                dWs, dbs = self.net._backward(self.Ws, b.kept, ub)
+            else:
+                dWs, dbs = self._JTv_stored(b, ub)
+            total += self.net.pack(dWs, dbs)
+        return total
+
+    def _Jv_stored(self, b: _Batch, Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray]) -> np.ndarray:
+        assert b.dzdS is not None
+        out = np.zeros((self.net.n_L, b.sl.stop - b.sl.start))
+        for ly in self.net.conv:
+            P = ly.S(Vs[ly.m - 1], vbs[ly.m - 1], b.kept[f"phi{ly.m}"])   # vec(V phi + v_b 1^T)
+            out += np.einsum("kji,ji->ki", b.dzdS[ly.m - 1], P)
+        for fl in self.net.full:
+            P = Vs[fl.m - 1] @ b.kept[f"Z{fl.m}"] + vbs[fl.m - 1][:, None]
+            out += np.einsum("kji,ji->ki", b.dzdS[fl.m - 1], P)
+        return out
+
+    def _JTv_stored(self, b: _Batch, u: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        assert b.dzdS is not None
+        dWs: list[np.ndarray] = []
+        dbs: list[np.ndarray] = []
+        for ly in self.net.conv:
+            dS = np.einsum("kji,ki->ji", b.dzdS[ly.m - 1], u)            # u_i^T dz/dvec(S^m)
+            dW, db = _conv_W_grad(ly, b.kept[f"phi{ly.m}"], dS)
+            dWs.append(dW)
+            dbs.append(db)
+        for fl in self.net.full:
+            ds = np.einsum("kji,ki->ji", b.dzdS[fl.m - 1], u)
+            dWs.append(ds @ b.kept[f"Z{fl.m}"].T)
+            dbs.append(ds.sum(axis=1))
+        return dWs, dbs
+
+    def _matvec(self, v: np.ndarray) -> np.ndarray:
+        """``G v = (1/l) J^T (2 J v)``."""
+        self.n_matvec += 1
+        return self.JTv((2.0 / self.l) * self.Jv(v))
+
+    def _rmatvec(self, v: np.ndarray) -> np.ndarray:
+        return self._matvec(v)
+
+    def _adjoint(self) -> GaussNewton:
+        return self
+
+
+# --------------------------------------------------------- functional API
+def net_Jv(net: Network, theta: np.ndarray, X: np.ndarray, v: np.ndarray, *,
+           batch_size: int = DEFAULT_GN_BATCH) -> np.ndarray:
+    """``J^i v`` for every column of ``X``, shape ``(n_L, l)`` (see :meth:`Network.Jv`)."""
+    return GaussNewton(net, theta, X, batch_size=batch_size).Jv(v)
+
+
+def net_JTv(net: Network, theta: np.ndarray, X: np.ndarray, u: np.ndarray, *,
+            batch_size: int = DEFAULT_GN_BATCH) -> np.ndarray:
+    """``sum_i (J^i)^T u_i``, shape ``(n,)`` (see :meth:`Network.JTv`)."""
+    return GaussNewton(net, theta, X, batch_size=batch_size).JTv(u)
+
+
+def gauss_newton(net: Network, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute",
+                 batch_size: int = DEFAULT_GN_BATCH) -> GaussNewton:
+    """The Gauss-Newton operator ``G`` of the instances in ``X`` (see :class:`GaussNewton`)."""
+    return GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size)

@@ -1,0 +1,252 @@
+"""``sparsecnn train`` and ``sparsecnn predict``: simpleNN's workflow from the command line.
+
+``sparsecnn train --config CONFIG --train TRAIN.mat [--test TEST.mat] --solver newton|sgd|adam ...``
+reads a simpleNN configuration and simpleNN ``.mat`` data, scales the pixels by
+1/255 and centres them on the training mean (as simpleNN's MNIST example does),
+trains with a progress bar showing ``f``, ``|g|``, CG iterations and the accuracy
+on ``--test`` per iteration (epoch for SGD and Adam), and with ``--test`` ends
+with the line ``test_acc: <fraction>``.  ``--C`` is simpleNN's: the objective
+uses ``C = (--C) * l``.  ``--save`` writes the model (network, ``theta``, the
+training mean and the scale) with :func:`sparsecnn.model_io.save_model`;
+``--plot`` draws ``f`` and the test accuracy per iteration.
+
+``sparsecnn predict --model MODEL.npz --data TEST.mat`` applies the saved
+preprocessing and prints ``accuracy: <fraction>``.
+
+Examples
+--------
+>>> import argparse
+>>> parser = argparse.ArgumentParser(prog="sparsecnn")
+>>> add_parser(parser.add_subparsers(dest="command"))
+>>> args = parser.parse_args(["train", "--config", "c", "--train", "t.mat", "--C", "0.01"])
+>>> args.solver, args.C, args.GNsize, args.CGmax
+('newton', 0.01, None, 250)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import SparseCNNError
+from .optim._common import History
+
+__all__ = ["add_parser", "run_train", "run_predict"]
+
+PIXEL_SCALE = 1 / 255
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _float(minimum: float, strict: bool) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        ok = value > minimum if strict else value >= minimum
+        if not ok or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text!r}")
+        return value
+    return parse
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``train`` and ``predict`` on ``subparsers``."""
+    t = subparsers.add_parser(
+        "train", help="train a CNN (Newton, SGD or Adam) on simpleNN .mat data",
+        description="Train a CNN described by a simpleNN configuration file. Pixels are scaled by 1/255 "
+                    "and centred on the training mean; the objective is "
+                    "theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2 with C = (--C) * l.")
+    t.add_argument("--config", required=True, type=Path, help="simpleNN configuration file")
+    t.add_argument("--train", required=True, type=Path, help="training data (.mat with Z and y)")
+    t.add_argument("--test", type=Path, help="test data: accuracy per iteration and at the end")
+    t.add_argument("--solver", choices=["newton", "sgd", "adam"], default="newton")
+    t.add_argument("--C", type=_float(0, True), default=0.01,
+                   help="simpleNN's C: the objective uses C * l (default 0.01)")
+    g = t.add_argument_group("Newton")
+    g.add_argument("--GNsize", type=_positive_int, help="subsample size for G (default ceil(0.05 l))")
+    g.add_argument("--iter-max", type=_positive_int, default=100, help="Newton iterations (default 100)")
+    g.add_argument("--xi", type=_float(0, True), default=0.1, help="CG relative tolerance (default 0.1)")
+    g.add_argument("--CGmax", type=_positive_int, default=250, help="CG iteration limit (default 250)")
+    g.add_argument("--lambda", dest="lam", type=_float(0, False), default=1.0,
+                   help="initial Levenberg-Marquardt lambda (default 1)")
+    g.add_argument("--jacobian", choices=["recompute", "store"], default="recompute",
+                   help="recompute J v and J^T u (default) or store dz/dS per instance (simpleNN)")
+    dist = g.add_mutually_exclusive_group()
+    dist.add_argument("--scheduler", metavar="ADDRESS",
+                      help="compute f, g and G v on the Dask cluster at ADDRESS (e.g. tcp://host:8786)")
+    dist.add_argument("--workers", type=_positive_int, metavar="N",
+                      help="compute f, g and G v on a local Dask cluster of N worker processes")
+    s = t.add_argument_group("SGD and Adam")
+    s.add_argument("--bsize", type=_positive_int,
+                   help="mini-batch size (default 128); for Newton, instances per forward pass (default 1024)")
+    s.add_argument("--epoch-max", type=_positive_int, default=500, help="epochs (default 500)")
+    s.add_argument("--lr", type=_float(0, True), help="learning rate (default 0.01 for SGD, 0.001 for Adam)")
+    s.add_argument("--momentum", type=_float(0, False), default=0.0, help="SGD momentum (default 0)")
+    s.add_argument("--decay", type=_float(0, False), default=0.0, help="SGD lr decay: lr/(1 + decay t)")
+    t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
+    t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
+    t.add_argument("--plot", type=Path, help="draw f and test accuracy per iteration to this image")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=run_train)
+
+    p = subparsers.add_parser("predict", help="accuracy of a saved model on simpleNN .mat data",
+                              description="Apply a model saved by 'sparsecnn train --save' to data.")
+    p.add_argument("--model", required=True, type=Path, help="model file written by train --save")
+    p.add_argument("--data", required=True, type=Path, help="data (.mat with Z and y)")
+    p.set_defaults(func=run_predict)
+
+
+def _fail(command: str, exc: BaseException) -> int:
+    print(f"sparsecnn {command}: error: {exc}", file=sys.stderr)
+    return 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``sparsecnn train``; returns the exit status."""
+    try:
+        return _train(args)
+    except (SparseCNNError, OSError) as exc:
+        return _fail("train", exc)
+
+
+def _load(path: Path, net_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    from .data import load_simplenn_mat
+
+    return load_simplenn_mat(path, shape=net_shape)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .data import center, scale
+    from .model_io import save_model
+    from .network import Network
+    from .optim import adam, newton, sgd
+
+    if args.solver != "newton" and (args.scheduler is not None or args.workers is not None):
+        raise SparseCNNError("--scheduler and --workers are for --solver newton")
+    net = Network.from_simplenn_config(args.config)
+    shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
+    Xtr, ytr = _load(args.train, shape)
+    Xtr, mean = center(scale(Xtr, PIXEL_SCALE))
+    l = Xtr.shape[1]
+    ytr = net.check_y(ytr, l)
+    validation = None
+    if args.test is not None:
+        Xte, yte = _load(args.test, shape)
+        Xte, _ = center(scale(Xte, PIXEL_SCALE), mean)
+        validation = (Xte, net.check_y(yte, Xte.shape[1]))
+    C = args.C * l
+    theta0 = net.init_params(seed=args.seed)
+
+    total = args.iter_max if args.solver == "newton" else args.epoch_max
+    bar = None
+    if not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=f"{args.solver}", unit="it" if args.solver == "newton" else "epoch",
+                   file=sys.stderr, dynamic_ncols=True)
+
+    def progress(row: dict[str, Any]) -> None:
+        if bar is None:
+            return
+        post = {"f": f"{row['f']:.4g}", "|g|": f"{row['gnorm']:.3g}"}
+        if args.solver == "newton":
+            post["#CG"] = str(row["cg_iters"])
+        if not math.isnan(row["val_acc"]):
+            post["val_acc"] = f"{row['val_acc']:.4f}"
+        bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+    start = time.perf_counter()
+    hist: History
+    try:
+        if args.solver == "newton":
+            theta, hist = newton(net, theta0, Xtr, ytr, C=C, iter_max=args.iter_max, GNsize=args.GNsize,
+                                 xi=args.xi, CGmax=args.CGmax, lam=args.lam, batch_size=args.bsize or 1024,
+                                 jacobian=args.jacobian, seed=args.seed, validation=validation,
+                                 callback=progress, scheduler=args.scheduler, workers=args.workers)
+        elif args.solver == "sgd":
+            theta, hist = sgd(net, theta0, Xtr, ytr, C=C, lr=args.lr or 0.01, momentum=args.momentum,
+                              decay=args.decay, bsize=args.bsize or 128, epoch_max=args.epoch_max,
+                              seed=args.seed, validation=validation, callback=progress)
+        else:
+            theta, hist = adam(net, theta0, Xtr, ytr, C=C, lr=args.lr or 1e-3, bsize=args.bsize or 128,
+                               epoch_max=args.epoch_max, seed=args.seed, validation=validation,
+                               callback=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - start
+    extra = f", total #CG {sum(hist.cg_iters)}" if args.solver == "newton" else ""
+    print(f"{args.solver}: {len(hist)} iterations in {elapsed:.1f} s, f {hist.f[-1]:.6g}, "
+          f"|g| {hist.gnorm[-1]:.4g}{extra}")
+    if args.save is not None:
+        save_model(args.save, net, theta, mean=mean,
+                   meta={"scale": PIXEL_SCALE, "solver": args.solver, "C": C, "seed": args.seed,
+                         "train": str(args.train), "iterations": len(hist)})
+        print(f"model saved to {args.save}")
+    if args.plot is not None:
+        plot_history(hist, args.plot, title=f"{args.solver} on {args.train.name}")
+        print(f"curves drawn to {args.plot}")
+    if validation is not None:
+        acc = float(np.mean(net.predict(theta, validation[0]) == validation[1]))
+        print(f"test_acc: {acc:g}")
+    return 0
+
+
+def plot_history(hist: History, path: Path, title: str = "") -> None:
+    """Draw ``f`` and the validation accuracy per iteration to an image file."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - matplotlib is an optional dependency
+        raise OSError(f"--plot needs matplotlib ({exc})") from None
+    its = np.arange(1, len(hist) + 1)
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax[0].semilogy(np.concatenate([[0], its]), [hist.f0, *hist.f] if not math.isnan(hist.f0) else
+                   [np.nan, *hist.f], marker=".")
+    ax[0].set_xlabel("iteration")
+    ax[0].set_ylabel("f(theta)")
+    ax[1].plot(its, hist.val_acc, marker=".")
+    ax[1].set_xlabel("iteration")
+    ax[1].set_ylabel("test accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run ``sparsecnn predict``; returns the exit status."""
+    from .model_io import load_model
+
+    try:
+        model = load_model(args.model)
+        shape = (model.net.input_shape[0], model.net.input_shape[1], model.net.input_shape[2])
+        X, y = _load(args.data, shape)
+        X = model.preprocess(X)
+        labels = model.net.check_y(y, X.shape[1])
+        acc = float(np.mean(model.net.predict(model.theta, X) == labels))
+    except (SparseCNNError, OSError) as exc:
+        return _fail("predict", exc)
+    print(f"accuracy: {acc:g}")
+    return 0

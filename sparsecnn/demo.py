@@ -1,13 +1,17 @@
-"""``sparsecnn demo``: train a small CNN with gradient descent on scikit-learn's 8x8 digits.
+"""``sparsecnn demo``: train a small CNN by Newton's method on scikit-learn's 8x8 digits.
 
 The network is ``Network((8, 8, 1), [ConvLayer(8, h=3, p=1, r=2), FullLayer(10)])``:
 one convolutional layer (8 filters of width 3, padding 1, ReLU, 2x2 max
-pooling) and one full layer, 1,370 parameters.  Each step is
-``theta <- theta + v`` with ``v <- momentum v - lr grad``, the gradient coming
-from :meth:`sparsecnn.Network.objective` on a mini-batch, so every forward
-and backward step runs through the slides' sparse matrices.  After each epoch
-the objective ``f(theta)`` on the whole training set is printed; at the end,
-the accuracy on the 450 test images, as the last line ``test_acc: <fraction>``.
+pooling) and one full layer, 1,370 parameters.  By default it is trained by
+the subsampled Gauss-Newton method as simpleNN runs it
+(:func:`sparsecnn.optim.newton`: conjugate gradient on ``G v`` products, a
+Levenberg-Marquardt ``lambda``, backtracking line search); ``--solver sgd``
+trains with mini-batch gradient descent instead, each step
+``theta <- theta + v`` with ``v <- momentum v - lr grad``.  Every forward and
+backward step runs through the slides' sparse matrices.  After each Newton
+iteration (or epoch) the objective ``f(theta)`` on the whole training set is
+printed; at the end, the accuracy on the 450 test images, as the last line
+``test_acc: <fraction>``.
 
 The images are scaled by 1/16 (their largest value) and centred with the
 training mean of each pixel, as simpleNN's MNIST example does with 1/255.
@@ -17,7 +21,7 @@ Examples
 >>> import argparse
 >>> parser = argparse.ArgumentParser(prog="sparsecnn")
 >>> _ = add_parser(parser.add_subparsers(dest="command"))
->>> args = parser.parse_args(["demo", "--epochs", "1", "--quiet"])
+>>> args = parser.parse_args(["demo", "--solver", "sgd", "--epochs", "1", "--quiet"])
 >>> args.func(args)                                  # doctest: +ELLIPSIS
 test_acc: 0...
 0
@@ -41,7 +45,11 @@ __all__ = ["add_parser", "run_demo", "DemoResult", "demo_network"]
 
 DEFAULTS: dict[str, Any] = {
     "epochs": 15, "lr": 0.01, "momentum": 0.9, "batch_size": 32, "seed": 0, "C": math.inf,
+    "solver": "newton", "iters": 15,
 }
+SOLVERS = ("newton", "sgd")
+NEWTON_C_PER_INSTANCE = 0.01
+"""Newton's regularisation, simpleNN's ``-C 0.01``: ``C = 0.01 l``."""
 
 
 def demo_network() -> Network:
@@ -85,6 +93,7 @@ class DemoResult:
 def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
              momentum: float = DEFAULTS["momentum"], batch_size: int = DEFAULTS["batch_size"],
              seed: int = DEFAULTS["seed"], C: float = DEFAULTS["C"], *,
+             solver: str = DEFAULTS["solver"], iters: int = DEFAULTS["iters"],
              out: Any = None) -> DemoResult:
     """Train the demo network on the digits and report the loss per epoch.
 
@@ -102,6 +111,12 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
         Seed of ``init_params`` and of the shuffling.
     C : float
         Regularisation of ``f(theta) = theta^T theta/(2C) + (1/l) sum_i xi_i``; ``inf`` for none.
+        With ``solver="newton"`` and ``C = inf`` the demo uses simpleNN's ``C = 0.01 l``.
+    solver : {"newton", "sgd"}
+        Subsampled Gauss-Newton (``iters`` iterations) or mini-batch gradient descent
+        (``epochs``, ``lr``, ``momentum``, ``batch_size``).
+    iters : int
+        Newton iterations.
     out : file-like, optional
         Where the table goes (``None``: print nothing).
 
@@ -122,13 +137,21 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
     l = X_train.shape[1]
     batch = l if batch_size == 0 else min(batch_size, l)
 
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     net = demo_network()
     say(f"sparsecnn demo: scikit-learn digits, {l} training and {X_test.shape[1]} test images "
         "of 8 x 8 x 1 (scaled by 1/16, centred)")
     say(net.summary())
-    say(f"n = {net.n_params} parameters; epochs {epochs}, batch {batch}, lr {lr:g}, "
-        f"momentum {momentum:g}, C {C:g}, seed {seed}")
-    say(f"{'epoch':>5}  {'f(theta)':>10}  {'train_acc':>9}  {'seconds':>7}")
+    if solver == "newton":
+        if math.isinf(C):
+            C = NEWTON_C_PER_INSTANCE * l
+        say(f"n = {net.n_params} parameters; Newton, {iters} iterations, C {C:g}, seed {seed}")
+        say(f"{'iter':>5}  {'f(theta)':>10}  {'#CG':>4}  {'train_acc':>9}  {'seconds':>7}")
+    else:
+        say(f"n = {net.n_params} parameters; epochs {epochs}, batch {batch}, lr {lr:g}, "
+            f"momentum {momentum:g}, C {C:g}, seed {seed}")
+        say(f"{'epoch':>5}  {'f(theta)':>10}  {'train_acc':>9}  {'seconds':>7}")
 
     result = DemoResult()
     start = time.perf_counter()
@@ -140,8 +163,28 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
         result.train_acc.append(acc)
         say(f"{epoch:>5}  {f:>10.6f}  {acc:>9.4f}  {time.perf_counter() - start:>7.2f}")
 
-    rng = np.random.default_rng(seed)
     theta = net.init_params(seed=seed)
+    if solver == "newton":
+        from .optim import newton
+
+        f0, _ = net.objective(theta, X_train, y_train, C)
+        result.losses.append(f0)
+        result.train_acc.append(float(np.mean(net.predict(theta, X_train) == y_train)))
+        say(f"{0:>5}  {f0:>10.6f}  {'':>4}  {result.train_acc[-1]:>9.4f}  {0.0:>7.2f}")
+
+        def report(row: dict[str, Any]) -> None:
+            result.losses.append(row["f"])
+            result.train_acc.append(row["val_acc"])                # validation = training set
+            say(f"{row['iter']:>5}  {row['f']:>10.6f}  {row['cg_iters']:>4}  {row['val_acc']:>9.4f}  "
+                f"{time.perf_counter() - start:>7.2f}")
+
+        theta, _ = newton(net, theta, X_train, y_train, C=C, iter_max=iters, seed=seed,
+                          validation=(X_train, y_train), callback=report)
+        result.test_acc = float(np.mean(net.predict(theta, X_test) == y_test))
+        result.seconds = time.perf_counter() - start
+        result.theta = theta
+        return result
+    rng = np.random.default_rng(seed)
     velocity = np.zeros_like(theta)
     record(0, theta)
     for epoch in range(1, epochs + 1):
@@ -195,6 +238,7 @@ def _momentum(text: str) -> float:
 def _run(args: argparse.Namespace) -> int:
     try:
         result = run_demo(args.epochs, args.lr, args.momentum, args.batch_size, args.seed, args.C,
+                          solver=args.solver, iters=args.iters,
                           out=None if args.quiet else sys.stdout)
     except ImportError as e:
         print(f"sparsecnn demo: {e}", file=sys.stderr)
@@ -212,14 +256,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register the ``demo`` subcommand on the ``sparsecnn`` command's subparsers."""
     parser = subparsers.add_parser(
         "demo",
-        help="train a small CNN on scikit-learn's 8x8 digits with gradient descent",
+        help="train a small CNN on scikit-learn's 8x8 digits by Newton's method",
         description=(
-            "Train Network((8, 8, 1), [ConvLayer(8, h=3, p=1, r=2), FullLayer(10)]) with "
-            "mini-batch gradient descent (with momentum) on scikit-learn's bundled digits, "
-            "printing f(theta) per epoch and, last, 'test_acc: <fraction>'. Needs scikit-learn "
+            "Train Network((8, 8, 1), [ConvLayer(8, h=3, p=1, r=2), FullLayer(10)]) on "
+            "scikit-learn's bundled digits by the subsampled Gauss-Newton method (default) or "
+            "mini-batch gradient descent with momentum (--solver sgd), printing f(theta) per "
+            "iteration or epoch and, last, 'test_acc: <fraction>'. Needs scikit-learn "
             "(pip install 'sparsecnn[demo]')."
         ),
     )
+    parser.add_argument("--solver", choices=SOLVERS, default=DEFAULTS["solver"],
+                        help="newton (default) or sgd")
+    parser.add_argument("--iters", type=_nonnegative_int, default=DEFAULTS["iters"],
+                        help="Newton iterations (default %(default)s)")
     parser.add_argument("--epochs", type=_nonnegative_int, default=DEFAULTS["epochs"],
                         help="passes over the training set (default %(default)s)")
     parser.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],

@@ -15,6 +15,8 @@ from sparsecnn.cli import main
 pytest.importorskip("sklearn")
 
 ROW = re.compile(r"^\s*(\d+)\s+([0-9.eE+-]+)\s+([0-9.]+)\s+([0-9.]+)\s*$")
+# Newton: iter, f, #CG (blank in row 0), train_acc, seconds
+NEWTON_ROW = re.compile(r"^\s*(\d+)\s+([0-9.eE+-]+)\s+(\d+)?\s+([0-9.]+)\s+([0-9.]+)\s*$")
 
 
 def table(output: str) -> list[tuple[int, float, float]]:
@@ -40,8 +42,22 @@ def check_output(output: str, epochs: int, every_epoch: bool = False) -> float:
     return float(m.group(1))
 
 
+def test_demo_newton_is_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--iters", "4", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Newton, 4 iterations" in out and "#CG" in out
+    rows = [NEWTON_ROW.match(line) for line in out.splitlines()]
+    rows = [m for m in rows if m]
+    assert [int(m.group(1)) for m in rows] == [0, 1, 2, 3, 4], out
+    assert rows[0].group(3) is None and all(int(m.group(3)) >= 1 for m in rows[1:])
+    losses = [float(m.group(2)) for m in rows]
+    assert all(b < a for a, b in zip(losses, losses[1:], strict=False)), losses   # line search: f falls
+    last = out.rstrip().splitlines()[-1]
+    assert re.fullmatch(r"test_acc: 0\.\d{4}", last), last
+
+
 def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--epochs", "3", "--seed", "1"]) == 0
+    assert main(["demo", "--solver", "sgd", "--epochs", "3", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "f(theta)" in out and "conv" in out
     acc = check_output(out, 3)
@@ -49,7 +65,8 @@ def test_demo_in_process(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_full_batch_plain_gradient_descent(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--epochs", "3", "--batch-size", "0", "--momentum", "0", "--lr", "0.05"]) == 0
+    assert main(["demo", "--solver", "sgd", "--epochs", "3", "--batch-size", "0", "--momentum", "0",
+                 "--lr", "0.05"]) == 0
     out = capsys.readouterr().out
     assert "batch 1347" in out
     check_output(out, 3, every_epoch=True)
@@ -74,7 +91,7 @@ def test_demo_defaults_reach_090() -> None:
 
     result = run_demo()
     assert result.test_acc >= 0.9
-    assert result.losses[-1] < 0.1 * result.losses[0]
+    assert result.losses[-1] < 0.15 * result.losses[0]
 
 
 def test_demo_subprocess() -> None:
@@ -82,7 +99,7 @@ def test_demo_subprocess() -> None:
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run(
-        [sys.executable, "-m", "sparsecnn.cli", "demo", "--epochs", "2"],
+        [sys.executable, "-m", "sparsecnn.cli", "demo", "--solver", "sgd", "--epochs", "2"],
         capture_output=True, text=True, timeout=300, env=env, check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -96,6 +113,7 @@ def test_demo_subprocess() -> None:
     (["demo", "--momentum", "1"], "--momentum"),
     (["demo", "--batch-size", "x"], "--batch-size"),
     (["demo", "--C", "0"], "--C"),
+    (["demo", "--solver", "lbfgs"], "--solver"),
     (["nonsense"], "invalid choice"),
     ([], "COMMAND"),
 ])

@@ -139,7 +139,7 @@ def torch_model(net: Network, theta: np.ndarray, dtype: Any) -> Any:
         # W^m[o, r + h*q + h*h*c] = w[o, c, r, q]
         w = Ws[ly.m - 1].reshape(ly.d_out, d, h, h).transpose(0, 1, 3, 2)
         conv.weight.data = torch.tensor(np.ascontiguousarray(w))
-        conv.bias.data = torch.tensor(bs[ly.m - 1].copy())
+        conv.bias.data = torch.tensor(bs[ly.m - 1].copy())  # type: ignore[union-attr]
         mods += [conv, nn.ReLU(), nn.MaxPool2d(ly.spec.r)]
     mods.append(nn.Flatten())
     last = net.conv[-1]
@@ -170,7 +170,7 @@ def torch_grad_to_theta(net: Network, model: Any) -> np.ndarray:
         dbs.append(conv.bias.grad.double().numpy())
     last = net.conv[-1]
     a, b, d = last.a_out, last.b_out, last.d_out
-    for k, (fl, lin) in enumerate(zip(net.full, lins, strict=True)):
+    for k, lin in enumerate(lins):
         g = lin.weight.grad.double().numpy()
         if k == 0:
             c, r, q = np.meshgrid(np.arange(d), np.arange(a), np.arange(b), indexing="ij")
@@ -205,7 +205,7 @@ def torch_fg(model: Any, x: Any, Y: Any, batch: int) -> Callable[[], float]:
             out = model(x[s:s + batch])
             loss = ((out - Y[s:s + batch]) ** 2).sum() / l
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         return total
 
     del torch
@@ -290,7 +290,7 @@ def layers_fg(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, bat
             dPhi_out = buf.get(f"dphi{m}", (ly.hhd * ly.n_pos, lb), dtype) if m > 1 else None
             dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS, need_dPhi=m > 1,
                                                   out=dPhi_out)
-            if m > 1:
+            if dPhi is not None:
                 dZ = ly.phi_T(dPhi, out=dZ_out)
         grad += net.pack(dWs, dbs)
     return f_sum / l_total, grad
@@ -349,6 +349,13 @@ def peak_memory(fn: Callable[[], object]) -> tuple[int, int]:
     return int(peak), int(rss.above_start)
 
 
+def _bind(fn: Callable[..., object], *args: Any, **kw: Any) -> Callable[[], object]:
+    def call() -> object:
+        return fn(*args, **kw)
+
+    return call
+
+
 @dataclasses.dataclass
 class Row:
     name: str
@@ -385,11 +392,12 @@ def op_profile(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, ba
         saved.append((obj, name, obj.__dict__.get(name, None)))
         object.__setattr__(obj, name, g)
 
-    sigmas = []
+    sigmas: list[tuple[Any, Any]] = []
     for ly in net.conv:
         for nm in ("phi", "phi_T", "S", "S_T", "winners", "pool", "pool_T"):
             wrap(ly, nm, f"{nm}{ly.m}")
-    for layer in [*net.conv, *net.full]:
+    layers: list[Any] = [*net.conv, *net.full]
+    for layer in layers:
         sigmas.append((layer, layer.sigma))
         layer.sigma = dataclasses.replace(layer.sigma)
         for nm in ("sigma", "dsigma", "dsigma_from_output"):
@@ -460,6 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile-batch", type=int, default=128)
     p.add_argument("--data", type=Path, default=DATA / "mnist-demo.mat")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pause", type=float, default=0.5,
+                   help="seconds of rest before each timed run, so that idle thread pools of the "
+                        "previous row (OpenBLAS, OpenMP) have stopped spinning (default 0.5)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     batches = args.batch or [1024, 128]
@@ -499,14 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     grads: dict[str, np.ndarray] = {}
     for bsz in batches:
         rows.append(Row("sparsecnn net.objective", "sparsecnn", "float64", bsz,
-                        lambda bsz=bsz: net.objective(theta, X, y, batch_size=bsz)))
+                        _bind(net.objective, theta, X, y, batch_size=bsz)))
     if not args.no_layers:
         for dt in dtypes:
             for bsz in batches:
                 buffers = Buffers()
                 rows.append(Row("sparsecnn layers", "layers", dt, bsz,
-                                lambda bsz=bsz, dt=dt, buffers=buffers: layers_fg(
-                                    net, theta, X, y, bsz, np.dtype(dt), buffers=buffers)))
+                                _bind(layers_fg, net, theta, X, y, bsz, np.dtype(dt), buffers=buffers)))
     if torch is not None:
         Y = np.eye(net.n_L)[y]
         for dt in dtypes:
@@ -538,6 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in range(args.repeats):
         for row in rows:
             gc.collect()
+            # let the previous row's BLAS / OpenMP threads stop spinning before this one starts
+            time.sleep(args.pause)
             t, c = time.perf_counter(), time.process_time()
             row.fn()
             row.times.append(time.perf_counter() - t)
@@ -578,8 +590,8 @@ def main(argv: list[str] | None = None) -> int:
                 return functional_call(model, dict(zip(names, ps, strict=True)), (xg,))
 
             def torch_gv() -> Any:
-                _, Jv = jvp(f_out, params, tangents)
-                _, pull = vjp(f_out, *params)
+                Jv = jvp(f_out, params, tangents)[1]
+                pull = vjp(f_out, *params)[1]
                 return pull((2.0 / lg) * Jv)
 
             fns["torch.func"] = torch_gv

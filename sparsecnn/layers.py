@@ -21,11 +21,10 @@ Full layer ``m``::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, overload
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.linalg import get_blas_funcs
 
 from . import kernels
 from .activations import Activation, get_activation
@@ -65,16 +64,12 @@ def _block(bytes_per_item: int, n: int) -> int:
     return max(1, min(n, _BLOCK_BYTES // max(bytes_per_item, 1)))
 
 
-def _gemm(dtype: np.dtype) -> Any:
-    return get_blas_funcs("gemm", dtype=dtype)
-
-
 def _sum_dW(parts: list[np.ndarray]) -> np.ndarray:
-    """``dW`` (C order) from the ``dW^T`` parts (Fortran order) of the kernel threads."""
+    """``dW`` from the parts of the kernel threads."""
     total = parts[0]
     for c in parts[1:]:
-        total = total + c
-    return np.ascontiguousarray(total.T)
+        total += c
+    return total
 
 
 def _positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
@@ -345,15 +340,24 @@ class ConvShape:
         kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
         return res
 
+    @overload
+    def S_T(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dPhi: Literal[True] = ...,
+            out: np.ndarray | None = ...) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    @overload
+    def S_T(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dPhi: bool,
+            out: np.ndarray | None = ...) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+
     def S_T(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dPhi: bool = True,
             out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Backward of :meth:`S`: ``dxi/dW = dxi/dS phi^T`` and ``dxi/db = dxi/dS 1``
         summed over the batch, and ``vec(dxi/dphi) = vec(W^T dxi/dS)`` per instance.
 
-        ``dxi/dW = sum_j dS_j phi_j^T`` accumulates one GEMM per filter position
-        into one ``d_out x hhd`` result (BLAS ``gemm`` with ``beta = 1``, one
-        result per kernel thread, summed); ``vec(W^T dS)`` is one GEMM per
-        position.  ``need_dPhi=False`` skips ``dxi/dphi`` (returned as
+        ``dxi/dW = sum_j dS_j phi_j^T`` adds one GEMM per filter position into
+        one ``d_out x hhd`` result (one per kernel thread, summed);
+        ``vec(W^T dS)`` is one GEMM per position.  All GEMMs go through numpy's
+        BLAS: two BLAS libraries with thread pools of their own (numpy's and
+        scipy's) called in turn keep each other's threads spinning.  ``need_dPhi=False`` skips ``dxi/dphi`` (returned as
         ``None``), which the first layer does not need; ``out`` receives
         ``dxi/dphi`` if given.  Results in ``dS``'s float dtype.
         """
@@ -366,18 +370,18 @@ class ConvShape:
         Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
         res = _result(out, (self.n_pos * self.hhd, l), dtype, "S_T") if need_dPhi else None
         res3 = res.reshape(self.n_pos, self.hhd, l) if res is not None else None
-        gemm = _gemm(dtype)
         step = _block(self.hhd * l * dtype.itemsize, self.n_pos)
 
         def run(j0: int, j1: int) -> np.ndarray:
-            c = np.zeros((self.hhd, self.d_out), dtype=dtype, order="F")   # dW^T, Fortran order
+            dW, tmp = np.zeros(self.W_shape, dtype=dtype), np.empty(self.W_shape, dtype=dtype)
             for a in range(j0, j1, step):
                 e = min(a + step, j1)
-                for j in range(a, e):                                     # dW^T += phi_j dS_j^T
-                    c = gemm(1.0, Phi3[j].T, dS3[j].T, beta=1.0, c=c, trans_a=1, overwrite_c=1)
+                for j in range(a, e):                                     # dW += dS_j phi_j^T
+                    np.matmul(dS3[j], Phi3[j].T, out=tmp)
+                    dW += tmp
                 if res3 is not None:
                     np.matmul(WT, dS3[a:e], out=res3[a:e])
-            return c
+            return dW
 
         parts = kernels.parallel_blas(run, self.n_pos, 2 * self.d_out * self.hhd * self.n_pos * l)
         return _sum_dW(parts), self._db(dS3), res
@@ -424,6 +428,16 @@ class ConvShape:
         kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
         return Phi, S
 
+    @overload
+    def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *,
+                      need_dZ: Literal[True] = ..., out: np.ndarray | None = ...
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+    @overload
+    def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *,
+                      need_dZ: bool, out: np.ndarray | None = ...
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+
     def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dZ: bool = True,
                       out: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -446,12 +460,11 @@ class ConvShape:
         Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
         P = self.P_phipad
         res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
-        gemm = _gemm(dtype)
         hhd = self.hhd
         step = _block(hhd * l * dtype.itemsize, self.n_pos)
 
         def run(j0: int, j1: int) -> tuple[np.ndarray, np.ndarray | None]:
-            c = np.zeros((hhd, self.d_out), dtype=dtype, order="F")       # dW^T, Fortran order
+            dW, tmp = np.zeros(self.W_shape, dtype=dtype), np.empty(self.W_shape, dtype=dtype)
             target = None
             if res is not None:
                 target = res if j0 == 0 else kernels.scratch("conv_backward.dZ", res.shape, dtype)
@@ -459,13 +472,14 @@ class ConvShape:
                 buf = kernels.scratch("conv_backward.dphi", (step, hhd, l), dtype)
             for a in range(j0, j1, step):
                 e = min(a + step, j1)
-                for j in range(a, e):                                     # dW^T += phi_j dS_j^T
-                    c = gemm(1.0, Phi3[j].T, dS3[j].T, beta=1.0, c=c, trans_a=1, overwrite_c=1)
+                for j in range(a, e):                                     # dW += dS_j phi_j^T
+                    np.matmul(dS3[j], Phi3[j].T, out=tmp)
+                    dW += tmp
                 if target is not None:
                     dphi = buf[:e - a]
                     np.matmul(WT, dS3[a:e], out=dphi)                     # dxi/dphi_j = W^T dS_j
                     kernels.csc_add(P, (a * hhd, e * hhd), dphi, target)  # += P_phipad^T rows
-            return c, target
+            return dW, target
 
         parts = kernels.parallel_blas(run, self.n_pos, 2 * self.d_out * hhd * self.n_pos * l)
         dW = _sum_dW([c for c, _ in parts])

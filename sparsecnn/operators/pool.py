@@ -10,6 +10,9 @@ from outside (for example by an implementation under test), and
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -249,19 +252,29 @@ def P_pool(a: int, b: int, d: int, r: int, *, data: np.ndarray | None = None,
     return _P_pool_from_winners(winners, d * a * b, layout)
 
 
-_CONSTANTS: dict[tuple[str, int], np.ndarray] = {}
+_CONSTANTS: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+_CONSTANTS_KEEP = 32
+_constants_lock = threading.Lock()
 
 
 def _constant(kind: str, n: int) -> np.ndarray:
-    """A read-only ``ones(n)`` (``kind="ones"``) or ``arange(n)`` (``"arange"``, int64), cached."""
+    """A read-only ``ones(n)`` (``kind="ones"``) or ``arange(n)`` (``"arange"``, int64), cached.
+
+    The 32 most recently used are kept, so a repeated call with the same
+    sizes allocates nothing.
+    """
     key = (kind, n)
-    arr = _CONSTANTS.get(key)
-    if arr is None:
-        arr = np.ones(n) if kind == "ones" else np.arange(n, dtype=np.int64)
-        arr.flags.writeable = False
-        if len(_CONSTANTS) >= 32:
-            _CONSTANTS.clear()
+    with _constants_lock:
+        arr = _CONSTANTS.get(key)
+        if arr is not None:
+            _CONSTANTS.move_to_end(key)
+            return arr
+    arr = np.ones(n) if kind == "ones" else np.arange(n, dtype=np.int64)
+    arr.flags.writeable = False
+    with _constants_lock:
         _CONSTANTS[key] = arr
+        while len(_CONSTANTS) > _CONSTANTS_KEEP:
+            _CONSTANTS.popitem(last=False)
     return arr
 
 

@@ -353,7 +353,7 @@ class ConvShape:
         """Backward of :meth:`S`: ``dxi/dW = dxi/dS phi^T`` and ``dxi/db = dxi/dS 1``
         summed over the batch, and ``vec(dxi/dphi) = vec(W^T dxi/dS)`` per instance.
 
-        ``dxi/dW = sum_j dS_j phi_j^T`` adds one GEMM per filter position into
+        ``dxi/dW = sum_j dS_j phi_j^T`` is one batched GEMM per cache-sized block of filter positions, summed into
         one ``d_out x hhd`` result (one per kernel thread, summed);
         ``vec(W^T dS)`` is one GEMM per position.  All GEMMs go through numpy's
         BLAS: two BLAS libraries with thread pools of their own (numpy's and
@@ -373,12 +373,12 @@ class ConvShape:
         step = _block(self.hhd * l * dtype.itemsize, self.n_pos)
 
         def run(j0: int, j1: int) -> np.ndarray:
-            dW, tmp = np.zeros(self.W_shape, dtype=dtype), np.empty(self.W_shape, dtype=dtype)
-            for a in range(j0, j1, step):
+            dW = np.zeros(self.W_shape, dtype=dtype)
+            tmp = np.empty((min(step, j1 - j0), *self.W_shape), dtype=dtype)
+            for a in range(j0, j1, step):                                 # cache-sized blocks
                 e = min(a + step, j1)
-                for j in range(a, e):                                     # dW += dS_j phi_j^T
-                    np.matmul(dS3[j], Phi3[j].T, out=tmp)
-                    dW += tmp
+                t = np.matmul(dS3[a:e], Phi3[a:e].transpose(0, 2, 1), out=tmp[:e - a])
+                dW += t.sum(axis=0)                                       # dW += sum_j dS_j phi_j^T
                 if res3 is not None:
                     np.matmul(WT, dS3[a:e], out=res3[a:e])
             return dW
@@ -464,17 +464,17 @@ class ConvShape:
         step = _block(hhd * l * dtype.itemsize, self.n_pos)
 
         def run(j0: int, j1: int) -> tuple[np.ndarray, np.ndarray | None]:
-            dW, tmp = np.zeros(self.W_shape, dtype=dtype), np.empty(self.W_shape, dtype=dtype)
+            dW = np.zeros(self.W_shape, dtype=dtype)
+            tmp = np.empty((min(step, j1 - j0), *self.W_shape), dtype=dtype)
             target = None
             if res is not None:
                 target = res if j0 == 0 else kernels.scratch("conv_backward.dZ", res.shape, dtype)
                 target.fill(0)
                 buf = kernels.scratch("conv_backward.dphi", (step, hhd, l), dtype)
-            for a in range(j0, j1, step):
+            for a in range(j0, j1, step):                                 # cache-sized blocks
                 e = min(a + step, j1)
-                for j in range(a, e):                                     # dW += dS_j phi_j^T
-                    np.matmul(dS3[j], Phi3[j].T, out=tmp)
-                    dW += tmp
+                t = np.matmul(dS3[a:e], Phi3[a:e].transpose(0, 2, 1), out=tmp[:e - a])
+                dW += t.sum(axis=0)                                       # dW += sum_j dS_j phi_j^T
                 if target is not None:
                     dphi = buf[:e - a]
                     np.matmul(WT, dS3[a:e], out=dphi)                     # dxi/dphi_j = W^T dS_j

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from ._argtypes import integer, number
 from .layers import ConvLayer, FullLayer
 from .network import Network
 
@@ -205,36 +206,6 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
     return result
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _momentum(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
-    return value
-
-
 def _run(args: argparse.Namespace) -> int:
     try:
         result = run_demo(args.epochs, args.lr, args.momentum, args.batch_size, args.seed, args.C,
@@ -267,19 +238,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--solver", choices=SOLVERS, default=DEFAULTS["solver"],
                         help="newton (default) or sgd")
-    parser.add_argument("--iters", type=_nonnegative_int, default=DEFAULTS["iters"],
+    parser.add_argument("--iters", type=integer(0), default=DEFAULTS["iters"],
                         help="Newton iterations (default %(default)s)")
-    parser.add_argument("--epochs", type=_nonnegative_int, default=DEFAULTS["epochs"],
+    parser.add_argument("--epochs", type=integer(0), default=DEFAULTS["epochs"],
                         help="passes over the training set (default %(default)s)")
-    parser.add_argument("--lr", type=_positive_float, default=DEFAULTS["lr"],
+    parser.add_argument("--lr", type=number(0, strict=True), default=DEFAULTS["lr"],
                         help="step size (default %(default)s)")
-    parser.add_argument("--momentum", type=_momentum, default=DEFAULTS["momentum"],
+    parser.add_argument("--momentum", type=number(0, strict=False, below=1), default=DEFAULTS["momentum"],
                         help="heavy-ball momentum in [0, 1); 0 is plain gradient descent (default %(default)s)")
-    parser.add_argument("--batch-size", type=_nonnegative_int, default=DEFAULTS["batch_size"],
+    parser.add_argument("--batch-size", type=integer(0), default=DEFAULTS["batch_size"],
                         help="instances per step; 0 = full gradient descent (default %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULTS["seed"],
                         help="seed of the initial parameters and the shuffling (default %(default)s)")
-    parser.add_argument("--C", type=_positive_float, default=DEFAULTS["C"],
+    parser.add_argument("--C", type=number(0, strict=True), default=DEFAULTS["C"],
                         help="regularisation C of f = theta^T theta/(2C) + mean loss (default: inf, none)")
     parser.add_argument("--quiet", action="store_true", help="print only the test_acc line")
     parser.set_defaults(func=_run)

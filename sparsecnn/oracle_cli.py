@@ -44,52 +44,13 @@ from typing import Any
 
 import numpy as np
 
+from ._argtypes import integer, number
 from .exceptions import ConfigError, SparseCNNError
 
 __all__ = ["add_parser", "run_check", "run_golden", "run_check_golden", "load_model_function"]
 
 
 # ----------------------------------------------------------------- parsing
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
-    return value
-
-
-def _nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not value >= 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
-
-
-def _C(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number or inf, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (inf: no regularisation), got {text!r}")
-    return value
-
-
 def _shape(text: str) -> tuple[int, int, int]:
     parts = text.replace("x", ",").split(",")
     try:
@@ -122,20 +83,20 @@ def add_parser(subparsers: Any) -> None:
                    help="module (or path/to/file.py) and the function returning the model")
     c.add_argument("--input-shape", type=_shape, metavar="C,H,W",
                    help="channels,height,width of one image (needed without --data)")
-    c.add_argument("--instances", type=_positive_int, default=8, help="instances l (default 8)")
-    c.add_argument("--seed", type=_nonnegative_int, default=0,
+    c.add_argument("--instances", type=integer(1), default=8, help="instances l (default 8)")
+    c.add_argument("--seed", type=integer(0), default=0,
                    help="seed of the random data, labels and vectors (default 0)")
     c.add_argument("--data", type=Path, metavar="FILE.mat",
                    help="simpleNN .mat data (Z, y) instead of random instances: the first N are used")
     c.add_argument("--products", type=_products, default=("grad",),
                    help="comma-separated, from grad,Jv,JTv,Gv (default grad; output and f always)")
-    c.add_argument("--C", type=_C, default=math.inf, help="regularisation C of f (default inf: none)")
-    c.add_argument("--rtol", type=_nonnegative_float,
+    c.add_argument("--C", type=number(0, strict=True), default=math.inf, help="regularisation C of f (default inf: none)")
+    c.add_argument("--rtol", type=number(0, strict=False),
                    help="relative tolerance (default max(1e4 eps, 1e-9) of the model's dtype)")
-    c.add_argument("--atol", type=_nonnegative_float, default=0.0, help="absolute tolerance (default 0)")
+    c.add_argument("--atol", type=number(0, strict=False), default=0.0, help="absolute tolerance (default 0)")
     c.add_argument("--own-winners", action="store_true",
                    help="build P_pool from sparsecnn's argmax instead of the model's max-pool indices")
-    c.add_argument("--worst", type=_nonnegative_int, default=5, help="entries listed per failing row (default 5)")
+    c.add_argument("--worst", type=integer(0), default=5, help="entries listed per failing row (default 5)")
     c.set_defaults(func=run_check)
 
     g = subparsers.add_parser(
@@ -146,9 +107,9 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--config", required=True, type=Path,
                    help="simpleNN configuration file, or a JSON network description")
     g.add_argument("--out", required=True, type=Path, help="the .npz file to write")
-    g.add_argument("--instances", type=_positive_int, default=4, help="instances l (default 4)")
-    g.add_argument("--seed", type=_nonnegative_int, default=0, help="seed (default 0)")
-    g.add_argument("--C", type=_C, default=math.inf, help="regularisation C of f (default inf: none)")
+    g.add_argument("--instances", type=integer(1), default=4, help="instances l (default 4)")
+    g.add_argument("--seed", type=integer(0), default=0, help="seed (default 0)")
+    g.add_argument("--C", type=number(0, strict=True), default=math.inf, help="regularisation C of f (default inf: none)")
     g.set_defaults(func=run_golden)
 
     k = subparsers.add_parser(
@@ -158,10 +119,10 @@ def add_parser(subparsers: Any) -> None:
                     "passes, 1 when it fails, 2 on errors.")
     k.add_argument("golden", type=Path, help="golden file written by 'sparsecnn golden'")
     k.add_argument("results", type=Path, help="results .npz")
-    k.add_argument("--rtol", type=_nonnegative_float,
+    k.add_argument("--rtol", type=number(0, strict=False),
                    help="relative tolerance (default max(1e4 eps, 1e-9) of the results' dtype)")
-    k.add_argument("--atol", type=_nonnegative_float, default=0.0, help="absolute tolerance (default 0)")
-    k.add_argument("--worst", type=_nonnegative_int, default=5, help="entries listed per failing row (default 5)")
+    k.add_argument("--atol", type=number(0, strict=False), default=0.0, help="absolute tolerance (default 0)")
+    k.add_argument("--worst", type=integer(0), default=5, help="entries listed per failing row (default 5)")
     k.set_defaults(func=run_check_golden)
 
 

@@ -34,35 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from ._argtypes import integer, number
 from .exceptions import SparseCNNError
 from .optim._common import History
 
 __all__ = ["add_parser", "run_train", "run_predict"]
 
 PIXEL_SCALE = 1 / 255
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
-
-
-def _float(minimum: float, strict: bool) -> Any:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-        ok = value > minimum if strict else value >= minimum
-        if not ok or not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum:g}, got {text!r}")
-        return value
-    return parse
 
 
 def add_parser(subparsers: Any) -> None:
@@ -76,29 +54,29 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--train", required=True, type=Path, help="training data (.mat with Z and y)")
     t.add_argument("--test", type=Path, help="test data: accuracy per iteration and at the end")
     t.add_argument("--solver", choices=["newton", "sgd", "adam"], default="newton")
-    t.add_argument("--C", type=_float(0, True), default=0.01,
+    t.add_argument("--C", type=number(0, strict=True, finite=True), default=0.01,
                    help="simpleNN's C: the objective uses C * l (default 0.01)")
     g = t.add_argument_group("Newton")
-    g.add_argument("--GNsize", type=_positive_int, help="subsample size for G (default ceil(0.05 l))")
-    g.add_argument("--iter-max", type=_positive_int, default=100, help="Newton iterations (default 100)")
-    g.add_argument("--xi", type=_float(0, True), default=0.1, help="CG relative tolerance (default 0.1)")
-    g.add_argument("--CGmax", type=_positive_int, default=250, help="CG iteration limit (default 250)")
-    g.add_argument("--lambda", dest="lam", type=_float(0, False), default=1.0,
+    g.add_argument("--GNsize", type=integer(1), help="subsample size for G (default ceil(0.05 l))")
+    g.add_argument("--iter-max", type=integer(1), default=100, help="Newton iterations (default 100)")
+    g.add_argument("--xi", type=number(0, strict=True, finite=True), default=0.1, help="CG relative tolerance (default 0.1)")
+    g.add_argument("--CGmax", type=integer(1), default=250, help="CG iteration limit (default 250)")
+    g.add_argument("--lambda", dest="lam", type=number(0, strict=False, finite=True), default=1.0,
                    help="initial Levenberg-Marquardt lambda (default 1)")
     g.add_argument("--jacobian", choices=["recompute", "store"], default="recompute",
                    help="recompute J v and J^T u (default) or store dz/dS per instance (simpleNN)")
     dist = g.add_mutually_exclusive_group()
     dist.add_argument("--scheduler", metavar="ADDRESS",
                       help="compute f, g and G v on the Dask cluster at ADDRESS (e.g. tcp://host:8786)")
-    dist.add_argument("--workers", type=_positive_int, metavar="N",
+    dist.add_argument("--workers", type=integer(1), metavar="N",
                       help="compute f, g and G v on a local Dask cluster of N worker processes")
     s = t.add_argument_group("SGD and Adam")
-    s.add_argument("--bsize", type=_positive_int,
+    s.add_argument("--bsize", type=integer(1),
                    help="mini-batch size (default 128); for Newton, instances per forward pass (default 1024)")
-    s.add_argument("--epoch-max", type=_positive_int, default=500, help="epochs (default 500)")
-    s.add_argument("--lr", type=_float(0, True), help="learning rate (default 0.01 for SGD, 0.001 for Adam)")
-    s.add_argument("--momentum", type=_float(0, False), default=0.0, help="SGD momentum (default 0)")
-    s.add_argument("--decay", type=_float(0, False), default=0.0, help="SGD lr decay: lr/(1 + decay t)")
+    s.add_argument("--epoch-max", type=integer(1), default=500, help="epochs (default 500)")
+    s.add_argument("--lr", type=number(0, strict=True, finite=True), help="learning rate (default 0.01 for SGD, 0.001 for Adam)")
+    s.add_argument("--momentum", type=number(0, strict=False, finite=True), default=0.0, help="SGD momentum (default 0)")
+    s.add_argument("--decay", type=number(0, strict=False, finite=True), default=0.0, help="SGD lr decay: lr/(1 + decay t)")
     t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
     t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
     t.add_argument("--plot", type=Path, help="draw f and test accuracy per iteration to this image")

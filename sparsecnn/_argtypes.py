@@ -22,7 +22,28 @@ __all__ = ["integer", "number"]
 
 
 def integer(minimum: int) -> Callable[[str], int]:
-    """An integer ``>= minimum``."""
+    """An argparse ``type=`` callable accepting an integer ``>= minimum``.
+
+    Parameters
+    ----------
+    minimum : int
+        The smallest value accepted.
+
+    Returns
+    -------
+    callable
+        ``parse(text) -> int``; raises ``argparse.ArgumentTypeError`` otherwise.
+
+    Examples
+    --------
+    >>> at_least_one = integer(1)
+    >>> at_least_one("4")
+    4
+    >>> at_least_one("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be an integer >= 1, got '0'
+    """
 
     def parse(text: str) -> int:
         try:
@@ -40,7 +61,33 @@ def number(minimum: float, *, strict: bool, finite: bool = False,
            below: float | None = None) -> Callable[[str], float]:
     """A number ``> minimum`` (``strict``) or ``>= minimum``, optionally ``< below``.
 
-    NaN is always refused; ``inf`` only with ``finite=True``.
+    NaN is always refused; ``inf`` too with ``finite=True``.
+
+    Parameters
+    ----------
+    minimum : float
+        Lower bound.
+    strict : bool
+        Refuse ``minimum`` itself.
+    finite : bool
+        Refuse ``inf``.
+    below : float, optional
+        Exclusive upper bound.
+
+    Returns
+    -------
+    callable
+        ``parse(text) -> float``; raises ``argparse.ArgumentTypeError`` otherwise.
+
+    Examples
+    --------
+    >>> momentum = number(0, strict=False, below=1)
+    >>> momentum("0"), momentum("0.9")
+    (0.0, 0.9)
+    >>> momentum("1")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a number >= 0 and < 1, got '1'
     """
     what = f"{'a finite number' if finite else 'a number'} {'>' if strict else '>='} {minimum:g}"
     if below is not None:

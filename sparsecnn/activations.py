@@ -48,6 +48,20 @@ class Activation:
         determine it (leaky ReLU does, but only through the sign; identity is constant).
     monotone : bool
         Non-decreasing, so that it commutes with max pooling.
+
+    The callables keep the shape of their argument: ``S^{m,i}`` of shape
+    ``(d^{m+1}, a^m_conv b^m_conv)``, a batch of such, or ``s^{m,i}`` of shape
+    ``(n_{m+1},)``.
+
+    Examples
+    --------
+    >>> tanh = ACTIVATIONS["tanh"]
+    >>> S = np.array([[0.0, 1.0]])
+    >>> Z = tanh.sigma(S)
+    >>> bool(np.allclose(tanh.dsigma(S), tanh.dsigma_from_output(Z)))
+    True
+    >>> tanh.monotone
+    True
     """
 
     name: str

@@ -14,7 +14,21 @@ from . import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``sparsecnn`` command."""
+    """The argument parser of the ``sparsecnn`` command, with every subcommand registered.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its subcommands are ``demo`` (:mod:`sparsecnn.demo`), ``train`` and
+        ``predict`` (:mod:`sparsecnn.train_cli`) and ``check``, ``golden`` and
+        ``check-golden`` (:mod:`sparsecnn.oracle_cli`); each sets ``func``.
+
+    Examples
+    --------
+    >>> args = build_parser().parse_args(["demo", "--solver", "sgd", "--epochs", "1"])
+    >>> args.command, args.solver, args.epochs, callable(args.func)
+    ('demo', 'sgd', 1, True)
+    """
     from . import demo, train_cli
 
     parser = argparse.ArgumentParser(
@@ -32,7 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``sparsecnn`` command; returns the exit status."""
+    """Run the ``sparsecnn`` command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name; ``None`` reads ``sys.argv``.
+
+    Returns
+    -------
+    int
+        0 on success; what the subcommand returns otherwise.
+
+    Examples
+    --------
+    A subcommand that fails reports on stderr and returns a non-zero status:
+
+    >>> main(["predict", "--model", "absent.npz", "--data", "absent.mat"])
+    1
+
+    ``--version`` (and ``--help``) end through ``SystemExit``, as argparse does:
+
+    >>> try:
+    ...     main(["--version"])
+    ... except SystemExit as stop:
+    ...     print("exit status", stop.code)  # doctest: +ELLIPSIS
+    sparsecnn ...
+    exit status 0
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

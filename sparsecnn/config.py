@@ -266,7 +266,30 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -> Network:
-    """Build the :class:`~sparsecnn.Network` a checked configuration dict describes."""
+    """Build the :class:`~sparsecnn.Network` a checked configuration dict describes.
+
+    Parameters
+    ----------
+    config : dict
+        As :func:`parse_simplenn_config` returns it.
+    source : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Network
+
+    Examples
+    --------
+    >>> cfg = parse_simplenn_config(
+    ...     "L = 2;\\nLC = 1;\\nLF = 1;\\nwd_input = 6;\\nht_input = 6;\\nch_input = [1,2];\\n"
+    ...     "wd_pad_added = [1];\\nwd_filter = [3];\\nstrides = [1];\\nwd_subimage_pool = [2];\\n"
+    ...     "full_neurons = [3];")
+    >>> print(network_from_config_dict(cfg).summary())
+    m  kind  input (a x b x d)  W^m     output
+    1  conv  6 x 6 x 1          2 x 9   3 x 3 x 2
+    2  full  18                 3 x 18  3
+    """
     from .layers import ConvLayer, FullLayer
     from .network import Network
 
@@ -294,6 +317,17 @@ def network_from_simplenn_config(path: str | os.PathLike[str]) -> Network:
     :class:`~sparsecnn.FullLayer` per entry of ``full_neurons`` (ReLU, the last
     one identity).
 
+    Parameters
+    ----------
+    path : str or path-like
+        A simpleNN configuration file (see the module docstring for its keys).
+
+    Returns
+    -------
+    Network
+        Input ``(a^1, b^1, d^1)``, then ``L^C`` conv layers and ``L - L^C`` full
+        layers; ``n_L = full_neurons[LF-1]`` classes.
+
     Raises
     ------
     ConfigError
@@ -302,7 +336,16 @@ def network_from_simplenn_config(path: str | os.PathLike[str]) -> Network:
 
     Examples
     --------
-    See the module docstring.
+    A network without conv layers (``LC = 0``) on ``3 x 2 x 1`` images:
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "full.config"
+    >>> _ = f.write_text("L = 2; LC = 0; LF = 2; wd_input = 2; ht_input = 3; ch_input = [1];\\n"
+    ...     "wd_pad_added = []; wd_filter = []; strides = []; wd_subimage_pool = [];\\n"
+    ...     "full_neurons = [5, 4];\\n".replace("; ", ";\\n"))
+    >>> net = network_from_simplenn_config(f)
+    >>> net.input_shape, net.n_params
+    ((3, 2, 1), 59)
     """
     return network_from_config_dict(read_simplenn_config(path), source=os.fspath(path))
 

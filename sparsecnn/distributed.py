@@ -45,9 +45,7 @@ The partition bookkeeping needs no cluster:
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -268,6 +266,17 @@ def connect(scheduler: str | None = None, workers: int | None = None, *, process
     client : distributed.Client
     cluster : distributed.LocalCluster or None
         The cluster started here (close it after the client), ``None`` with ``scheduler``.
+
+    Examples
+    --------
+    >>> client, cluster = connect(workers=2, processes=False)
+    >>> len(client.scheduler_info()["workers"])
+    2
+    >>> client.close(); cluster.close()
+    >>> connect()
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: workers must be a positive integer, got None
     """
     distributed = _import_distributed()
     if scheduler is not None:
@@ -348,6 +357,25 @@ class DistributedObjective:
     ------
     ShapeError, LabelError, DataFormatError, ...
         When a partition is malformed; the message starts ``partition k (...)``.
+
+    Examples
+    --------
+    Two partitions of 5 instances give the in-process ``f`` and gradient:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+    >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+    >>> theta = net.init_params(seed=0)
+    >>> obj.sizes, obj.l
+    ([5, 5], 10)
+    >>> f, grad = obj.objective(theta)
+    >>> f0, grad0 = net.objective(theta, X, y, 10.0)
+    >>> bool(np.isclose(f, f0)), bool(np.allclose(grad, grad0))
+    (True, True)
+    >>> obj.close(); client.close(); cluster.close()
     """
 
     def __init__(self, net: Network, data: Any, y: Any = None, *, client: Any, C: float = np.inf,
@@ -385,7 +413,24 @@ class DistributedObjective:
         return f"DistributedObjective({self.net!r}, {len(self.parts)} partitions, l={self.l})"
 
     def close(self) -> None:
-        """Release the partitions held by the workers."""
+        """Release the partitions held by the workers.
+
+        Also what leaving a ``with DistributedObjective(...)`` block does.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> obj.close()
+        >>> obj.parts
+        []
+        >>> client.close(); cluster.close()
+        """
         for f in [*self.parts, self._net]:
             f.release()
         if self._theta is not None:
@@ -421,7 +466,31 @@ class DistributedObjective:
 
     # ------------------------------------------------------------ public API
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """``f(theta)`` and ``grad f(theta)`` (each partition by :meth:`Network.objective`)."""
+        """``f(theta)`` and ``grad f(theta)`` (each partition by :meth:`Network.objective`).
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+
+        Returns
+        -------
+        f : float
+        grad : ndarray, shape ``(n,)``
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> f, grad = obj.objective(theta)
+        >>> grad.shape, bool(np.isclose(f, net.objective(theta, X, y, 10.0)[0]))
+        ((77,), True)
+        >>> obj.close(); client.close(); cluster.close()
+        """
         theta = self.net._check_theta(theta)
         th = self._send_theta(theta)
         futs = [self.client.submit(_objective_part, self._net, th, p, self.l, self.batch_size, pure=False)
@@ -434,7 +503,29 @@ class DistributedObjective:
         return f, g
 
     def f(self, theta: np.ndarray) -> float:
-        """``f(theta)`` alone (forward passes only)."""
+        """``f(theta)`` alone (forward passes only).
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> bool(np.isclose(obj.f(theta), net.objective(theta, X, y, 10.0)[0]))
+        True
+        >>> obj.close(); client.close(); cluster.close()
+        """
         theta = self.net._check_theta(theta)
         evs = self.evaluate(theta, keep=False)
         return self.f_from(theta, evs)
@@ -444,6 +535,35 @@ class DistributedObjective:
 
         With ``keep`` the forward caches stay on the workers so that :meth:`gradient_from`
         needs only the backward passes (as :func:`sparsecnn.optim.newton` with ``reuse_forward``).
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        keep : bool
+            Keep the forward caches (and ``(2/l)(z^{L+1,i} - y^i)``) for a gradient.
+
+        Returns
+        -------
+        list of distributed.Future
+            One per partition; pass them to :meth:`f_from` and :meth:`gradient_from`.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> evs = obj.evaluate(theta, keep=True)
+        >>> len(evs)
+        2
+        >>> f, grad = obj.f_from(theta, evs), obj.gradient_from(theta, evs)
+        >>> f0, grad0 = net.objective(theta, X, y, 10.0)
+        >>> bool(np.isclose(f, f0)), bool(np.allclose(grad, grad0))
+        (True, True)
+        >>> obj.close(); client.close(); cluster.close()
         """
         theta = self.net._check_theta(theta)
         th = self._send_theta(theta)
@@ -451,18 +571,92 @@ class DistributedObjective:
                                    pure=False) for p in self.parts]
 
     def f_from(self, theta: np.ndarray, evs: list[Any]) -> float:
-        """``f(theta)`` from the futures of :meth:`evaluate`."""
+        """``f(theta)`` from the futures of :meth:`evaluate`.
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+            The ``theta`` the futures were computed at (for the ``theta^T theta/(2C)`` term).
+        evs : list of distributed.Future
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> f = obj.f_from(theta, obj.evaluate(theta, keep=False))
+        >>> bool(np.isclose(f, net.objective(theta, X, y, 10.0)[0]))
+        True
+        >>> obj.close(); client.close(); cluster.close()
+        """
         losses = self.client.gather([self.client.submit(_loss_of, e, pure=False) for e in evs])
         return float(theta @ theta) / (2.0 * self.C) + float(sum(losses)) / self.l
 
     def gradient_from(self, theta: np.ndarray, evs: list[Any]) -> np.ndarray:
-        """``grad f(theta)`` from the futures of :meth:`evaluate` with ``keep=True``."""
+        """``grad f(theta)`` from the futures of :meth:`evaluate` with ``keep=True``.
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        evs : list of distributed.Future
+
+        Returns
+        -------
+        ndarray, shape ``(n,)``
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> grad = obj.gradient_from(theta, obj.evaluate(theta, keep=True))
+        >>> bool(np.allclose(grad, net.objective(theta, X, y, 10.0)[1]))
+        True
+        >>> obj.close(); client.close(); cluster.close()
+        """
         th = self._send_theta(theta)
         return theta / self.C + self._sum([self.client.submit(_grad_of, self._net, th, e, pure=False)
                                            for e in evs])
 
     def Jv(self, theta: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``J^i v`` for every instance, shape ``(n_L, l)``, columns in global order."""
+        """``J^i v`` for every instance, shape ``(n_L, l)``, columns in global order.
+
+        Parameters
+        ----------
+        theta, v : ndarray, shape ``(n,)``
+
+        Returns
+        -------
+        ndarray, shape ``(n_L, l)``
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> from sparsecnn.second_order import net_Jv
+        >>> v = rng.standard_normal(net.n_params)
+        >>> Jv = obj.Jv(theta, v)
+        >>> Jv.shape, bool(np.allclose(Jv, net_Jv(net, theta, X, v)))
+        ((3, 10), True)
+        >>> obj.close(); client.close(); cluster.close()
+        """
         theta = self.net._check_theta(theta)
         th, vv = self._send_theta(theta), self._send(np.asarray(v, dtype=np.float64).reshape(-1))
         futs = [self.client.submit(_Jv_part, self._net, th, p, vv, self.batch_size, pure=False)
@@ -470,7 +664,33 @@ class DistributedObjective:
         return np.concatenate(self.client.gather(futs), axis=1)
 
     def JTv(self, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; returns shape ``(n,)``."""
+        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; returns shape ``(n,)``.
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        u : ndarray, shape ``(n_L, l)``
+            Column ``i`` for global instance ``i``.
+
+        Returns
+        -------
+        ndarray, shape ``(n,)``
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> from sparsecnn.second_order import net_JTv
+        >>> u = rng.standard_normal((3, 10))
+        >>> bool(np.allclose(obj.JTv(theta, u), net_JTv(net, theta, X, u)))
+        True
+        >>> obj.close(); client.close(); cluster.close()
+        """
         theta = self.net._check_theta(theta)
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.net.n_L, self.l):
@@ -484,7 +704,39 @@ class DistributedObjective:
 
     def gauss_newton(self, theta: np.ndarray, idx: Sequence[int] | np.ndarray | None = None, *,
                      jacobian: str = "recompute") -> DistributedGaussNewton:
-        """``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` for global indices ``S = idx`` (default: all)."""
+        """``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` for global indices ``S = idx`` (default: all).
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        idx : sequence of int, optional
+            Global instance indices ``S``.
+        jacobian : {"recompute", "store"}
+
+        Returns
+        -------
+        DistributedGaussNewton
+            An ``n x n`` ``LinearOperator``.
+
+        Examples
+        --------
+        ``S = {0, 3, 7}`` spans both partitions:
+
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> from sparsecnn.second_order import gauss_newton
+        >>> G = obj.gauss_newton(theta, [0, 3, 7])
+        >>> v = rng.standard_normal(net.n_params)
+        >>> bool(np.allclose(G.matvec(v), gauss_newton(net, theta, X[:, [0, 3, 7]]).matvec(v)))
+        True
+        >>> G.release()
+        >>> obj.close(); client.close(); cluster.close()
+        """
         return DistributedGaussNewton(self, theta, idx, jacobian=jacobian)
 
 
@@ -506,6 +758,25 @@ class DistributedGaussNewton(LinearOperator):
         ``|S|``.
     n_matvec : int
         Products computed so far.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+    >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+    >>> theta = net.init_params(seed=0)
+    >>> G = DistributedGaussNewton(obj, theta)                        # S = all 10 instances
+    >>> G.shape, G.size
+    ((77, 77), 10)
+    >>> v = rng.standard_normal(net.n_params)
+    >>> Gv = G @ v
+    >>> G.n_matvec, bool(v @ Gv >= 0)                                  # G is positive semi-definite
+    (1, True)
+    >>> G.release()
+    >>> obj.close(); client.close(); cluster.close()
     """
 
     def __init__(self, obj: DistributedObjective, theta: np.ndarray,
@@ -547,20 +818,59 @@ class DistributedGaussNewton(LinearOperator):
         return self
 
     def release(self) -> None:
-        """Free the workers' forward caches of ``S``."""
+        """Free the workers' forward caches of ``S``.
+
+        The operator cannot compute products afterwards.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 2), client=client, C=10.0)
+        >>> theta = net.init_params(seed=0)
+        >>> G = obj.gauss_newton(theta, [1, 2])
+        >>> G.size, G.matvec(np.ones(net.n_params)).shape
+        (2, (77,))
+        >>> G.release()                               # the workers drop the forward passes of S
+        >>> obj.close(); client.close(); cluster.close()
+        """
         for f in self._ops:
             f.release()
         self._ops = []
 
 
 # -------------------------------------------------------------- training
+@dataclass
+class _NewtonOnCluster:
+    """The :class:`sparsecnn.optim.newton.NewtonProblem` of a :class:`DistributedObjective`."""
+
+    obj: DistributedObjective
+    jacobian: str
+
+    @property
+    def l(self) -> int:
+        return int(self.obj.l)
+
+    def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.obj.objective(theta)
+
+    def f(self, theta: np.ndarray) -> float:
+        return self.obj.f(theta)
+
+    def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> DistributedGaussNewton:
+        return self.obj.gauss_newton(theta, idx, jacobian=self.jacobian)
+
+
 def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None, *, C: float,
                        client: Any = None, scheduler: str | None = None, workers: int | None = None,
                        iter_max: int = 100, GNsize: int | None = None, xi: float = 0.1, CGmax: int = 250,
                        lam: float = 1.0, drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4,
                        batch_size: int = 1024, jacobian: str = "recompute", seed: int | None = None,
                        validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
-                       reuse_forward: bool = True, max_ls_steps: int = 60, transform: Any = None,
+                       trial_gradient: bool = True, max_ls_steps: int = 60, transform: Any = None,
                        callback: Any = None) -> tuple[np.ndarray, Any]:
     """:func:`sparsecnn.optim.newton` with ``f``, ``grad f`` and ``G_S v`` computed on a Dask cluster.
 
@@ -573,7 +883,7 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
     Parameters
     ----------
     net, theta, C, iter_max, GNsize, xi, CGmax, lam, drop, boost, eta, batch_size, jacobian, seed,
-    validation, keep_best, reuse_forward, max_ls_steps, callback
+    validation, keep_best, trial_gradient, max_ls_steps, callback
         As for :func:`sparsecnn.optim.newton` (``validation`` is evaluated in this process).
     data, y, transform
         The partitions, as for :class:`DistributedObjective`; or ``X`` (an ndarray of shape
@@ -592,9 +902,26 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
     theta : ndarray, shape ``(n,)``
     history : sparsecnn.optim.History
         ``timing`` has the phases of :func:`sparsecnn.optim.newton`.
+
+    Examples
+    --------
+    Two iterations on a one-thread cluster take the steps of the in-process method:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> from sparsecnn.optim import newton
+    >>> client, cluster = connect(workers=1, processes=False)
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((36, 20)); y = rng.integers(0, 3, 20)
+    >>> theta0 = net.init_params(seed=0)
+    >>> theta, hist = newton_distributed(net, theta0, split_columns(X, y, 2), C=20.0, client=client,
+    ...                                  iter_max=2, GNsize=5, seed=0)
+    >>> theta_ref, hist_ref = newton(net, theta0, X, y, C=20.0, iter_max=2, GNsize=5, seed=0)
+    >>> len(hist), hist.cg_iters == hist_ref.cg_iters, bool(np.allclose(theta, theta_ref))
+    (2, True, True)
+    >>> client.close(); cluster.close()
     """
-    from .optim._common import History, accuracy, check_validation, positive_float, positive_int
-    from .optim.newton import conjugate_gradient, subsample_chunks
+    from .optim.newton import newton_loop
     from .second_order import JACOBIAN_MODES
 
     own = None
@@ -607,15 +934,8 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
     try:
         theta = net._check_theta(theta).copy()
         C = net.check_C(C)
-        iter_max = positive_int("iter_max", iter_max)
-        xi = positive_float("xi", xi)
-        CGmax = positive_int("CGmax", CGmax)
-        lam = positive_float("lambda", lam, allow_zero=True)
-        drop, boost, eta = positive_float("drop", drop), positive_float("boost", boost), positive_float("eta", eta)
-        max_ls_steps = positive_int("max_ls_steps", max_ls_steps)
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-        val = check_validation(net, validation)
         if isinstance(data, np.ndarray):                       # one X: a partition per worker
             X = net.check_X(data)
             labels = net.check_y(y, X.shape[1])
@@ -623,95 +943,14 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
             data, y = split_columns(X, labels, max(1, n_workers)), None
         obj = DistributedObjective(net, data, y, client=client, C=C, batch_size=batch_size,
                                    transform=transform)
-        l = obj.l
-        GNsize = math.ceil(0.05 * l) if GNsize is None else positive_int("GNsize", GNsize)
-        GNsize = min(GNsize, l)
-        rng = np.random.default_rng(seed)
-        inv_C = 1.0 / C
-        timing = {"f+g": 0.0, "line_search": 0.0, "gn_build": 0.0, "cg": 0.0, "validation": 0.0}
-        hist = History(timing=timing)
-
-        t0 = time.perf_counter()
-        evs = obj.evaluate(theta, keep=True)
-        f = obj.f_from(theta, evs)
-        grad = obj.gradient_from(theta, evs)
-        del evs
-        timing["f+g"] += time.perf_counter() - t0
-        hist.f0, hist.gnorm0 = f, float(np.linalg.norm(grad))
-        best_theta, best_acc = theta, -1.0
-        n_splits = math.ceil(l / GNsize)
-        chunks: list[np.ndarray] = []
-
-        for k in range(1, iter_max + 1):
-            t_iter = time.perf_counter()
-            if (k - 1) % n_splits == 0:
-                chunks = subsample_chunks(rng, l, GNsize)
-            idx = chunks[(k - 1) % n_splits]
-
-            t = time.perf_counter()
-            G = obj.gauss_newton(theta, idx, jacobian=jacobian)
-            timing["gn_build"] += time.perf_counter() - t
-            t = time.perf_counter()
-            res = conjugate_gradient(G.matvec, grad, lam, inv_C, xi, CGmax)
-            timing["cg"] += time.perf_counter() - t
-            G.release()
-
-            t = time.perf_counter()
-            alpha, steps, accepted = 1.0, 0, False
-            trial: list[Any] | None = None
-            theta_new = theta
-            f_new = f
-            actred = prered = math.nan
-            while steps < max_ls_steps:
-                steps += 1
-                theta_new = theta + alpha * res.d
-                trial = obj.evaluate(theta_new, keep=reuse_forward)
-                f_new = obj.f_from(theta_new, trial)
-                actred = f_new - f
-                prered = alpha * res.gs + alpha * alpha * res.sGs
-                if actred <= eta * alpha * res.gs:
-                    accepted = True
-                    break
-                trial = None
-                alpha *= 0.5
-            timing["line_search"] += time.perf_counter() - t
-
-            ratio = actred / prered if prered != 0 else math.nan
-            if ratio < 0.25 or not accepted:
-                lam *= boost
-            elif ratio >= 0.75:
-                lam *= drop
-
-            t = time.perf_counter()
-            if accepted and trial is not None:
-                theta, f = theta_new, f_new
-                if not reuse_forward:
-                    trial = obj.evaluate(theta, keep=True)
-                grad = obj.gradient_from(theta, trial)
-            else:
-                alpha = 0.0
-            trial = None
-            timing["f+g"] += time.perf_counter() - t
-            gnorm = float(np.linalg.norm(grad))
-            elapsed = time.perf_counter() - t_iter
-
-            acc = math.nan
-            if val is not None:
-                t = time.perf_counter()
-                acc = accuracy(net, theta, val[0], val[1], batch_size)
-                timing["validation"] += time.perf_counter() - t
-                if acc > best_acc:
-                    best_theta, best_acc = theta, acc
-            row = {"iter": k, "f": f, "gnorm": gnorm, "cg_iters": res.iters, "step": alpha, "lam": lam,
-                   "val_acc": acc, "time": elapsed, "actred": actred, "prered": prered, "ratio": ratio,
-                   "ls_steps": steps}
-            hist.append(row)
-            if callback is not None:
-                callback(row)
-        obj.close()
-        if keep_best and val is not None:
-            return best_theta.copy(), hist
-        return theta, hist
+        try:
+            return newton_loop(_NewtonOnCluster(obj, jacobian), net, theta, C=C, iter_max=iter_max,
+                               GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop, boost=boost, eta=eta,
+                               seed=seed, validation=validation, keep_best=keep_best,
+                               trial_gradient=trial_gradient, max_ls_steps=max_ls_steps, callback=callback,
+                               batch_size=batch_size)
+        finally:
+            obj.close()
     finally:
         if own is not None:
             client.close()

@@ -171,6 +171,26 @@ def X_to_torch(net_or_shape: Network | Sequence[int], X: np.ndarray,
     -------
     torch.Tensor, shape ``(l, d, a, b)``
         ``x[i, c, r, q] = X[c + d*(r + a*q), i]``.
+
+    Raises
+    ------
+    TorchNotAvailableError
+        Without PyTorch.
+
+    Examples
+    --------
+    Two instances of a ``2 x 3`` image with one channel (``d a b = 6``); pixel
+    ``(r, q)`` is row ``r + 2q`` of ``X``:
+
+    >>> X = np.arange(12.).reshape(6, 2)
+    >>> x = X_to_torch((2, 3, 1), X)
+    >>> tuple(x.shape), x.dtype
+    ((2, 1, 2, 3), torch.float64)
+    >>> x[1, 0].numpy()
+    array([[ 1.,  5.,  9.],
+           [ 3.,  7., 11.]])
+    >>> bool(np.array_equal(X_from_torch(x), X))
+    True
     """
     torch = _torch()
     a, b, d = _input_shape_of(net_or_shape)
@@ -259,6 +279,21 @@ def to_torch(net: Network, theta: np.ndarray, dtype: torch.dtype | None = None) 
     ------
     TorchNotAvailableError
         Without PyTorch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecnn import ConvLayer, FullLayer
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> theta = net.init_params(seed=0)
+    >>> model = to_torch(net, theta)
+    >>> [type(module).__name__ for module in model]
+    ['Conv2d', 'ReLU', 'MaxPool2d', 'Flatten', 'Linear', 'Identity']
+    >>> X = np.random.default_rng(0).standard_normal((36, 4))      # (d^1 a^1 b^1, l)
+    >>> with torch.no_grad():
+    ...     out = model(X_to_torch(net, X)).numpy()                  # (l, n_L)
+    >>> out.shape, bool(np.allclose(out.T, net.output(theta, X)))
+    ((4, 3), True)
     """
     torch = _torch()
     nn = torch.nn
@@ -437,6 +472,24 @@ def from_torch(model: Any, input_shape: Sequence[int]) -> tuple[Network, np.ndar
         ConfigError) where a layer would produce an empty image.
     TorchNotAvailableError
         Without PyTorch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(
+    ...     torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+    ...     torch.nn.Flatten(), torch.nn.Linear(18, 3))
+    >>> net, theta = from_torch(model, (1, 6, 6))                   # (d^1, a^1, b^1)
+    >>> net
+    Network(input_shape=(6, 6, 1), layers=[ConvLayer(d_out=2, h=3, s=1, p=1, r=2, activation='relu', pool='max'), FullLayer(n_out=3, activation=None)])
+    >>> theta.shape                                                  # 2 (9 + 1) + 3 (18 + 1)
+    (77,)
+    >>> X = np.random.default_rng(0).standard_normal((36, 4))
+    >>> with torch.no_grad():
+    ...     out = model(X_to_torch(net, X, dtype=torch.float32)).numpy()
+    >>> bool(np.allclose(out.T, net.output(theta, X), atol=1e-5))
+    True
     """
     torch = _torch()
     nn = torch.nn

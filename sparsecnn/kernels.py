@@ -40,9 +40,10 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -55,9 +56,9 @@ from .exceptions import InputTypeError, ShapeError
 
 __all__ = [
     "set_num_threads", "get_num_threads", "parallel_ranges", "parallel_blas",
-    "set_blas_split", "get_blas_split",
+    "set_blas_split", "get_blas_split", "blas_serial",
     "SelectionPlan", "selection_plan", "attach_plan", "select", "select_T", "spmm", "spmm_T",
-    "Scratch", "scratch", "gather_source", "csc_add",
+    "Scratch", "scratch", "Workspace", "gather_source", "csc_add",
 ]
 
 # --------------------------------------------------------------------- threads
@@ -104,7 +105,16 @@ def set_num_threads(n: int) -> None:
 
 
 def get_num_threads() -> int:
-    """Threads used by the kernels of this module."""
+    """Threads used by the kernels of this module.
+
+    The default is the number of cores this process may use, at most 2, or
+    the environment variable ``SPARSECNN_NUM_THREADS``; see :func:`set_num_threads`.
+
+    Examples
+    --------
+    >>> get_num_threads() >= 1
+    True
+    """
     return _num_threads
 
 
@@ -123,6 +133,19 @@ def parallel_ranges(fn: Callable[[int, int], Any], n: int, work: int | None = No
     ``work`` (default ``n``) is the size of the job in entries; below
     ``2**16`` entries, or with one thread, ``fn(0, n)`` runs on the calling
     thread.  Returns the results in order of the ranges.
+
+    Examples
+    --------
+    A small job runs whole on the calling thread:
+
+    >>> parallel_ranges(lambda a, b: list(range(a, b)), 5)
+    [[0, 1, 2, 3, 4]]
+
+    A large one is cut into one contiguous range per thread:
+
+    >>> parts = parallel_ranges(lambda a, b: (a, b), 10, work=1 << 20)
+    >>> len(parts) == get_num_threads(), parts[0][0], parts[-1][1], sum(b - a for a, b in parts)
+    (True, 0, 10, 10)
     """
     k = _num_threads
     if k <= 1 or n < 2 or (work if work is not None else n) < _MIN_SPLIT \
@@ -160,14 +183,29 @@ def set_blas_split(split: bool) -> None:
     ``True`` (default, where threadpoolctl is installed): the job is split over
     the kernel threads, each calling BLAS on one thread, as PyTorch splits a
     batch over its threads; ``False``: one thread calls BLAS, which uses its
-    own threads inside every GEMM.
+    own threads inside every GEMM.  The results are the same either way.
+
+    Examples
+    --------
+    >>> split = get_blas_split()
+    >>> set_blas_split(False); get_blas_split()
+    False
+    >>> set_blas_split(split)
     """
     global _blas_split
     _blas_split = bool(split)
 
 
 def get_blas_split() -> bool:
-    """Whether :func:`parallel_blas` splits GEMM jobs over the kernel threads (see :func:`set_blas_split`)."""
+    """Whether :func:`parallel_blas` splits GEMM jobs over the kernel threads (see :func:`set_blas_split`).
+
+    ``False`` whenever threadpoolctl is not installed (BLAS's threads cannot be limited then).
+
+    Examples
+    --------
+    >>> isinstance(get_blas_split(), bool)
+    True
+    """
     return _blas_split and bool(_blas_controller())
 
 
@@ -177,6 +215,15 @@ def parallel_blas(fn: Callable[[int, int], Any], n: int, work: int | None = None
     With :func:`get_blas_split` the ranges run on the kernel threads with BLAS
     limited to one thread meanwhile; otherwise ``fn(0, n)`` runs on the
     calling thread and BLAS uses its own threads.
+
+    Examples
+    --------
+    A sum of 64 small GEMMs, split over the threads and summed back:
+
+    >>> A = np.random.default_rng(0).standard_normal((64, 8, 8))
+    >>> parts = parallel_blas(lambda a, b: np.matmul(A[a:b], A[a:b]).sum(axis=0), 64, work=1 << 20)
+    >>> np.allclose(sum(parts), np.matmul(A, A).sum(axis=0))
+    True
     """
     if (not get_blas_split() or _num_threads <= 1 or n < 2
             or (work if work is not None else n) < _MIN_SPLIT
@@ -184,6 +231,28 @@ def parallel_blas(fn: Callable[[int, int], Any], n: int, work: int | None = None
         return [fn(0, n)]
     with _blas_controller().limit(limits=1, user_api="blas"):
         return parallel_ranges(fn, n, work)
+
+
+@contextlib.contextmanager
+def blas_serial() -> Iterator[None]:
+    """BLAS on one thread inside the block, when :func:`get_blas_split` holds.
+
+    The network's passes split their large GEMM jobs over the kernel threads
+    themselves (:func:`parallel_blas`); the remaining GEMMs (full layers, small
+    batches) are too small to gain from BLAS's own threads and lose much when
+    the other core is busy, since BLAS threads wait for each other.
+
+    Examples
+    --------
+    >>> with blas_serial():
+    ...     float(np.ones((2, 2)) @ np.ones(2) @ np.ones(2))
+    4.0
+    """
+    if not get_blas_split() or _num_threads <= 1 or threading.current_thread().name.startswith("sparsecnn"):
+        yield
+        return
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
 
 
 # ------------------------------------------------------------- scratch space
@@ -195,6 +264,21 @@ class Scratch:
     large temporaries are touched once, not once per batch.  The ``keep``
     most recently used arrays of each thread are kept.  Arrays from a
     ``Scratch`` never leave the function that uses them.
+
+    Parameters
+    ----------
+    keep : int, default 8
+        Arrays kept per thread; asking for another one drops the least recently used.
+
+    Examples
+    --------
+    >>> sc = Scratch(keep=2)
+    >>> A = sc.get("a", (3, 2), np.float64)
+    >>> sc.get("a", (3, 2), np.float64) is A
+    True
+    >>> _ = sc.get("b", (4,), np.float64); _ = sc.get("c", (4,), np.float64)   # "a" is dropped
+    >>> sc.get("a", (3, 2), np.float64) is A
+    False
     """
 
     def __init__(self, keep: int = 8) -> None:
@@ -202,6 +286,20 @@ class Scratch:
         self._local = threading.local()
 
     def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """The calling thread's array for ``(name, shape, dtype)``, uninitialised.
+
+        The same array as the last time it was asked for, if it is still kept;
+        otherwise a new one (dropping the least recently used beyond ``keep``).
+
+        Examples
+        --------
+        >>> sc = Scratch()
+        >>> A = sc.get("phi", (4, 2), np.float32)
+        >>> sc.get("phi", (4, 2), np.float32) is A, A.dtype
+        (True, dtype('float32'))
+        >>> sc.get("phi", (4, 3), np.float32) is A          # another shape: another array
+        False
+        """
         store: dict[tuple[Any, ...], np.ndarray] | None = getattr(self._local, "store", None)
         if store is None:
             store = {}
@@ -217,7 +315,96 @@ class Scratch:
         return arr
 
     def clear(self) -> None:
-        """Drop this thread's arrays."""
+        """Drop this thread's arrays.
+
+        Examples
+        --------
+        >>> sc = Scratch()
+        >>> A = sc.get("a", (2,), np.float64)
+        >>> sc.clear()
+        >>> sc.get("a", (2,), np.float64) is A
+        False
+        """
+        self._local.store = {}
+
+
+class Workspace:
+    """Named work arrays that a caller reuses across batches and calls, one set per thread.
+
+    ``get(name, shape, dtype)`` returns a C-contiguous array of that shape,
+    uninitialised: the leading ``prod(shape)`` entries of one flat buffer per
+    ``(name, dtype)``, which grows to the largest size asked for and is then
+    reused.  A smaller last batch therefore reads a prefix of the same memory
+    instead of touching fresh pages.  Unlike :class:`Scratch` there is no limit
+    on the number of names; :meth:`release` frees them all.
+
+    Examples
+    --------
+    >>> ws = Workspace()
+    >>> A = ws.get("S1", (4, 3), np.float64)
+    >>> B = ws.get("S1", (4, 2), np.float64)          # a smaller batch: same memory
+    >>> np.shares_memory(A, B), B.shape, ws.nbytes
+    (True, (4, 2), 96)
+    >>> ws.release(); ws.nbytes
+    0
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}                                         # a copy starts empty
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._local = threading.local()
+
+    def _store(self) -> dict[tuple[str, str], np.ndarray]:
+        store: dict[tuple[str, str], np.ndarray] | None = getattr(self._local, "store", None)
+        if store is None:
+            store = {}
+            self._local.store = store
+        return store
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A work array of ``shape`` and ``dtype`` named ``name`` (contents undefined).
+
+        Examples
+        --------
+        >>> ws = Workspace()
+        >>> A = ws.get("dS1", (2, 3), np.float64)
+        >>> B = ws.get("dS1", (3, 3), np.float64)          # larger: the buffer grows
+        >>> C = ws.get("dS1", (3, 3), np.float32)          # another dtype: a buffer of its own
+        >>> np.shares_memory(A, B), B.shape, ws.nbytes     # 9 float64 + 9 float32
+        (False, (3, 3), 108)
+        >>> np.shares_memory(ws.get("dS1", (3, 1), np.float64), B)
+        True
+        """
+        dt = np.dtype(dtype)
+        size = int(np.prod(shape))
+        store = self._store()
+        key = (name, dt.str)
+        flat = store.get(key)
+        if flat is None or flat.size < size:
+            store.pop(key, None)
+            flat = store[key] = np.empty(size, dtype=dt)
+        return flat[:size].reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the calling thread's arrays."""
+        return int(sum(a.nbytes for a in self._store().values()))
+
+    def release(self) -> None:
+        """Free the calling thread's arrays.
+
+        Examples
+        --------
+        >>> ws = Workspace()
+        >>> _ = ws.get("Z2", (8, 4), np.float64); ws.nbytes
+        256
+        >>> ws.release(); ws.nbytes
+        0
+        """
         self._local.store = {}
 
 
@@ -235,6 +422,22 @@ class SelectionPlan:
         product reads a zero there).
     has_empty : bool
         Whether some row of ``P`` is empty.
+    indptr, indices : ndarray
+        ``P``'s own arrays, by reference: the plan is valid for ``P`` as long
+        as ``P`` still holds these very arrays.
+    distinct_columns : bool, default False
+        Known to hold each column at most once (``P^T`` is a selection matrix
+        too), as for max pooling with disjoint windows: ``P^T x`` is then a
+        plain scatter.
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(2), np.array([2, 0]), np.array([0, 1, 1, 2])), shape=(3, 3))
+    >>> plan = selection_plan(P)
+    >>> plan.shape, plan.take.tolist(), plan.has_empty       # row 1 is empty: it reads entry 3, a zero
+    ((3, 3), [2, 3, 0], True)
+    >>> plan.indices is P.indices
+    True
     """
 
     shape: tuple[int, int]
@@ -249,7 +452,19 @@ class SelectionPlan:
 
 def attach_plan(P: Any, take: np.ndarray, *, distinct_columns: bool = False) -> Any:
     """Record on ``P`` the index arrays of a selection matrix built by this package
-    with exactly one 1 per row in column ``take[k]`` (no checks).  Returns ``P``."""
+    with exactly one 1 per row in column ``take[k]`` (no checks).  Returns ``P``.
+
+    :func:`selection_plan` then returns the recorded plan without scanning ``P``.
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(3), np.array([1, 0, 1]), np.arange(4)), shape=(3, 2))
+    >>> P = attach_plan(P, np.array([1, 0, 1]))
+    >>> selection_plan(P).take.tolist()
+    [1, 0, 1]
+    >>> select(P, np.array([10., 20.]))
+    array([20., 10., 20.])
+    """
     P._sparsecnn_plan = SelectionPlan(P.shape, take, False, P.indptr, P.indices, distinct_columns)
     return P
 
@@ -271,6 +486,17 @@ def selection_plan(P: Any) -> SelectionPlan:
     ------
     InputTypeError
         If a row of ``P`` holds more than one stored entry, or an entry is not 1.
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(2), np.array([2, 0]), np.array([0, 1, 1, 2])), shape=(3, 3))
+    >>> plan = selection_plan(P)
+    >>> plan.take.tolist(), plan.has_empty, selection_plan(P) is plan
+    ([2, 3, 0], True, True)
+    >>> selection_plan(sp.csr_array(np.array([[1., 1.]])))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: select: a row of the matrix holds more than one entry; not a selection matrix
     """
     P = _as_csr(P)
     plan: SelectionPlan | None = getattr(P, "_sparsecnn_plan", None)
@@ -318,7 +544,19 @@ _scratch = Scratch()
 def gather_source(plan: SelectionPlan, X: np.ndarray) -> np.ndarray:
     """The array a selection product gathers from: ``X`` itself, or (when ``P``
     has empty rows) a copy of ``X`` with a zero row appended, which the empty
-    rows read (``plan.take`` points there).  The copy is a per-thread work array."""
+    rows read (``plan.take`` points there).  The copy is a per-thread work array.
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(2), np.array([2, 0]), np.array([0, 1, 1, 2])), shape=(3, 3))
+    >>> plan, X = selection_plan(P), np.array([[10.], [20.], [30.]])
+    >>> src = gather_source(plan, X); src.ravel()
+    array([10., 20., 30.,  0.])
+    >>> np.array_equal(src[plan.take], P @ X)                 # the gather is the product
+    True
+    >>> gather_source(selection_plan(sp.csr_array(np.eye(3))), X) is X   # no empty row: no copy
+    True
+    """
     m = plan.shape[1]
     if not plan.has_empty:
         return X
@@ -330,7 +568,20 @@ def gather_source(plan: SelectionPlan, X: np.ndarray) -> np.ndarray:
 
 def csc_add(P: Any, rows: tuple[int, int], X: np.ndarray, target: np.ndarray) -> None:
     """``target += P[r0:r1]^T X`` for rows ``r0:r1`` of a CSR ``P`` (``X`` holds those rows
-    of the dense operand), the CSC product with ``P``'s own arrays (dtype of ``X``)."""
+    of the dense operand), the CSC product with ``P``'s own arrays (dtype of ``X``).
+
+    ``X`` (``r1 - r0`` rows) and ``target`` (``P.shape[1]`` rows) must be
+    C-contiguous with the same number of columns and the same dtype.
+
+    Examples
+    --------
+    >>> P = sp.csr_array((np.ones(3), np.array([1, 0, 1]), np.arange(4)), shape=(3, 2))
+    >>> X, target = np.array([[5.], [7.]]), np.ones((2, 1))      # X: rows 1 and 2 of the operand
+    >>> csc_add(P, (1, 3), X, target); target.ravel()
+    array([6., 8.])
+    >>> np.array_equal(target, 1 + P[1:3].T @ X)
+    True
+    """
     r0, r1 = rows
     n = P.shape[1]
     width = target.size // n if n else 0
@@ -343,7 +594,16 @@ def csc_add(P: Any, rows: tuple[int, int], X: np.ndarray, target: np.ndarray) ->
 
 
 def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-    """A work array of the calling thread (see :class:`Scratch`), uninitialised."""
+    """A work array of the calling thread (see :class:`Scratch`), uninitialised.
+
+    The module's own :class:`Scratch`, shared by the kernels.
+
+    Examples
+    --------
+    >>> A = scratch("example.buf", (2, 3), np.float32)
+    >>> scratch("example.buf", (2, 3), np.float32) is A, A.shape, A.dtype
+    (True, (2, 3), dtype('float32'))
+    """
     return _scratch.get(name, shape, dtype)
 
 
@@ -485,9 +745,10 @@ def spmm_T(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     data = _data(P, X.dtype)
     indptr, indices = P.indptr, P.indices
     xr = X.reshape(-1)
+    caller = threading.get_ident()
 
     def run(a: int, b: int) -> np.ndarray:
-        target = res if a == 0 else _scratch_T(m, tail, X.dtype, a)
+        target = res if a == 0 else _scratch_T(m, tail, X.dtype, caller)
         target.fill(0)
         _sparsetools.csc_matvecs(m, b - a, width, indptr[a:b + 1], indices, data,
                                  xr[a * width:b * width], target.reshape(-1))
@@ -499,6 +760,9 @@ def spmm_T(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return res
 
 
-def _scratch_T(m: int, tail: tuple[int, ...], dtype: Any, key: int) -> np.ndarray:
-    """A private result for a worker thread of :func:`spmm_T` (reused across calls)."""
-    return _scratch.get("spmm_T.part", (m, *tail), dtype)
+def _scratch_T(m: int, tail: tuple[int, ...], dtype: Any, caller: int) -> np.ndarray:
+    """A private result for a worker thread of :func:`spmm_T` (reused across calls).
+
+    It outlives the worker's task (the caller sums it), so it is named after the
+    calling thread: callers on several threads never share one."""
+    return _scratch.get(f"spmm_T.part.{caller}", (m, *tail), dtype)

@@ -20,6 +20,7 @@ Full layer ``m``::
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Literal, overload
 
@@ -160,7 +161,31 @@ class ConvShape:
 
     Attributes follow the slides: ``a, b, d`` (input), ``p, h, s, r``,
     ``a_pad, b_pad``, ``a_conv, b_conv``, ``a_out, b_out`` (``= a^{m+1}, b^{m+1}``)
-    and ``d_out`` (``= d^{m+1}``).
+    and ``d_out`` (``= d^{m+1}``).  The literal operators are attributes too:
+    ``P_pad`` (``None`` when ``p = 0``), ``P_phi``, their transposes, and, for
+    average pooling, ``P_avg``.  :class:`sparsecnn.Network` builds one per
+    convolutional layer (``net.conv[m-1]``).
+
+    Parameters
+    ----------
+    m : int
+        The layer's index ``m`` (used in error messages).
+    a, b, d : int
+        Height, width and channels of ``Z^m``.
+    spec : ConvLayer
+        ``d^{m+1}``, ``h``, ``s``, ``p``, ``r``, activation and pooling.
+
+    Examples
+    --------
+    A 4 x 4 one-channel image, 3 x 3 filters with padding 1, then 2 x 2 pooling:
+
+    >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+    >>> (ly.a_pad, ly.a_conv, ly.a_out), ly.W_shape
+    ((6, 4, 2), (2, 9))
+    >>> ly.n_in, ly.n_S, ly.n_out              # d a b, d^{m+1} a_conv b_conv, d^{m+1} a^{m+1} b^{m+1}
+    (16, 32, 8)
+    >>> ly.P_pad.shape, ly.P_phi.shape         # (d a_pad b_pad, d a b), (h h d a_conv b_conv, d a_pad b_pad)
+    ((36, 16), (144, 36))
     """
 
     m: int
@@ -230,6 +255,7 @@ class ConvShape:
     # sizes -----------------------------------------------------------------
     @property
     def d_out(self) -> int:
+        """Output channels ``d^{m+1}``: rows of ``W^m`` and of ``S^m``."""
         return self.spec.d_out
 
     @property
@@ -244,22 +270,27 @@ class ConvShape:
 
     @property
     def n_in(self) -> int:
+        """Entries of ``vec(Z^m)`` per instance: ``d a b``."""
         return self.d * self.a * self.b
 
     @property
     def n_S(self) -> int:
+        """Entries of ``vec(S^m)`` per instance: ``d^{m+1} a_conv b_conv``."""
         return self.d_out * self.n_pos
 
     @property
     def n_out(self) -> int:
+        """Entries of ``vec(Z^{m+1})`` per instance: ``d^{m+1} a^{m+1} b^{m+1}``."""
         return self.d_out * self.a_out * self.b_out
 
     @property
     def W_shape(self) -> tuple[int, int]:
+        """Shape of ``W^m``: ``(d^{m+1}, h h d^m)``."""
         return (self.d_out, self.hhd)
 
     @property
     def fan_in(self) -> int:
+        """Inputs of each entry of ``S^m``: ``h h d^m`` (sets the scale in ``Network.init_params``)."""
         return self.hhd
 
     # operators as the kernels read them ---------------------------------
@@ -294,6 +325,29 @@ class ConvShape:
         row gather that its ``indices`` array describes
         (:func:`sparsecnn.kernels.select`).  The result has ``Z``'s float
         dtype; ``out`` (C-contiguous, that shape and dtype) receives it if given.
+
+        Parameters
+        ----------
+        Z : ndarray, shape ``(d a b, l)``
+            ``vec(Z^{m,i})`` in column ``i``.
+
+        Returns
+        -------
+        ndarray, shape ``(h h d a_conv b_conv, l)``
+            ``vec(phi(pad(Z^{m,i})))`` in column ``i``.
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> Z = np.arange(16.0).reshape(16, 1)        # pixel (r, q) holds r + 4 q
+        >>> Phi = ly.phi(Z); Phi.shape
+        (144, 1)
+        >>> Phi[:9, 0].reshape(3, 3, order="F")       # first filter position: top-left, in the padding
+        array([[0., 0., 0.],
+               [0., 0., 4.],
+               [0., 1., 5.]])
+        >>> np.array_equal(Phi, ly.P_phi @ (ly.P_pad @ Z))   # the literal product P_phi P_pad vec(Z)
+        True
         """
         if fold_pad or self.P_pad is None:
             return kernels.select(self.P_phipad, Z, out)
@@ -305,6 +359,29 @@ class ConvShape:
 
         One transposed product with :attr:`P_phipad`, computed as the CSC
         product with its own arrays (no ``P^T`` is formed).
+
+        Parameters
+        ----------
+        dPhi : ndarray, shape ``(h h d a_conv b_conv, l)``
+            ``vec(dxi/dphi(pad(Z^{m,i})))`` in column ``i``.
+
+        Returns
+        -------
+        ndarray, shape ``(d a b, l)``
+            ``vec(dxi/dZ^{m,i})`` in column ``i``; an entry of ``Z`` read by
+            several filter positions receives the sum of their gradients.
+
+        Examples
+        --------
+        ``phi_T`` is the adjoint of :meth:`phi`: ``<phi(Z), D> = <Z, phi_T(D)>``.
+
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Z, dPhi = rng.standard_normal((16, 2)), rng.standard_normal((144, 2))
+        >>> bool(np.isclose(np.sum(ly.phi(Z) * dPhi), np.sum(Z * ly.phi_T(dPhi))))
+        True
+        >>> np.allclose(ly.phi_T(dPhi), ly.P_pad.T @ (ly.P_phi.T @ dPhi))
+        True
         """
         if fold_pad or self.P_pad is None:
             return kernels.select_T(self.P_phipad, dPhi, out)
@@ -320,6 +397,30 @@ class ConvShape:
         at a time with the bias added while the block is in cache, the
         positions split over the kernel threads (:func:`sparsecnn.kernels.parallel_blas`).
         ``W`` and ``b`` are used in ``Phi``'s float dtype.
+
+        Parameters
+        ----------
+        W : ndarray, shape ``(d^{m+1}, h h d^m)``
+        bias : ndarray, shape ``(d^{m+1},)``
+        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``
+            ``vec(phi(pad(Z^{m,i})))`` in column ``i`` (from :meth:`phi`).
+
+        Returns
+        -------
+        ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+            ``vec(S^{m,i})`` in column ``i``.
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Z, W, bias = rng.standard_normal((16, 2)), rng.standard_normal((2, 9)), np.array([1.0, -1.0])
+        >>> Phi = ly.phi(Z)
+        >>> S = ly.S(W, bias, Phi); S.shape
+        (32, 2)
+        >>> phi_1 = Phi[:, 1].reshape(9, 16, order="F")      # mat: h h d x a_conv b_conv, instance 1
+        >>> np.allclose(S[:, 1].reshape(2, 16, order="F"), W @ phi_1 + bias[:, None])
+        True
         """
         Phi = _floating(Phi)
         dtype = Phi.dtype
@@ -360,6 +461,38 @@ class ConvShape:
         scipy's) called in turn keep each other's threads spinning.  ``need_dPhi=False`` skips ``dxi/dphi`` (returned as
         ``None``), which the first layer does not need; ``out`` receives
         ``dxi/dphi`` if given.  Results in ``dS``'s float dtype.
+
+        Parameters
+        ----------
+        W : ndarray, shape ``(d^{m+1}, h h d^m)``
+        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``
+            ``vec(phi(pad(Z^{m,i})))`` in column ``i``, as the forward pass kept it.
+        dS : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+            ``vec(dxi/dS^{m,i})`` in column ``i``.
+
+        Returns
+        -------
+        (dW, db, dPhi)
+            Shapes ``(d^{m+1}, h h d^m)``, ``(d^{m+1},)`` and
+            ``(h h d^m a_conv b_conv, l)`` (or ``None``).
+
+        Examples
+        --------
+        ``S`` is affine in ``W``, ``b`` and ``phi``, so a change ``E`` of ``W``
+        changes ``<dS, S>`` by exactly ``<dW, E>``:
+
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Phi, W, bias = ly.phi(rng.standard_normal((16, 2))), rng.standard_normal((2, 9)), np.zeros(2)
+        >>> dS, E = rng.standard_normal((32, 2)), rng.standard_normal((2, 9))
+        >>> dW, db, dPhi = ly.S_T(W, Phi, dS)
+        >>> change = np.sum(dS * (ly.S(W + E, bias, Phi) - ly.S(W, bias, Phi)))
+        >>> bool(np.isclose(change, np.sum(dW * E)))
+        True
+        >>> np.allclose(db, dS.reshape(16, 2, 2).sum(axis=(0, 2)))        # dxi/dS 1, summed over i
+        True
+        >>> bool(np.isclose(np.sum(dS * ly.S(W, bias, Phi)), np.sum(dPhi * Phi)))   # W^T dS
+        True
         """
         dS = _floating(dS)
         dtype = dS.dtype
@@ -401,6 +534,28 @@ class ConvShape:
         :attr:`P_phipad` of a block are gathered and at once multiplied by
         ``W`` while they are in cache.  ``phi`` is still written whole, since
         the backward pass reads it.  Blocks are split over the kernel threads.
+
+        Parameters
+        ----------
+        Z : ndarray, shape ``(d a b, l)``
+        W : ndarray, shape ``(d^{m+1}, h h d^m)``
+        bias : ndarray, shape ``(d^{m+1},)``
+        out_phi, out_S : ndarray, optional
+            C-contiguous arrays of the two results' shapes and ``Z``'s dtype to write into.
+
+        Returns
+        -------
+        (Phi, S)
+            Shapes ``(h h d a_conv b_conv, l)`` and ``(d^{m+1} a_conv b_conv, l)``.
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Z, W, bias = rng.standard_normal((16, 3)), rng.standard_normal((2, 9)), np.array([0.5, -0.5])
+        >>> Phi, S = ly.conv_forward(Z, W, bias)
+        >>> np.array_equal(Phi, ly.phi(Z)), np.allclose(S, ly.S(W, bias, ly.phi(Z)))
+        (True, True)
         """
         Z = _floating(Z)
         dtype = Z.dtype
@@ -450,6 +605,31 @@ class ConvShape:
         never held whole.  ``need_dZ=False`` (the first layer) skips
         ``dxi/dphi`` and ``dxi/dZ`` (``None``).  Blocks are split over the
         kernel threads, each adding into its own ``dxi/dZ``; the parts are summed.
+
+        Parameters
+        ----------
+        W : ndarray, shape ``(d^{m+1}, h h d^m)``
+        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``
+            ``vec(phi(pad(Z^{m,i})))`` in column ``i``, as the forward pass kept it.
+        dS : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+            ``vec(dxi/dS^{m,i})`` in column ``i``.
+
+        Returns
+        -------
+        (dW, db, dZ)
+            Shapes ``(d^{m+1}, h h d^m)``, ``(d^{m+1},)`` and ``(d a b, l)`` (or ``None``).
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Phi, W, dS = ly.phi(rng.standard_normal((16, 3))), rng.standard_normal((2, 9)), rng.standard_normal((32, 3))
+        >>> dW, db, dZ = ly.conv_backward(W, Phi, dS)
+        >>> dW2, db2, dPhi = ly.S_T(W, Phi, dS)
+        >>> np.allclose(dW, dW2), np.allclose(db, db2), np.allclose(dZ, ly.phi_T(dPhi))
+        (True, True, True)
+        >>> ly.conv_backward(W, Phi, dS, need_dZ=False)[2] is None
+        True
         """
         dS = _floating(dS)
         dtype = dS.dtype
@@ -462,13 +642,16 @@ class ConvShape:
         res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
         hhd = self.hhd
         step = _block(hhd * l * dtype.itemsize, self.n_pos)
+        # a worker thread's partial dxi/dZ outlives its task (the caller sums it), so it is
+        # named after the calling thread: callers on several threads never share one
+        part_name = f"conv_backward.dZ.{threading.get_ident()}"
 
         def run(j0: int, j1: int) -> tuple[np.ndarray, np.ndarray | None]:
             dW = np.zeros(self.W_shape, dtype=dtype)
             tmp = np.empty((min(step, j1 - j0), *self.W_shape), dtype=dtype)
             target = None
             if res is not None:
-                target = res if j0 == 0 else kernels.scratch("conv_backward.dZ", res.shape, dtype)
+                target = res if j0 == 0 else kernels.scratch(part_name, res.shape, dtype)
                 target.fill(0)
                 buf = kernels.scratch("conv_backward.dphi", (step, hhd, l), dtype)
             for a in range(j0, j1, step):                                 # cache-sized blocks
@@ -493,6 +676,28 @@ class ConvShape:
 
         Found by pairwise comparisons on strided views of ``A`` (no copy);
         ties go to the first entry of the window in the order of ``vec``.
+
+        Parameters
+        ----------
+        A : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+            ``vec(sigma(S^{m,i}))`` in column ``i``.
+
+        Returns
+        -------
+        integer ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``, or None
+            Entry ``[o, i]``: the position in ``vec(sigma(S^{m,i}))`` of the
+            maximum of the window that gives entry ``o`` of ``vec(Z^{m+1,i})``.
+
+        Examples
+        --------
+        The slides' 4 x 4 image ("Notes on RELU Activation + Max Pooling VI"):
+
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2))
+        >>> image = np.array([[3, 2, 3, 6], [4, 5, 4, 9], [2, 1, 2, 6], [3, 4, 3, 2.]])
+        >>> ly.winners(image.reshape(16, 1, order="F")).ravel().tolist()   # 5, 4, 9, 6 in vec(image)
+        [5, 7, 13, 14]
+        >>> ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2, pool="avg")).winners(image.reshape(16, 1)) is None
+        True
         """
         if not self.max_pools:
             return None
@@ -505,6 +710,39 @@ class ConvShape:
         Max pooling: built directly from ``(data, indices, indptr)``, the
         winners giving ``indices`` (row ``o*l + i`` has its 1 in column
         ``winners[o, i]*l + i``).
+
+        Parameters
+        ----------
+        winners : integer ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``, or None
+            From :meth:`winners`; ``None`` for average pooling.
+
+        Returns
+        -------
+        scipy.sparse.csr_array
+            Max pooling: shape ``(d^{m+1} a^{m+1} b^{m+1} l, d^{m+1} a_conv b_conv l)``,
+            one 1 per row; average pooling: ``P_pool`` of one instance,
+            shape ``(d^{m+1} a^{m+1} b^{m+1}, d^{m+1} a_conv b_conv)``, entries ``1/r^2``.
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2))
+        >>> image = np.array([[3, 2, 3, 6], [4, 5, 4, 9], [2, 1, 2, 6], [3, 4, 3, 2.]])
+        >>> P = ly.P_pool(ly.winners(image.reshape(16, 1, order="F")))
+        >>> P.shape, P.indices.tolist()              # one instance: the slides' P_pool
+        ((4, 16), [5, 7, 13, 14])
+        >>> P @ image.ravel(order="F")               # vec([[5, 9], [4, 6]])
+        array([5., 4., 9., 6.])
+
+        For a batch the matrix acts on ``A.ravel()`` (instances last):
+
+        >>> A = np.random.default_rng(0).standard_normal((16, 3))
+        >>> P = ly.P_pool(ly.winners(A)); P.shape
+        (12, 48)
+        >>> np.array_equal(P @ A.ravel(), ly.pool(A, ly.winners(A)).ravel())
+        True
+        >>> P_avg = ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2, pool="avg")).P_pool(None)
+        >>> np.flatnonzero(P_avg.toarray()[0]).tolist(), float(P_avg.data[0])   # window (0, 0): 1/r^2 each
+        ([0, 1, 4, 5], 0.25)
         """
         if winners is None:
             return self.P_avg
@@ -517,6 +755,29 @@ class ConvShape:
         Max pooling: the product of :meth:`P_pool` with ``A.ravel()``, a gather
         along the matrix's ``indices``.  ``A`` may be any batch of the shape of
         ``vec(S)`` (the R-operator pools ``R(S)`` with the same matrix).
+
+        Parameters
+        ----------
+        A : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+            ``vec(sigma(S^{m,i}))`` in column ``i``.
+        winners : integer ndarray or None
+            From :meth:`winners` (max pooling); ``None`` for average pooling.
+
+        Returns
+        -------
+        ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+
+        Examples
+        --------
+        The slides' 4 x 4 image, max pooled and average pooled:
+
+        >>> image = np.array([[3, 2, 3, 6], [4, 5, 4, 9], [2, 1, 2, 6], [3, 4, 3, 2.]])
+        >>> A = image.reshape(16, 1, order="F")                        # vec(image)
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2))
+        >>> ly.pool(A, ly.winners(A)).ravel()                          # vec([[5, 9], [4, 6]])
+        array([5., 4., 9., 6.])
+        >>> ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2, pool="avg")).pool(A, None).ravel()
+        array([3.5 , 2.5 , 5.5 , 3.25])
         """
         if not self.pools:
             return A
@@ -535,6 +796,30 @@ class ConvShape:
         Max pooling: ``P_pool^T`` holds at most one 1 per row (the windows are
         disjoint), so its product puts each entry of ``dxi/dZ^{m+1}`` at its
         winner in a zero result (:func:`sparsecnn.kernels.select_T`).
+
+        Parameters
+        ----------
+        dZnext : ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+            ``vec(dxi/dZ^{m+1,i})`` in column ``i``.
+        winners : integer ndarray or None
+            From :meth:`winners` (max pooling); ``None`` for average pooling.
+
+        Returns
+        -------
+        ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+
+        Examples
+        --------
+        The slides' example ("... Max Pooling X"): ``v`` goes to the winners 5, 7, 13, 14.
+
+        >>> image = np.array([[3, 2, 3, 6], [4, 5, 4, 9], [2, 1, 2, 6], [3, 4, 3, 2.]])
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2))
+        >>> w = ly.winners(image.reshape(16, 1, order="F"))
+        >>> v = np.array([[1.], [2.], [3.], [4.]])
+        >>> ly.pool_T(v, w).ravel()
+        array([0., 0., 0., 0., 0., 1., 0., 2., 0., 0., 0., 0., 0., 3., 4., 0.])
+        >>> np.array_equal(ly.pool_T(v, w), ly.P_pool(w).T @ v)
+        True
         """
         if not self.pools:
             return dZnext
@@ -566,6 +851,21 @@ class ConvShape:
         -------
         (Z_next, winners)
             ``winners`` is ``None`` unless max pooling follows.
+
+        Examples
+        --------
+        ReLU then 2 x 2 max pooling of a 4 x 4 ``S`` for three instances, in
+        both orders and by hand:
+
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2))
+        >>> S = np.random.default_rng(0).standard_normal((16, 3))
+        >>> Z_slides, _ = ly.activate_pool(S)
+        >>> Z_first, _ = ly.activate_pool(S, order="pool-first")
+        >>> np.array_equal(Z_slides, Z_first)
+        True
+        >>> blocks = np.maximum(S, 0).reshape(2, 2, 2, 2, 3, order="F")   # (dr, window row, dq, window column, i)
+        >>> np.array_equal(Z_slides, blocks.max(axis=(0, 2)).reshape(4, 3, order="F"))
+        True
         """
         if order not in ACTIVATE_ORDERS:
             raise ConfigError(f"order must be one of {ACTIVATE_ORDERS}, got {order!r}")
@@ -579,7 +879,31 @@ class ConvShape:
 
 @dataclass
 class FullShape:
-    """Full layer ``m`` with its input size ``n_in = n_m`` known."""
+    """Full layer ``m`` with its input size ``n_in = n_m`` known.
+
+    Parameters
+    ----------
+    m : int
+        The layer's index ``m``.
+    n_in : int
+        ``n_m``, entries of ``z^m`` (for the first full layer ``vec(Z^{L^C+1})``).
+    spec : FullLayer
+    last : bool
+        Whether this is layer ``L``; its default activation is then the identity.
+
+    Attributes
+    ----------
+    sigma : Activation
+        The activation ``sigma`` of ``z^{m+1} = sigma(s^m)``.
+
+    Examples
+    --------
+    >>> fl = FullShape(2, 8, FullLayer(3), last=True)
+    >>> fl.W_shape, fl.sigma.name
+    ((3, 8), 'identity')
+    >>> FullShape(2, 8, FullLayer(3), last=False).sigma.name
+    'relu'
+    """
 
     m: int
     n_in: int
@@ -592,18 +916,33 @@ class FullShape:
 
     @property
     def n_out(self) -> int:
+        """``n_{m+1}``: entries of ``s^m`` and ``z^{m+1}`` per instance."""
         return self.spec.n_out
 
     @property
     def W_shape(self) -> tuple[int, int]:
+        """Shape of ``W^m``: ``(n_{m+1}, n_m)``."""
         return (self.n_out, self.n_in)
 
     @property
     def fan_in(self) -> int:
+        """Inputs of each entry of ``s^m``: ``n_m`` (sets the scale in ``Network.init_params``)."""
         return self.n_in
 
     def s(self, W: np.ndarray, bias: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """``s = W z + b`` for a batch, shape ``(n_{m+1}, l)``, in ``z``'s float dtype."""
+        """``s = W z + b`` for a batch, shape ``(n_{m+1}, l)``, in ``z``'s float dtype.
+
+        ``z`` has shape ``(n_m, l)``, one instance per column.
+
+        Examples
+        --------
+        >>> fl = FullShape(2, 2, FullLayer(3), last=True)
+        >>> W, bias = np.array([[1., 0.], [0., 1.], [1., 1.]]), np.array([0., 10., 100.])
+        >>> fl.s(W, bias, np.array([[1., 2.], [3., 4.]]))
+        array([[  1.,   2.],
+               [ 13.,  14.],
+               [104., 106.]])
+        """
         z = _floating(z)
         s = np.asarray(W, dtype=z.dtype) @ z
         s += np.asarray(bias, dtype=z.dtype)[:, None]
@@ -612,7 +951,26 @@ class FullShape:
     def s_T(self, W: np.ndarray, z: np.ndarray, ds: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Equations (1)-(3): ``dxi/dW = dxi/ds z^T``, ``dxi/db = dxi/ds``,
-        ``dxi/dz = W^T dxi/ds`` (``W`` and ``b`` summed over the batch), in ``ds``'s float dtype."""
+        ``dxi/dz = W^T dxi/ds`` (``W`` and ``b`` summed over the batch), in ``ds``'s float dtype.
+
+        ``z`` has shape ``(n_m, l)`` and ``ds`` shape ``(n_{m+1}, l)``; the results
+        have shapes ``(n_{m+1}, n_m)``, ``(n_{m+1},)`` and ``(n_m, l)``.
+
+        Examples
+        --------
+        ``s`` is affine in ``W`` and ``z``, so ``<ds, s>`` changes by exactly
+        ``<dW, E>`` along a change ``E`` of ``W``, and ``dz`` is ``W^T ds``:
+
+        >>> fl = FullShape(2, 4, FullLayer(3), last=True)
+        >>> rng = np.random.default_rng(0)
+        >>> W, z, ds, E = (rng.standard_normal(sh) for sh in [(3, 4), (4, 2), (3, 2), (3, 4)])
+        >>> dW, db, dz = fl.s_T(W, z, ds)
+        >>> bias = np.zeros(3)
+        >>> bool(np.isclose(np.sum(ds * (fl.s(W + E, bias, z) - fl.s(W, bias, z))), np.sum(dW * E)))
+        True
+        >>> np.allclose(db, ds.sum(axis=1)), np.allclose(dz, W.T @ ds)
+        (True, True)
+        """
         ds = _floating(ds)
         z = np.asarray(z, dtype=ds.dtype)
         return ds @ z.T, ds.sum(axis=1), np.asarray(W, dtype=ds.dtype).T @ ds

@@ -57,7 +57,25 @@ _KEYS = ("format", "version", "network", "theta", "mean", "meta")
 
 @dataclass
 class Model:
-    """A loaded model: the network, ``theta``, the input preprocessing and free-form metadata."""
+    """A loaded model: the network, ``theta``, the input preprocessing and free-form metadata.
+
+    Attributes
+    ----------
+    net : Network
+    theta : ndarray, shape ``(n,)``
+        The parameters ``theta = [vec(W^1); b^1; ...; vec(W^L); b^L]``.
+    mean : ndarray, shape ``(d^1 a^1 b^1,)``, or None
+        Training mean of each pixel, subtracted after scaling; ``None`` for none.
+    meta : dict
+        JSON data; ``meta["scale"]`` is the factor applied to raw pixels.
+
+    Examples
+    --------
+    >>> net = Network((2, 2, 1), [FullLayer(2)])
+    >>> model = Model(net, net.init_params(seed=0), mean=np.full(4, 0.5), meta={"scale": 0.5})
+    >>> model.scale, model.theta.shape
+    (0.5, (10,))
+    """
 
     net: Network
     theta: np.ndarray
@@ -70,7 +88,25 @@ class Model:
         return float(self.meta.get("scale", 1.0))
 
     def preprocess(self, X: np.ndarray) -> np.ndarray:
-        """``scale * X - mean`` (one column per instance), as at training time."""
+        """``scale * X - mean`` (one column per instance), as at training time.
+
+        Parameters
+        ----------
+        X : ndarray, shape ``(d^1 a^1 b^1, l)``
+            Raw inputs, column ``i`` being ``vec(Z^{1,i})``.
+
+        Returns
+        -------
+        ndarray of float64, shape ``(d^1 a^1 b^1, l)``
+
+        Examples
+        --------
+        >>> net = Network((1, 2, 1), [FullLayer(2)])
+        >>> model = Model(net, net.init_params(seed=0), mean=np.array([1., 2.]), meta={"scale": 0.5})
+        >>> model.preprocess(np.array([[2., 4.], [4., 8.]]))
+        array([[0., 1.],
+               [0., 2.]])
+        """
         X = np.asarray(X, dtype=np.float64) * self.scale
         return X - self.mean[:, None] if self.mean is not None else X
 
@@ -94,7 +130,35 @@ def network_to_dict(net: Network) -> dict[str, Any]:
 
 
 def network_from_dict(data: object, source: str = "<dict>") -> Network:
-    """Inverse of :func:`network_to_dict`; malformed data raise :class:`DataFormatError`."""
+    """Inverse of :func:`network_to_dict`; malformed data raise :class:`DataFormatError`.
+
+    Parameters
+    ----------
+    data : dict
+        ``{"input_shape": [a^1, b^1, d^1], "layers": [...], "pool_backward": ...}``
+        as :func:`network_to_dict` writes it.
+    source : str
+        Name used in error messages (the model file).
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    DataFormatError
+        If ``data`` is not such a description.
+
+    Examples
+    --------
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> network_from_dict(network_to_dict(net)).summary() == net.summary()
+    True
+    >>> network_from_dict({"input_shape": [2, 2, 1], "layers": [{"kind": "pool"}]})
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.DataFormatError: <dict>: invalid network description: layer 1 has kind 'pool', expected 'conv' or 'full'
+    """
     try:
         if not isinstance(data, dict):
             raise TypeError("the network description is not a JSON object")
@@ -129,6 +193,15 @@ def save_model(path: str | os.PathLike[str], net: Network, theta: np.ndarray, *,
         The training mean subtracted from the inputs.
     meta : dict, optional
         JSON-serialisable; ``meta["scale"]`` is the factor applied before centring.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> net = Network((2, 2, 1), [FullLayer(2)])
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.npz"
+    >>> save_model(path, net, net.init_params(seed=0))
+    >>> sorted(np.load(path).files)
+    ['format', 'mean', 'meta', 'network', 'theta', 'version']
     """
     theta = net._check_theta(theta)
     mean_arr = np.zeros(0) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
@@ -169,11 +242,35 @@ def _text(archive: Any, key: str, source: str) -> str:
 def load_model(path: str | os.PathLike[str]) -> Model:
     """Read a model written by :func:`save_model`.
 
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Model
+        ``theta`` of shape ``(n,)``; ``mean`` of shape ``(d^1 a^1 b^1,)`` or ``None``
+        when none was saved.
+
     Raises
     ------
     DataFormatError
         If the file is missing, is not an ``.npz`` archive (or needs pickle), lacks an
         entry, is not a sparsecnn model, or its network, ``theta`` or ``mean`` do not fit.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> net = Network((2, 2, 1), [FullLayer(2)])
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.npz"
+    >>> save_model(path, net, net.init_params(seed=0), meta={"solver": "sgd"})
+    >>> model = load_model(path)
+    >>> model.theta.shape, model.mean, model.meta
+    ((10,), None, {'solver': 'sgd'})
+    >>> load_model(path.with_name("absent.npz"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.DataFormatError: .../absent.npz: model file not found
     """
     source = str(path)
     if not Path(path).is_file():

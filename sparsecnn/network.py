@@ -27,12 +27,16 @@ from .exceptions import (
     NonFiniteError,
     ShapeError,
 )
-from .layers import POOL_BACKWARDS, ConvLayer, ConvShape, FullLayer, FullShape
+from .kernels import Workspace, blas_serial
+from .layers import ACTIVATE_ORDERS, POOL_BACKWARDS, ConvLayer, ConvShape, FullLayer, FullShape
 
 if TYPE_CHECKING:  # pragma: no cover
     from .planner import Plan
 
-__all__ = ["Network", "ForwardCache", "DEFAULT_BATCH_SIZE"]
+__all__ = ["Network", "ForwardCache", "DEFAULT_BATCH_SIZE", "DTYPES"]
+
+DTYPES = ("float64", "float32")
+"""The float types the products can run in (``Network(dtype=...)`` and each method's ``dtype=``)."""
 
 DEFAULT_BATCH_SIZE = 1024
 """Instances per batch in :meth:`Network.objective` and :meth:`Network.output`."""
@@ -64,6 +68,17 @@ def _as_matrix(name: str, X: object, rows: int, rows_formula: str) -> np.ndarray
     return arr
 
 
+def _check_dtype(dtype: object) -> np.dtype:
+    """``dtype`` as ``np.float64`` or ``np.float32``, or a clear error."""
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        dt = None
+    if dt is None or dt.name not in DTYPES:
+        raise ConfigError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return dt
+
+
 def _reads_X(plan: Plan) -> bool:
     """Whether the backward pass of ``plan`` rebuilds something from ``Z^1 = X``."""
     return any("Z1" in plan.recipe(n).inputs for n in plan.recipes)
@@ -77,9 +92,9 @@ class ForwardCache:
     ----------
     theta : ndarray, shape ``(n,)``
     Ws, bs : list of ndarray
-        ``W^m`` and ``b^m`` as unpacked from ``theta``.
+        ``W^m`` and ``b^m`` as unpacked from ``theta``, in the dtype the pass ran in.
     output : ndarray, shape ``(n_L, l)``
-        ``z^{L+1}``, one column per instance.
+        ``z^{L+1}``, one column per instance, in the dtype the pass ran in.
     kept : dict of str to ndarray
         Named intermediate quantities: ``"Z2"`` (``vec(Z^2)``, one column per
         instance), ``"phi1"``, ``"S1"``, ``"pool1"`` (winners), ...  Without a
@@ -91,6 +106,23 @@ class ForwardCache:
     X : ndarray or None
         The input, held by reference when a plan rebuilds quantities from it
         (not counted in :attr:`nbytes`: the caller holds it).
+
+    Examples
+    --------
+    :meth:`Network.forward` makes one; without a plan it keeps everything:
+
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> cache = net.forward(net.init_params(seed=0), np.ones((16, 5)))
+    >>> cache.l, cache.output.shape, sorted(cache.kept)
+    (5, (3, 5), ['S1', 'S2', 'Z1', 'Z2', 'Z3', 'phi1', 'pool1'])
+    >>> cache.kept["phi1"].shape                   # (h h d^1 a_conv b_conv, l)
+    (144, 5)
+
+    With a plan it keeps the plan's ``retained`` only:
+
+    >>> small = net.forward(net.init_params(seed=0), np.ones((16, 5)), plan="min-memory")
+    >>> sorted(small.kept), small.nbytes == 5 * small.plan.bytes_per_instance
+    (['Z2', 'Z3', 'pool1'], True)
     """
 
     theta: np.ndarray
@@ -129,6 +161,27 @@ class Network:
         ``"eq5"``: ``(dxi/dvec(Z^{m+1})^T P_pool) ⊙ vec(sigma'(S^m))^T``;
         ``"eq6"``: ``(dxi/dvec(Z^{m+1})^T ⊙ vec(sigma'(S^m) read from Z^{m+1})^T) P_pool``,
         which needs only ``Z^{m+1}``; ``"auto"`` uses (6) where it holds.
+    dtype : {"float64", "float32"}, default "float64"
+        The float type of the products (``phi``, ``S``, the GEMMs, ``P_pool``).
+        ``theta``, ``f``, the gradient and the sums over batches stay float64
+        whatever the products run in; each method takes ``dtype=`` to override
+        it for one call.  The oracle comparisons (:mod:`sparsecnn.oracle`) run
+        in float64.
+    activate_order : {"pool-first", "slides"}, default "pool-first"
+        ``"slides"``: ``Z^{m+1} = mat(P_pool vec(sigma(S^m)))`` as written:
+        ``sigma`` on all of ``S^m``, then max pooling.  ``"pool-first"``: max
+        pooling of ``S^m`` itself, then ``sigma`` on the ``r^2`` times smaller
+        result.  For a non-decreasing ``sigma`` (all five here) and max pooling
+        it is the same ``Z^{m+1}``, since ``sigma(max_k s_k) = max_k sigma(s_k)``,
+        and the same gradient; ``P_pool^{m,i}`` may differ only in windows where
+        ``sigma`` flattens the entries (see :meth:`ConvShape.activate_pool`).
+        Layers with average pooling always use the slides' order.
+    reuse_buffers : bool, default True
+        :meth:`objective` and :meth:`output` keep their large work arrays
+        (``phi(pad(Z^m))``, ``S^m``, ``dxi/dS^m``, ``dxi/dZ^m`` of one batch) on
+        the network between calls, so that fresh memory is touched once rather
+        than at every call; :meth:`release_buffers` frees them.  ``False``
+        reuses them across the batches of one call only.
 
     Examples
     --------
@@ -142,7 +195,8 @@ class Network:
     """
 
     def __init__(self, input_shape: Sequence[int], layers: Sequence[ConvLayer | FullLayer],
-                 *, pool_backward: str = "auto") -> None:
+                 *, pool_backward: str = "auto", dtype: object = "float64",
+                 activate_order: str = "pool-first", reuse_buffers: bool = True) -> None:
         if isinstance(input_shape, (str, bytes)) or len(input_shape) != 3:
             raise ConfigError(f"input_shape must be (a, b, d), got {input_shape!r}")
         for name, v in zip(("a", "b", "d"), input_shape, strict=True):
@@ -150,8 +204,14 @@ class Network:
                 raise ConfigError(f"input_shape: {name} must be a positive integer, got {v!r}")
         if pool_backward not in POOL_BACKWARDS:
             raise ConfigError(f"pool_backward must be one of {POOL_BACKWARDS}, got {pool_backward!r}")
+        if activate_order not in ACTIVATE_ORDERS:
+            raise ConfigError(f"activate_order must be one of {ACTIVATE_ORDERS}, got {activate_order!r}")
         self.input_shape = tuple(int(v) for v in input_shape)
         self.pool_backward = pool_backward
+        self.dtype: np.dtype = _check_dtype(dtype)
+        self.activate_order = activate_order
+        self.reuse_buffers = bool(reuse_buffers)
+        self._workspace = Workspace()
         layers = list(layers)
         if not layers or not isinstance(layers[-1], FullLayer):
             raise ConfigError("layers must end with at least one FullLayer")
@@ -209,6 +269,25 @@ class Network:
     def __repr__(self) -> str:
         specs = ", ".join(repr(ly.spec) for ly in self.layers)
         return f"Network(input_shape={self.input_shape}, layers=[{specs}])"
+
+    def replace(self, **options: object) -> Network:
+        """The same layers with other constructor options (``pool_backward``, ``dtype``,
+        ``activate_order``, ``reuse_buffers``); the parameter layout is unchanged.
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3), FullLayer(3)])
+        >>> slides = net.replace(activate_order="slides", dtype="float32")
+        >>> slides.activate_order, slides.dtype, slides.n_params == net.n_params
+        ('slides', dtype('float32'), True)
+        """
+        kw: dict[str, object] = {"pool_backward": self.pool_backward, "dtype": self.dtype,
+                                 "activate_order": self.activate_order, "reuse_buffers": self.reuse_buffers}
+        unknown = set(options) - set(kw)
+        if unknown:
+            raise ConfigError(f"replace: unknown options {sorted(unknown)}; expected some of {sorted(kw)}")
+        kw.update(options)
+        return Network(self.input_shape, [ly.spec for ly in self.layers], **kw)  # type: ignore[arg-type]
 
     def summary(self) -> str:
         """A table of the layers with the slides' sizes.
@@ -330,7 +409,22 @@ class Network:
         return _as_matrix("X", X, self.n_input, "d*a*b")
 
     def check_y(self, y: object, l: int) -> np.ndarray:
-        """Labels as an int64 vector of length ``l`` with values in ``0..n_L-1``."""
+        """Labels as an int64 vector of length ``l`` with values in ``0..n_L-1``.
+
+        Integer-valued floats and a ``(l, 1)`` or ``(1, l)`` matrix are accepted;
+        anything else raises :class:`~sparsecnn.InputTypeError`,
+        :class:`~sparsecnn.ShapeError` or :class:`~sparsecnn.LabelError`.
+
+        Examples
+        --------
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> net.check_y([[0], [2.0], [1]], 3)
+        array([0, 2, 1])
+        >>> net.check_y([0, 3], 2)
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.LabelError: y must hold labels in 0..n_L-1 = 0..2, got 3 at position 1
+        """
         if isinstance(y, (str, bytes)) or y is None:
             raise InputTypeError(f"y must be a vector of integer labels, got {type(y).__name__}")
         arr = np.asarray(y)
@@ -353,7 +447,17 @@ class Network:
 
     @staticmethod
     def check_C(C: object) -> float:
-        """The regularisation constant ``C > 0`` as a float (``inf`` means no regularisation)."""
+        """The regularisation constant ``C > 0`` as a float (``inf`` means no regularisation).
+
+        Examples
+        --------
+        >>> Network.check_C(10), Network.check_C(np.inf)
+        (10.0, inf)
+        >>> Network.check_C(0)
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ConfigError: C must be > 0, got 0
+        """
         if isinstance(C, bool) or not isinstance(C, numbers.Real):
             raise InputTypeError(f"C must be a positive number, got {C!r}")
         value = float(C)
@@ -365,6 +469,11 @@ class Network:
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
         return int(batch_size)
+
+    def _pool_mode_check(self, pool_backward: str | None) -> None:
+        """Check ``pool_backward`` against every conv layer before any work is done."""
+        for ly in self.conv:
+            self._pool_mode(ly, pool_backward)
 
     def _pool_mode(self, ly: ConvShape, pool_backward: str | None) -> str:
         mode = pool_backward or self.pool_backward
@@ -381,14 +490,18 @@ class Network:
 
     # --------------------------------------------------------- forward pass
     def _forward(self, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
-                 keep: bool = True, plan: Plan | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 keep: bool = True, plan: Plan | None = None, work: Workspace | None = None
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Forward pass for one batch; returns ``z^{L+1}`` and the kept quantities.
 
         Without a plan, ``keep=True`` keeps everything (store-all): ``Z{m}``
         for ``m = 1..L+1`` (``Z1`` is ``X``), ``phi{m}``, ``S{m}`` and the
         winners ``pool{m}`` (positions, as from ``ConvShape.winners``).  With a
         plan (:meth:`plan`), exactly ``plan.retained`` at the planned dtypes
-        (see :mod:`sparsecnn.planner.execute`).
+        (see :mod:`sparsecnn.planner.execute`).  The products run in ``X``'s
+        float dtype (``Ws`` and ``bs`` should have it too).  With ``work``,
+        ``phi{m}`` and ``S{m}`` are written into its arrays, valid until the
+        next pass that uses the same workspace.
         """
         if plan is not None and keep:
             from .planner.execute import forward_planned
@@ -396,17 +509,20 @@ class Network:
             return forward_planned(self, plan, Ws, bs, X)
         kept: dict[str, np.ndarray] = {}
         Z = X
+        dtype, l = X.dtype, X.shape[1]
         for ly in self.conv:
             m = ly.m
-            Phi = ly.phi(Z)                                   # P_phi P_pad vec(Z^m)
-            S = ly.S(Ws[m - 1], bs[m - 1], Phi)               # W^m phi(pad(Z^m)) + b^m 1^T
-            A = ly.sigma.sigma(S)                             # sigma(S^m)
-            winners = ly.winners(A)                           # max pooling: chosen by the data
+            out_phi = work.get(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype) if work is not None else None
+            out_S = work.get(f"S{m}", (ly.n_S, l), dtype) if work is not None else None
+            # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
+            Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S)
+            # vec(Z^{m+1}) = P_pool vec(sigma(S^m)); P_pool (the winners) chosen by the data
+            Znext, winners = ly.activate_pool(S, order=self.activate_order)
             if keep:
                 kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
                 if winners is not None:
                     kept[f"pool{m}"] = winners
-            Z = ly.pool(A, winners)                           # P_pool vec(sigma(S^m))
+            Z = Znext
         for fl in self.full:
             m = fl.m
             s = fl.s(Ws[m - 1], bs[m - 1], Z)                 # s^m = W^m z^m + b^m
@@ -420,15 +536,16 @@ class Network:
     # -------------------------------------------------------- backward pass
     def _backward(self, Ws: list[np.ndarray], kept: dict[str, np.ndarray], dZ: np.ndarray,
                   pool_backward: str | None = None, *, plan: Plan | None = None,
-                  bs: list[np.ndarray] | None = None, X: np.ndarray | None = None
-                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                  bs: list[np.ndarray] | None = None, X: np.ndarray | None = None,
+                  work: Workspace | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Backward pass for one batch from ``dZ = dxi/dz^{L+1}`` (one column per instance).
 
         Returns the gradients of ``sum_i`` (column ``i`` of ``dZ``)``^T z^{L+1,i}``
         with respect to each ``W^m`` and ``b^m``.  Without a plan ``kept`` is a
         store-all dict from :meth:`_forward`; with one, it is what the planned
         forward pass kept, and ``X`` (and ``bs``, where the plan recomputes
-        ``S^m`` by a GEMM) let the backward pass rebuild the rest.
+        ``S^m`` by a GEMM) let the backward pass rebuild the rest.  The products
+        run in ``dZ``'s float dtype; ``work`` holds ``dxi/dS^m`` and ``dxi/dZ^m``.
         """
         if plan is not None:
             from .planner.execute import backward_planned
@@ -436,22 +553,29 @@ class Network:
             return backward_planned(self, plan, Ws, bs, X, kept, dZ)
         dWs: list[np.ndarray] = [np.empty(0)] * self.L
         dbs: list[np.ndarray] = [np.empty(0)] * self.L
+        dtype, l = dZ.dtype, dZ.shape[1]
         for fl in reversed(self.full):
             m = fl.m
-            ds = dZ * fl.sigma.dsigma(kept[f"S{m}"])          # (4)
+            ds = fl.sigma.backprop(dZ, kept[f"S{m}"])        # (4): dxi/dz^{m+1} ⊙ sigma'(s^m)
             dWs[m - 1], dbs[m - 1], dZ = fl.s_T(Ws[m - 1], kept[f"Z{m}"], ds)   # (1)-(3)
         for ly in reversed(self.conv):
             m = ly.m
             mode = self._pool_mode(ly, pool_backward)
             winners = kept.get(f"pool{m}")
-            from_output = ly.sigma.dsigma_from_output
-            if mode == "eq6" and from_output is not None:
-                dS = ly.pool_T(dZ * from_output(kept[f"Z{m + 1}"]), winners)            # (6)
+            out_dS = work.get(f"dS{m}", (ly.n_S, l), dtype) if work is not None else None
+            if mode == "eq6" and ly.sigma.dsigma_from_output is not None:
+                # (6): (dxi/dvec(Z^{m+1})^T ⊙ vec(sigma'(S^m) read from Z^{m+1})^T) P_pool
+                dS = ly.pool_T(ly.sigma.backprop_from_output(dZ, kept[f"Z{m + 1}"]), winners, out=out_dS)
             else:
-                dS = ly.pool_T(dZ, winners) * ly.sigma.dsigma(kept[f"S{m}"])           # (7), (5)
-            dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS, need_dPhi=m > 1)
-            if dPhi is not None:
-                dZ = ly.phi_T(dPhi)                           # P_pad^T P_phi^T vec(dxi/dphi)
+                # (7) then (5): (dxi/dvec(Z^{m+1})^T P_pool) ⊙ vec(sigma'(S^m))^T
+                dS = ly.sigma.backprop(ly.pool_T(dZ, winners, out=out_dS), kept[f"S{m}"])
+            out_dZ = work.get(f"dZ{m}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
+            # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1, and (m > 1)
+            # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep
+            dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], kept[f"phi{m}"], dS,
+                                                           need_dZ=m > 1, out=out_dZ)
+            if dZn is not None:
+                dZ = dZn
         return dWs, dbs
 
     # ---------------------------------------------------------------- public
@@ -459,9 +583,18 @@ class Network:
         for start in range(0, l, batch_size):
             yield slice(start, min(start + batch_size, l))
 
-    def output(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE
-               ) -> np.ndarray:
-        """The network's output ``z^{L+1}``, shape ``(n_L, l)``, one column per instance.
+    def output(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE,
+               dtype: object = None) -> np.ndarray:
+        """The network's output ``z^{L+1}``, shape ``(n_L, l)``, one column per instance (float64).
+
+        Parameters
+        ----------
+        theta : ndarray, shape ``(n,)``
+        X : ndarray, shape ``(d^1 a^1 b^1, l)``
+        batch_size : int
+            Instances per forward pass.
+        dtype : {"float64", "float32"}, optional
+            The products' float type for this call (default: the network's).
 
         Examples
         --------
@@ -471,21 +604,34 @@ class Network:
                [0., 0.],
                [0., 0.]])
         """
-        Ws, bs = self.unpack(theta)
+        dt = self._resolve_dtype(dtype)
+        Ws, bs = self._params(theta, dt)
         X = self.check_X(X)
         batch_size = self._check_batch_size(batch_size)
+        work = self._work()
         out = np.empty((self.n_L, X.shape[1]))
-        for sl in self._batches(X.shape[1], batch_size):
-            out[:, sl], _ = self._forward(Ws, bs, np.ascontiguousarray(X[:, sl]), keep=False)
+        with blas_serial():
+            for sl in self._batches(X.shape[1], batch_size):
+                out[:, sl], _ = self._forward(Ws, bs, self._batch(X, sl, dt, work), keep=False, work=work)
         return out
 
-    def predict(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE
-                ) -> np.ndarray:
-        """Predicted labels ``argmax_k z^{L+1,i}_k``, shape ``(l,)`` (ties to the smallest ``k``)."""
-        return self.output(theta, X, batch_size=batch_size).argmax(axis=0)
+    def predict(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                dtype: object = None) -> np.ndarray:
+        """Predicted labels ``argmax_k z^{L+1,i}_k``, shape ``(l,)`` (ties to the smallest ``k``).
 
-    def forward(self, theta: np.ndarray, X: np.ndarray, *, plan: Plan | str | float | None = None
-                ) -> ForwardCache:
+        ``X`` is ``(d^1 a^1 b^1, l)``; the arguments are those of :meth:`output`.
+
+        Examples
+        --------
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> theta = net.pack([np.zeros((3, 4))], [np.array([0., 2., 1.])])
+        >>> net.predict(theta, np.ones((4, 2)))
+        array([1, 1])
+        """
+        return self.output(theta, X, batch_size=batch_size, dtype=dtype).argmax(axis=0)
+
+    def forward(self, theta: np.ndarray, X: np.ndarray, *, plan: Plan | str | float | None = None,
+                dtype: object = None) -> ForwardCache:
         """Forward pass over all of ``X`` at once, keeping what the backward pass reads.
 
         Parameters
@@ -495,6 +641,9 @@ class Network:
         plan : Plan, policy name or byte budget, optional
             What to keep (see :meth:`plan`); ``None`` keeps everything, with
             winners as positions (the store-all dict of :meth:`_forward`).
+        dtype : {"float64", "float32"}, optional
+            The products' float type (default: the network's); :meth:`backward`
+            follows it.
 
         Returns
         -------
@@ -514,10 +663,12 @@ class Network:
         True
         """
         theta = self._check_theta(theta)
-        Ws, bs = self.unpack(theta)
-        X = np.ascontiguousarray(self.check_X(X))
+        dt = self._resolve_dtype(dtype)
+        Ws, bs = self._params(theta, dt)
+        X = np.ascontiguousarray(self.check_X(X), dtype=dt)
         the_plan = self._resolve_plan(plan)
-        out, kept = self._forward(Ws, bs, X, plan=the_plan)
+        with blas_serial():
+            out, kept = self._forward(Ws, bs, X, plan=the_plan)
         if the_plan is None:
             return ForwardCache(theta, Ws, bs, out, kept)
         return ForwardCache(theta, Ws, bs, out, kept, the_plan, X if _reads_X(the_plan) else None)
@@ -526,8 +677,17 @@ class Network:
                  pool_backward: str | None = None) -> tuple[float, np.ndarray]:
         """Finish :meth:`objective` from a :class:`ForwardCache`: returns ``(f, grad)``.
 
-        The backward pass follows ``cache.plan`` when the cache has one
-        (``pool_backward`` then must be ``None``: the plan chose the equations).
+        ``y`` holds ``l`` labels; ``grad`` has shape ``(n,)``.  The backward pass
+        follows ``cache.plan`` when the cache has one (``pool_backward`` then must
+        be ``None``: the plan chose the equations), in the cache's dtype.
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> theta, X = net.init_params(seed=0), np.random.default_rng(0).random((16, 3))
+        >>> f, g = net.backward(net.forward(theta, X), [0, 1, 2], C=10.0)
+        >>> bool(np.isclose(f, net.objective(theta, X, [0, 1, 2], C=10.0)[0])), g.shape
+        (True, (47,))
         """
         C = self.check_C(C)
         labels = self.check_y(y, cache.l)
@@ -535,8 +695,9 @@ class Network:
         if cache.plan is not None and pool_backward is not None:
             raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
                               "equations (5) and (6)")
-        dWs, dbs = self._backward(cache.Ws, cache.kept, dZ, pool_backward, plan=cache.plan, bs=cache.bs,
-                                  X=cache.X)
+        with blas_serial():
+            dWs, dbs = self._backward(cache.Ws, cache.kept, dZ, pool_backward, plan=cache.plan, bs=cache.bs,
+                                      X=cache.X)
         return self._finish(cache.theta, C, f_sum, cache.l, self.pack(dWs, dbs))
 
     def plan(self, policy: str | float = "slides") -> Plan:
@@ -589,10 +750,57 @@ class Network:
         return plan
 
     def _loss(self, out: np.ndarray, labels: np.ndarray, l_total: int) -> tuple[float, np.ndarray]:
-        """Squared loss of a batch: ``sum_i xi_i`` and ``dZ = (1/l) dxi/dz^{L+1}``."""
-        diff = out.copy()
+        """Squared loss of a batch: ``sum_i xi_i`` (summed in float64) and
+        ``dZ = (1/l) dxi/dz^{L+1}`` (in ``out``'s dtype)."""
+        diff = np.array(out, dtype=np.float64)
         diff[labels, np.arange(labels.size)] -= 1.0                  # z^{L+1,i} - y^i
-        return float(np.einsum("ij,ij->", diff, diff)), (2.0 / l_total) * diff
+        dZ = (2.0 / l_total) * diff
+        return float(np.einsum("ij,ij->", diff, diff)), dZ.astype(out.dtype, copy=False)
+
+    # ------------------------------------------------------ dtype and buffers
+    def _resolve_dtype(self, dtype: object) -> np.dtype:
+        return self.dtype if dtype is None else _check_dtype(dtype)
+
+    def _params(self, theta: np.ndarray, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``W^m``, ``b^m`` from ``theta`` (checked), in ``dtype``."""
+        Ws, bs = self.unpack(theta)
+        if dtype != np.float64:
+            Ws = [np.ascontiguousarray(W, dtype=dtype) for W in Ws]
+            bs = [np.ascontiguousarray(b, dtype=dtype) for b in bs]
+        return Ws, bs
+
+    def _work(self) -> Workspace:
+        """The network's workspace, or a fresh one when buffers are not kept between calls."""
+        return self._workspace if self.reuse_buffers else Workspace()
+
+    @staticmethod
+    def _batch(X: np.ndarray, sl: slice, dtype: np.dtype, work: Workspace | None) -> np.ndarray:
+        """Columns ``sl`` of ``X`` as a C-contiguous batch in ``dtype`` (in ``work`` if given)."""
+        if work is None:
+            return np.ascontiguousarray(X[:, sl], dtype=dtype)
+        Xb = work.get("X", (X.shape[0], sl.stop - sl.start), dtype)
+        np.copyto(Xb, X[:, sl])
+        return Xb
+
+    def release_buffers(self) -> None:
+        """Free the work arrays that :meth:`objective` and :meth:`output` keep between calls
+        (those of the calling thread).
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> _ = net.output(net.init_params(seed=0), np.ones((16, 5)))
+        >>> net.buffer_bytes > 0
+        True
+        >>> net.release_buffers(); net.buffer_bytes
+        0
+        """
+        self._workspace.release()
+
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes of work arrays kept between calls (calling thread; see ``reuse_buffers``)."""
+        return self._workspace.nbytes
 
     def _finish(self, theta: np.ndarray, C: float, f_sum: float, l: int, grad_loss: np.ndarray
                 ) -> tuple[float, np.ndarray]:
@@ -601,7 +809,8 @@ class Network:
 
     def objective(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, C: float = np.inf, *,
                   batch_size: int = DEFAULT_BATCH_SIZE, pool_backward: str | None = None,
-                  plan: Plan | str | float | None = None) -> tuple[float, np.ndarray]:
+                  plan: Plan | str | float | None = None, dtype: object = None
+                  ) -> tuple[float, np.ndarray]:
         """``f(theta)`` and its gradient, batch by batch.
 
         Parameters
@@ -620,6 +829,9 @@ class Network:
         plan : Plan, policy name or byte budget, optional
             Each batch keeps what the plan retains and the backward pass
             rebuilds the rest (see :meth:`plan`); ``None`` keeps everything.
+        dtype : {"float64", "float32"}, optional
+            The products' float type for this call (default: the network's).
+            ``f`` and the gradient are summed over batches in float64.
 
         Returns
         -------
@@ -634,7 +846,8 @@ class Network:
         1.0
         """
         theta = self._check_theta(theta)
-        Ws, bs = self.unpack(theta)
+        dt = self._resolve_dtype(dtype)
+        Ws, bs = self._params(theta, dt)
         X = self.check_X(X)
         C = self.check_C(C)
         batch_size = self._check_batch_size(batch_size)
@@ -644,15 +857,18 @@ class Network:
         if the_plan is not None and pool_backward is not None:
             raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
                               "equations (5) and (6)")
+        self._pool_mode_check(pool_backward)
+        work = self._work() if the_plan is None else None
         f_sum = 0.0
         grad = np.zeros(self.n_params)
-        for sl in self._batches(l, batch_size):
-            Xb = np.ascontiguousarray(X[:, sl])
-            out, kept = self._forward(Ws, bs, Xb, plan=the_plan)
-            fb, dZ = self._loss(out, labels[sl], l)
-            f_sum += fb
-            dWs, dbs = self._backward(Ws, kept, dZ, pool_backward, plan=the_plan, bs=bs, X=Xb)
-            grad += self.pack(dWs, dbs)
+        with blas_serial():
+            for sl in self._batches(l, batch_size):
+                Xb = self._batch(X, sl, dt, work)
+                out, kept = self._forward(Ws, bs, Xb, plan=the_plan, work=work)
+                fb, dZ = self._loss(out, labels[sl], l)
+                f_sum += fb
+                dWs, dbs = self._backward(Ws, kept, dZ, pool_backward, plan=the_plan, bs=bs, X=Xb, work=work)
+                grad += self.pack(dWs, dbs)
         return self._finish(theta, C, f_sum, l, grad)
 
     # ---------------------------------------------------------- construction
@@ -661,33 +877,78 @@ class Network:
         """Build the network described by a simpleNN configuration file.
 
         See :func:`sparsecnn.config.read_simplenn_config` for the format.
+
+        Examples
+        --------
+        A round trip through the text :func:`sparsecnn.config.to_simplenn_config` writes:
+
+        >>> import pathlib, tempfile
+        >>> from sparsecnn.config import to_simplenn_config
+        >>> net = Network((8, 8, 1), [ConvLayer(4, h=3, p=1, r=2), FullLayer(10)])
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "net.config"
+        ...     _ = path.write_text(to_simplenn_config(net))
+        ...     back = Network.from_simplenn_config(path)
+        >>> back
+        Network(input_shape=(8, 8, 1), layers=[ConvLayer(d_out=4, h=3, s=1, p=1, r=2, activation='relu', pool='max'), FullLayer(n_out=10, activation=None)])
+        >>> back.n_params == net.n_params
+        True
         """
         from .config import network_from_simplenn_config
 
         return network_from_simplenn_config(path)
 
     # ------------------------------------------------- second order (delegates)
-    def Jv(self, theta: np.ndarray, X: np.ndarray, v: np.ndarray) -> np.ndarray:
+    def Jv(self, theta: np.ndarray, X: np.ndarray, v: np.ndarray, *, dtype: object = None) -> np.ndarray:
         """``J^i v`` for every instance, shape ``(n_L, l)`` (R-operator forward pass).
 
-        See :mod:`sparsecnn.second_order`.
+        ``theta`` and ``v`` have shape ``(n,)`` (``v`` in the order of ``theta``),
+        ``X`` shape ``(d^1 a^1 b^1, l)``.  See :mod:`sparsecnn.second_order`.
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> theta, X = net.init_params(seed=0), np.random.default_rng(0).random((16, 2))
+        >>> v = np.random.default_rng(1).standard_normal(net.n_params)
+        >>> eps = 1e-6                                     # a directional difference agrees
+        >>> fd = (net.output(theta + eps * v, X) - net.output(theta - eps * v, X)) / (2 * eps)
+        >>> bool(np.allclose(net.Jv(theta, X, v), fd, atol=1e-6))
+        True
         """
         from .second_order import net_Jv
 
-        return net_Jv(self, theta, X, v)
+        return net_Jv(self, theta, X, v, dtype=dtype)
 
-    def JTv(self, theta: np.ndarray, X: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``, shape ``(n,)`` (backward pass)."""
+    def JTv(self, theta: np.ndarray, X: np.ndarray, u: np.ndarray, *, dtype: object = None) -> np.ndarray:
+        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; shape ``(n,)`` (backward pass).
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> theta, X = net.init_params(seed=0), np.random.default_rng(0).random((16, 2))
+        >>> u, v = np.ones((3, 2)), np.random.default_rng(1).standard_normal(net.n_params)
+        >>> bool(np.isclose(net.JTv(theta, X, u) @ v, np.sum(u * net.Jv(theta, X, v))))
+        True
+        """
         from .second_order import net_JTv
 
-        return net_JTv(self, theta, X, u)
+        return net_JTv(self, theta, X, u, dtype=dtype)
 
-    def gauss_newton(self, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute"):
-        """``G = (1/l) sum_i (J^i)^T 2I J^i`` as a ``scipy.sparse.linalg.LinearOperator``.
+    def gauss_newton(self, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute",
+                     dtype: object = None):
+        """``G = (1/l) sum_i (J^i)^T 2I J^i`` (``n x n``) as a ``scipy.sparse.linalg.LinearOperator``.
 
         ``jacobian="store"`` keeps ``dz^{L+1}/dS^m`` per instance (simpleNN's choice).
         See :class:`sparsecnn.second_order.GaussNewton`.
+
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> theta, X = net.init_params(seed=0), np.random.default_rng(0).random((16, 2))
+        >>> G, v = net.gauss_newton(theta, X), np.ones(net.n_params)
+        >>> bool(np.isclose(v @ (G @ v), 2 / 2 * np.sum(net.Jv(theta, X, v) ** 2)))
+        True
         """
         from .second_order import gauss_newton
 
-        return gauss_newton(self, theta, X, jacobian=jacobian)
+        return gauss_newton(self, theta, X, jacobian=jacobian, dtype=dtype)

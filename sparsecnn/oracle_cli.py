@@ -73,7 +73,26 @@ def _products(text: str) -> tuple[str, ...]:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``check``, ``golden`` and ``check-golden`` on ``subparsers``."""
+    """Register ``check``, ``golden`` and ``check-golden`` on ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse action
+        What ``ArgumentParser.add_subparsers()`` returned.  The parsers set ``func``
+        to :func:`run_check`, :func:`run_golden` and :func:`run_check_golden`.
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["check", "--model", "m:f", "--input-shape", "3x8x8",
+    ...                           "--products", "gv,JTu"])
+    >>> args.input_shape, args.products, args.func is run_check
+    ((3, 8, 8), ('JTv', 'Gv'), True)
+    >>> args = parser.parse_args(["check-golden", "case.npz", "results.npz", "--rtol", "1e-6"])
+    >>> args.golden.name, args.results.name, args.rtol
+    ('case.npz', 'results.npz', 1e-06)
+    """
     c = subparsers.add_parser(
         "check", help="check a PyTorch model against sparsecnn (f, gradient, Jv, J'u, Gv)",
         description="Import a function returning a PyTorch nn.Sequential, compare its f, gradient and "
@@ -135,10 +154,41 @@ def _fail(command: str, exc: BaseException) -> int:
 def load_model_function(spec: str) -> Any:
     """Call ``function`` of ``module`` for ``"module:function"`` (or ``"path/file.py:function"``).
 
+    A module name is imported (the current folder added to ``sys.path``); a
+    ``.py`` path is loaded from its file.
+
+    Parameters
+    ----------
+    spec : str
+        ``"module:function"`` or ``"path/file.py:function"``.
+
+    Returns
+    -------
+    object
+        What the function returns (for ``sparsecnn check``, a ``torch.nn.Sequential``).
+
     Raises
     ------
     ConfigError
         If the spec is malformed, the module cannot be imported, or the function is missing.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "tiny_models.py").write_text(
+    ...     "import torch\\n"
+    ...     "def small():\\n"
+    ...     "    torch.manual_seed(0)\\n"
+    ...     "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),\\n"
+    ...     "        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(18, 3))\\n")
+    >>> model = load_model_function(f"{folder / 'tiny_models.py'}:small")
+    >>> type(model).__name__, len(model)
+    ('Sequential', 5)
+    >>> load_model_function("no colon")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: --model must be MODULE:FUNCTION (e.g. mymodels:small_cnn), got 'no colon'
     """
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
@@ -171,7 +221,45 @@ def load_model_function(spec: str) -> Any:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    """Run ``sparsecnn check``; returns the exit status."""
+    """Run ``sparsecnn check``; returns the exit status.
+
+    Loads the model, draws ``--instances`` standard normal images of shape
+    ``(l, d^1, a^1, b^1)`` (or reads ``--data``), runs :func:`sparsecnn.check` and
+    prints the report.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``check`` arguments (see :func:`add_parser`).
+
+    Returns
+    -------
+    int
+        0 when every row passes, 1 when one fails, 2 when the check could not run.
+
+    Examples
+    --------
+    A float32 model in a temporary ``.py`` file, checked on two random ``6 x 6`` images:
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "tiny_models.py").write_text(
+    ...     "import torch\\n"
+    ...     "def small():\\n"
+    ...     "    torch.manual_seed(0)\\n"
+    ...     "    return torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),\\n"
+    ...     "        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(18, 3))\\n")
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["check", "--model", f"{folder / 'tiny_models.py'}:small",
+    ...                           "--input-shape", "1,6,6", "--instances", "2"])
+    >>> run_check(args)  # doctest: +ELLIPSIS
+    sparsecnn check: PyTorch float32 model against the sparsecnn float64 reference
+    command line: --model .../tiny_models.py:small; data: 2 random instances (standard normal, seed 0)
+    ...
+    PASSED: 6 rows within tolerance
+    0
+    """
     try:
         return _check(args)
     except (SparseCNNError, OSError) as exc:
@@ -218,7 +306,34 @@ def _check(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ golden
 def run_golden(args: argparse.Namespace) -> int:
-    """Run ``sparsecnn golden``; returns the exit status."""
+    """Run ``sparsecnn golden``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``golden`` arguments (see :func:`add_parser`).
+
+    Returns
+    -------
+    int
+        0 when the file was written, 2 when the network or the file failed.
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "net.json").write_text(json.dumps({"input_shape": [6, 6, 1], "layers": [
+    ...     {"kind": "conv", "d_out": 2, "h": 3, "p": 1, "r": 2}, {"kind": "full", "n_out": 3}]}))
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["golden", "--config", str(folder / "net.json"),
+    ...                           "--out", str(folder / "case.npz"), "--instances", "2"])
+    >>> run_golden(args)  # doctest: +ELLIPSIS
+    wrote .../case.npz: network of .../net.json (L = 2, n = 77), l = 2, seed 0, C = inf
+    f = ...
+    arrays: X, y, theta, output, f, grad, v, u, Jv, JTu, Gv (sparsecnn's layout), torch/... (PyTorch's layout); schema: sparsecnn.oracle.golden
+    0
+    """
     try:
         from .oracle.golden import load_network_file, make_golden, write_golden
 
@@ -236,7 +351,38 @@ def run_golden(args: argparse.Namespace) -> int:
 
 
 def run_check_golden(args: argparse.Namespace) -> int:
-    """Run ``sparsecnn check-golden``; returns the exit status."""
+    """Run ``sparsecnn check-golden``; returns the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``check-golden`` arguments (see :func:`add_parser`).
+
+    Returns
+    -------
+    int
+        0 when every row passes, 1 when one fails, 2 when a file cannot be read.
+
+    Examples
+    --------
+    Results that copy the golden file's own ``J v`` pass:
+
+    >>> import tempfile, pathlib
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> from sparsecnn.oracle.golden import make_golden, write_golden
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+    >>> write_golden(folder / "case.npz", golden)
+    >>> np.savez(folder / "results.npz", Jv=golden.Jv)
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> run_check_golden(parser.parse_args(["check-golden", str(folder / "case.npz"),
+    ...                                     str(folder / "results.npz")]))  # doctest: +ELLIPSIS
+    sparsecnn check-golden: results against the sparsecnn float64 reference
+    ...
+    PASSED: 1 rows within tolerance
+    0
+    """
     try:
         from .oracle.golden import check_golden
 

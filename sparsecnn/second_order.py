@@ -54,6 +54,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from .exceptions import ConfigError, InputTypeError, ShapeError
+from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
 from .network import Network
 
@@ -115,35 +116,54 @@ def _dsigma_times(ly: ConvShape | FullShape, kept: dict[str, np.ndarray], m: int
     return sigma.dsigma(S) * RS
 
 
+def _pool_after_mask(ly: ConvShape) -> bool:
+    """Whether ``P_pool (sigma'(S^m) ⊙ R(S^m)) = (P_pool R(S^m)) ⊙ sigma'(S^m) read from Z^{m+1}``:
+    ``sigma'`` follows from ``sigma`` and ``P_pool`` selects (max pooling) or is absent."""
+    return ly.sigma.dsigma_from_output is not None and ly.eq6_valid and (ly.max_pools or not ly.pools)
+
+
 def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray],
                Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray],
-               dsig: dict[int, np.ndarray] | None = None) -> np.ndarray:
+               dsig: dict[int, np.ndarray] | None = None, work: Workspace | None = None) -> np.ndarray:
     """The R-operator forward pass of one batch: ``R(z^{L+1})``, shape ``(n_L, l)``.
 
     ``dsig`` may hold ``sigma'(S^m)`` by layer, computed once for many products.
+    Runs in the dtype of the kept arrays (``Vs``, ``vbs`` should have it too);
+    ``work`` holds the per-layer temporaries.  Where max pooling selects,
+    ``P_pool (sigma'(S^m) ⊙ R(S^m))`` is formed as ``(P_pool R(S^m)) ⊙ sigma'``
+    read from ``Z^{m+1}`` (the analogue of equation (6)): the same numbers, the
+    mask product on the ``r^2`` times smaller pooled array.
     """
     R: np.ndarray | None = None                                   # R(Z^1) = 0
     for ly in net.conv:
         m = ly.m
         Phi = kept[f"phi{m}"]
-        RS = ly.S(Vs[m - 1], vbs[m - 1], Phi)                     # V^m phi + v_b^m 1^T
+        l = Phi.shape[1]
+        out = work.get(f"RS{m}", (ly.n_S, l), Phi.dtype) if work is not None else None
+        RS = ly.S(Vs[m - 1], vbs[m - 1], Phi, out=out)            # V^m phi + v_b^m 1^T
         if R is not None:                                          # + W^m P_phi P_pad R(Z^m)
-            RS += ly.S(Ws[m - 1], np.zeros(ly.d_out), ly.phi(R))
-        RA = _dsigma_times(ly, kept, m, RS, dsig)                  # sigma'(S^m) ⊙ R(S^m)
+            tmp_phi = work.get(f"Rphi{m}", Phi.shape, Phi.dtype) if work is not None else None
+            tmp_S = work.get(f"WRphi{m}", RS.shape, RS.dtype) if work is not None else None
+            _, WR = ly.conv_forward(R, Ws[m - 1], np.zeros(ly.d_out, dtype=RS.dtype),
+                                    out_phi=tmp_phi, out_S=tmp_S)
+            RS += WR
         winners = kept.get(f"pool{m}")
+        from_output = ly.sigma.dsigma_from_output
+        if f"Z{m + 1}" in kept and from_output is not None and _pool_after_mask(ly) \
+                and not (dsig is not None and m in dsig):
+            R = ly.sigma.backprop_from_output(ly.pool(RS, winners), kept[f"Z{m + 1}"])
+            continue
+        RA = _dsigma_times(ly, kept, m, RS, dsig)                  # sigma'(S^m) ⊙ R(S^m)
         if RA is not None:
             R = ly.pool(RA, winners)                               # P_pool R(sigma^m)
         else:
-            # S^m not kept: the Jv analogue of equation (6), sigma'(S^m) read from Z^{m+1}
-            # (valid where the network's eq6 applies: selection pooling or none).
-            from_output = ly.sigma.dsigma_from_output
-            if from_output is None or not ly.eq6_valid:
-                raise ConfigError(f"conv layer {m}: J v needs S^{m} (sigma'(S^{m}) does not follow "
-                                  f"from Z^{m + 1} here)")
-            R = ly.pool(RS, winners) * from_output(kept[f"Z{m + 1}"])
+            raise ConfigError(f"conv layer {m}: J v needs S^{m} (sigma'(S^{m}) does not follow "
+                              f"from Z^{m + 1} here)")
     for fl in net.full:
         m = fl.m
-        Rs = Vs[m - 1] @ kept[f"Z{m}"] + vbs[m - 1][:, None]        # V^m z^m + v_b^m
+        Zm = kept[f"Z{m}"]
+        Rs = np.asarray(Vs[m - 1], dtype=Zm.dtype) @ Zm                # V^m z^m + v_b^m
+        Rs += np.asarray(vbs[m - 1], dtype=Zm.dtype)[:, None]
         if R is not None:
             Rs += Ws[m - 1] @ R                                    # + W^m R(z^m)
         Rz = _dsigma_times(fl, kept, m, Rs, dsig)
@@ -167,12 +187,13 @@ def _dz_dS(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray], 
     n_L = net.n_L
     out: list[np.ndarray] = []
     sizes = [ly.n_S for ly in net.conv] + [fl.n_out for fl in net.full]
+    dtype = kept["Z1"].dtype
     for n_S in sizes:
-        out.append(np.empty((n_L, n_S, l)))
+        out.append(np.empty((n_L, n_S, l), dtype=dtype))
     layers: list[ConvShape | FullShape] = [*net.conv, *net.full]
     dsig = {ly.m: ly.sigma.dsigma(kept[f"S{ly.m}"]) for ly in layers}     # sigma'(S^m), once
     for k in range(n_L):                                           # one backward pass per output
-        dZ = np.zeros((n_L, l))
+        dZ = np.zeros((n_L, l), dtype=dtype)
         dZ[k] = 1.0
         for fl in reversed(net.full):
             m = fl.m
@@ -249,6 +270,9 @@ class GaussNewton(LinearOperator):
         ``"store"``: ``dz^{L+1}/dS^m`` is kept per instance (``n_L`` backward passes now).
     batch_size : int
         Instances per forward pass (bounds the temporaries, not what is kept).
+    dtype : {"float64", "float32"}, optional
+        The float type of the products (default: the network's).  ``v``,
+        ``G v`` and the sums over batches are float64 either way.
 
     Attributes
     ----------
@@ -286,9 +310,12 @@ class GaussNewton(LinearOperator):
     bytes_per_instance: int
     jacobian_bytes_per_instance: int
     n_matvec: int
+    compute_dtype: np.dtype
+    _work: Workspace
 
     def __init__(self, net: Network, theta: np.ndarray, X: np.ndarray, *,
-                 jacobian: str = "recompute", batch_size: int = DEFAULT_GN_BATCH) -> None:
+                 jacobian: str = "recompute", batch_size: int = DEFAULT_GN_BATCH,
+                 dtype: object = None) -> None:
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
@@ -300,16 +327,20 @@ class GaussNewton(LinearOperator):
         self.l = int(X.shape[1])
         n = int(net.n_params)
         super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
-        self.Ws, self.bs = net.unpack(self.theta)
+        self.compute_dtype = net._resolve_dtype(dtype)
+        self.Ws, self.bs = net._params(self.theta, self.compute_dtype)
         self.output = np.empty((net.n_L, self.l))
         self._batches: list[_Batch] = []
-        for sl in _batch_slices(self.l, int(batch_size)):
-            out, kept = net._forward(self.Ws, self.bs, np.ascontiguousarray(X[:, sl]), keep=True)
-            self.output[:, sl] = out
-            batch = _Batch(sl, kept)
-            if jacobian == "store":
-                batch.dzdS = _dz_dS(net, self.Ws, kept, out.shape[1])
-            self._batches.append(batch)
+        self._work = Workspace()
+        with blas_serial():
+            for sl in _batch_slices(self.l, int(batch_size)):
+                Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
+                out, kept = net._forward(self.Ws, self.bs, Xb, keep=True)
+                self.output[:, sl] = out
+                batch = _Batch(sl, kept)
+                if jacobian == "store":
+                    batch.dzdS = _dz_dS(net, self.Ws, kept, out.shape[1])
+                self._batches.append(batch)
         forward = sum(int(v.nbytes) for b in self._batches for v in b.kept.values())
         jac = sum(int(D.nbytes) for b in self._batches for D in (b.dzdS or []))
         self.jacobian_bytes_per_instance = jac // max(self.l, 1)
@@ -324,27 +355,70 @@ class GaussNewton(LinearOperator):
         return v
 
     def Jv(self, v: np.ndarray) -> np.ndarray:
-        """``J^i v`` for every instance, shape ``(n_L, l)``."""
+        """``J^i v`` for every instance, shape ``(n_L, l)``.
+
+        ``v`` has shape ``(n,)``, in the order of ``theta``.  One R-operator
+        forward pass over the kept forward pass (or, with ``jacobian="store"``,
+        products with the stored ``dz^{L+1}/dS^m``).
+
+        Examples
+        --------
+        Column ``i`` is the directional derivative of ``z^{L+1,i}`` along ``v``:
+
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> theta, X, v = net.init_params(seed=0), rng.random((16, 2)), rng.standard_normal(net.n_params)
+        >>> G = GaussNewton(net, theta, X)
+        >>> eps = 1e-6
+        >>> fd = (net.output(theta + eps * v, X) - net.output(theta - eps * v, X)) / (2 * eps)
+        >>> bool(np.allclose(G.Jv(v), fd, atol=1e-6))
+        True
+        >>> np.allclose(GaussNewton(net, theta, X, jacobian="store").Jv(v), G.Jv(v))
+        True
+        """
         v = self._check_v(v)
         Vs, vbs = self.net.unpack(v)
+        if self.compute_dtype != np.float64:
+            Vs = [np.ascontiguousarray(V, dtype=self.compute_dtype) for V in Vs]
+            vbs = [np.ascontiguousarray(vb, dtype=self.compute_dtype) for vb in vbs]
         out = np.empty((self.net.n_L, self.l))
         for b in self._batches:
             if b.dzdS is None:
-                out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs)
+                out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs, work=self._work)
             else:
                 out[:, b.sl] = self._Jv_stored(b, Vs, vbs)
         return out
 
     def JTv(self, u: np.ndarray) -> np.ndarray:
-        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; returns shape ``(n,)``."""
+        """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; returns shape ``(n,)``.
+
+        The gradient's backward pass started from ``dz^{L+1} = u`` (or, with
+        ``jacobian="store"``, products with the stored ``dz^{L+1}/dS^m``).
+
+        Examples
+        --------
+        ``JTv`` is the adjoint of :meth:`Jv`, and ``G v = (2/l) J^T J v``:
+
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> theta, X = net.init_params(seed=0), rng.random((16, 2))
+        >>> u, v = rng.standard_normal((3, 2)), rng.standard_normal(net.n_params)
+        >>> G = GaussNewton(net, theta, X)
+        >>> bool(np.isclose(G.JTv(u) @ v, np.sum(u * G.Jv(v))))
+        True
+        >>> np.allclose(G @ v, G.JTv(2 / 2 * G.Jv(v)))
+        True
+        """
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         total = np.zeros(self.shape[0])
         for b in self._batches:
-            ub = np.ascontiguousarray(u[:, b.sl])
+            ub = np.ascontiguousarray(u[:, b.sl], dtype=self.compute_dtype)
             if b.dzdS is None:
-                dWs, dbs = self.net._backward(self.Ws, b.kept, ub)
+                dWs, dbs = self.net._backward(self.Ws, b.kept, ub, work=self._work)
             else:
                 dWs, dbs = self._JTv_stored(b, ub)
             total += self.net.pack(dWs, dbs)
@@ -379,7 +453,8 @@ class GaussNewton(LinearOperator):
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``G v = (1/l) J^T (2 J v)``."""
         self.n_matvec += 1
-        return self.JTv((2.0 / self.l) * self.Jv(v))
+        with blas_serial():
+            return self.JTv((2.0 / self.l) * self.Jv(v))
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)
@@ -390,18 +465,49 @@ class GaussNewton(LinearOperator):
 
 # --------------------------------------------------------- functional API
 def net_Jv(net: Network, theta: np.ndarray, X: np.ndarray, v: np.ndarray, *,
-           batch_size: int = DEFAULT_GN_BATCH) -> np.ndarray:
-    """``J^i v`` for every column of ``X``, shape ``(n_L, l)`` (see :meth:`Network.Jv`)."""
-    return GaussNewton(net, theta, X, batch_size=batch_size).Jv(v)
+           batch_size: int = DEFAULT_GN_BATCH, dtype: object = None) -> np.ndarray:
+    """``J^i v`` for every column of ``X``, shape ``(n_L, l)`` (see :meth:`Network.Jv`).
+
+    ``theta`` and ``v`` have shape ``(n,)``, ``X`` shape ``(d^1 a^1 b^1, l)``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> theta, X = net.init_params(seed=0), np.ones((16, 2))
+    >>> net_Jv(net, theta, X, np.zeros(net.n_params))
+    array([[0., 0.],
+           [0., 0.],
+           [0., 0.]])
+    """
+    return GaussNewton(net, theta, X, batch_size=batch_size, dtype=dtype).Jv(v)
 
 
 def net_JTv(net: Network, theta: np.ndarray, X: np.ndarray, u: np.ndarray, *,
-            batch_size: int = DEFAULT_GN_BATCH) -> np.ndarray:
-    """``sum_i (J^i)^T u_i``, shape ``(n,)`` (see :meth:`Network.JTv`)."""
-    return GaussNewton(net, theta, X, batch_size=batch_size).JTv(u)
+            batch_size: int = DEFAULT_GN_BATCH, dtype: object = None) -> np.ndarray:
+    """``sum_i (J^i)^T u_i``, shape ``(n,)``, for ``u`` of shape ``(n_L, l)`` (see :meth:`Network.JTv`).
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> theta, X = net.init_params(seed=0), np.ones((16, 2))
+    >>> net_JTv(net, theta, X, np.ones((3, 2))).shape == (net.n_params,)
+    True
+    """
+    return GaussNewton(net, theta, X, batch_size=batch_size, dtype=dtype).JTv(u)
 
 
 def gauss_newton(net: Network, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute",
-                 batch_size: int = DEFAULT_GN_BATCH) -> GaussNewton:
-    """The Gauss-Newton operator ``G`` of the instances in ``X`` (see :class:`GaussNewton`)."""
-    return GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size)
+                 batch_size: int = DEFAULT_GN_BATCH, dtype: object = None) -> GaussNewton:
+    """The Gauss-Newton operator ``G`` (``n x n``) of the instances in ``X`` (see :class:`GaussNewton`).
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> G = gauss_newton(net, net.init_params(seed=0), np.ones((16, 2)))
+    >>> G.shape == (net.n_params, net.n_params), G.l
+    (True, 2)
+    """
+    return GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size, dtype=dtype)

@@ -44,7 +44,26 @@ PIXEL_SCALE = 1 / 255
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``train`` and ``predict`` on ``subparsers``."""
+    """Register ``train`` and ``predict`` on ``subparsers``.
+
+    Parameters
+    ----------
+    subparsers : argparse action
+        What ``ArgumentParser.add_subparsers()`` returned.  Each of the two
+        parsers sets ``func`` to :func:`run_train` or :func:`run_predict`.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["predict", "--model", "m.npz", "--data", "t.mat"])
+    >>> args.func is run_predict, args.model.name, args.data.name
+    (True, 'm.npz', 't.mat')
+    >>> args = parser.parse_args(["train", "--config", "c", "--train", "t.mat", "--solver", "adam"])
+    >>> args.bsize, args.lr, args.epoch_max         # None: the solver's own default
+    (None, None, 500)
+    """
     t = subparsers.add_parser(
         "train", help="train a CNN (Newton, SGD or Adam) on simpleNN .mat data",
         description="Train a CNN described by a simpleNN configuration file. Pixels are scaled by 1/255 "
@@ -77,6 +96,9 @@ def add_parser(subparsers: Any) -> None:
     s.add_argument("--lr", type=number(0, strict=True, finite=True), help="learning rate (default 0.01 for SGD, 0.001 for Adam)")
     s.add_argument("--momentum", type=number(0, strict=False, finite=True), default=0.0, help="SGD momentum (default 0)")
     s.add_argument("--decay", type=number(0, strict=False, finite=True), default=0.0, help="SGD lr decay: lr/(1 + decay t)")
+    t.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="float type of the network's products; f, the gradient and CG stay float64 "
+                        "(default float64)")
     t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
     t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
     t.add_argument("--plot", type=Path, help="draw f and test accuracy per iteration to this image")
@@ -96,7 +118,46 @@ def _fail(command: str, exc: BaseException) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Run ``sparsecnn train``; returns the exit status."""
+    """Run ``sparsecnn train``; returns the exit status.
+
+    Reads ``--config`` and ``--train`` (``Z`` of shape ``(l, d^1 a^1 b^1)``, ``y`` of
+    shape ``(l, 1)``), turns the data into ``X`` of shape ``(d^1 a^1 b^1, l)``, scales
+    by 1/255, centres, trains with ``C = (--C) l`` and prints a summary line; with
+    ``--save``, ``--plot`` and ``--test``, what it wrote and ``test_acc: <fraction>``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``train`` arguments (see :func:`add_parser`).
+
+    Returns
+    -------
+    int
+        0 on success; 1 after printing the error on stderr when the configuration,
+        the data or a file fails (:class:`~sparsecnn.exceptions.SparseCNNError`, ``OSError``).
+
+    Examples
+    --------
+    Two Newton iterations on 30 random ``6 x 6`` images in a temporary folder:
+
+    >>> import tempfile, pathlib, scipy.io
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "tiny.config").write_text(
+    ...     "L = 2; LC = 1; LF = 1; wd_input = 6; ht_input = 6; ch_input = [1,2]; wd_pad_added = [1]; "
+    ...     "wd_filter = [3]; strides = [1]; wd_subimage_pool = [2]; full_neurons = [3];".replace("; ", ";\\n"))
+    >>> rng = np.random.default_rng(0)
+    >>> scipy.io.savemat(folder / "train.mat", {"Z": rng.integers(0, 256, (30, 36)),
+    ...                                         "y": rng.integers(0, 3, (30, 1))})
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> args = parser.parse_args(["train", "--config", str(folder / "tiny.config"),
+    ...                           "--train", str(folder / "train.mat"), "--iter-max", "2", "--quiet",
+    ...                           "--save", str(folder / "model.npz")])
+    >>> run_train(args)  # doctest: +ELLIPSIS
+    newton: 2 iterations in ... s, f 0.91..., |g| 0.44..., total #CG ...
+    model saved to .../model.npz
+    0
+    """
     try:
         return _train(args)
     except (SparseCNNError, OSError) as exc:
@@ -117,7 +178,7 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.solver != "newton" and (args.scheduler is not None or args.workers is not None):
         raise SparseCNNError("--scheduler and --workers are for --solver newton")
-    net = Network.from_simplenn_config(args.config)
+    net = Network.from_simplenn_config(args.config).replace(dtype=args.dtype)
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
     Xtr, ytr = _load(args.train, shape)
     Xtr, mean = center(scale(Xtr, PIXEL_SCALE))
@@ -188,7 +249,32 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def plot_history(hist: History, path: Path, title: str = "") -> None:
-    """Draw ``f`` and the validation accuracy per iteration to an image file."""
+    """Draw ``f`` and the validation accuracy per iteration to an image file.
+
+    Parameters
+    ----------
+    hist : History
+        As the optimisers return it.
+    path : Path
+        The image file; its suffix picks the format (``.png``, ``.svg``, ...).
+    title : str
+
+    Raises
+    ------
+    OSError
+        Without matplotlib, or when the file cannot be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> hist = History(f0=2.0)
+    >>> for k, f in enumerate([1.0, 0.5], start=1):
+    ...     hist.append({"iter": k, "f": f, "val_acc": 0.5 + 0.1 * k})
+    >>> path = Path(tempfile.mkdtemp()) / "curves.png"
+    >>> plot_history(hist, path, title="two iterations")
+    >>> path.stat().st_size > 0
+    True
+    """
     try:
         import matplotlib
 
@@ -214,7 +300,37 @@ def plot_history(hist: History, path: Path, title: str = "") -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    """Run ``sparsecnn predict``; returns the exit status."""
+    """Run ``sparsecnn predict``; returns the exit status.
+
+    Loads the model, reads ``--data`` into ``X`` of shape ``(d^1 a^1 b^1, l)``,
+    applies the saved scaling and centring, and prints ``accuracy: <fraction>``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed ``predict`` arguments (``model`` and ``data`` paths).
+
+    Returns
+    -------
+    int
+        0 on success; 1 after printing the error on stderr.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, scipy.io
+    >>> from sparsecnn import FullLayer, Network
+    >>> from sparsecnn.model_io import save_model
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> net = Network((2, 2, 1), [FullLayer(2)])
+    >>> save_model(folder / "model.npz", net, np.zeros(net.n_params), meta={"scale": 1 / 255})
+    >>> scipy.io.savemat(folder / "test.mat", {"Z": np.ones((4, 4)), "y": np.array([[0], [0], [1], [0]])})
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> run_predict(parser.parse_args(["predict", "--model", str(folder / "model.npz"),
+    ...                                "--data", str(folder / "test.mat")]))
+    accuracy: 0.75
+    0
+    """
     from .model_io import load_model
 
     try:

@@ -7,7 +7,7 @@ interpreter (a temporary kernelspec put first on ``JUPYTER_PATH``, so a
 BLAS/OpenMP thread (small problems; on a busy machine idle-spinning BLAS threads
 made a notebook 15x slower).  The notebooks assert what they show, so a wrong
 number fails the test, not only an exception.  Tests skip cleanly where nbclient, nbformat or ipykernel is missing
-(``pip install -e '.[test]'`` installs them).
+(``pip install -e '.[test]'`` installs them), and a notebook of ``NEEDS_TORCH`` where PyTorch is missing.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ CELL_TIMEOUT = 120
 NOTEBOOK_BUDGET = 60.0
 """Seconds a whole notebook may take, kernel start included (the teaching promise: under a minute)."""
 
-REQUIRED = ("01_operators", "02_full_layer_gradient", "03_storing_Z_or_S", "04_training")
+REQUIRED = ("01_operators", "02_full_layer_gradient", "03_storing_Z_or_S", "04_training",
+            "05_checking_pytorch")
+
+NEEDS_TORCH = frozenset({"05_checking_pytorch"})
+"""Notebooks that run a PyTorch model: their run is skipped where torch cannot be imported."""
 
 
 def test_the_teaching_notebooks_are_there() -> None:
@@ -73,6 +77,8 @@ def kernel_of_this_interpreter(tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path: Path, kernel_of_this_interpreter: str) -> None:
+    if path.stem in NEEDS_TORCH:
+        pytest.importorskip("torch", reason=f"{path.name} needs PyTorch: pip install -e '.[torch]'")
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(path, as_version=4)

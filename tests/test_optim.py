@@ -10,7 +10,6 @@ import pytest
 from sparsecnn import ConvLayer, FullLayer, Network
 from sparsecnn.exceptions import ConfigError, InputTypeError
 from sparsecnn.optim import History, adam, conjugate_gradient, newton, sgd
-from sparsecnn.optim._common import evaluate, gradient_from
 from sparsecnn.optim.newton import subsample_chunks
 
 
@@ -59,15 +58,6 @@ def test_subsample_chunks_cover_every_instance_and_have_equal_size():
 
 
 # -------------------------------------------------------------- helpers
-def test_gradient_from_cache_equals_objective():
-    net, theta, X, y = problem(l=23)
-    f, g = net.objective(theta, X, y, C=5.0)
-    ev = evaluate(net, theta, X, y, 5.0, batch_size=7, keep=True)
-    assert ev.f == pytest.approx(f, rel=1e-13)
-    assert np.allclose(gradient_from(net, ev, 5.0), g, rtol=1e-12, atol=1e-14)
-    assert evaluate(net, theta, X, y, 5.0, batch_size=7, keep=False).batches is None
-
-
 # -------------------------------------------------------------- Newton
 def test_newton_decreases_f_and_follows_simplenn_rules():
     net, theta, X, y = problem()
@@ -93,11 +83,11 @@ def test_newton_decreases_f_and_follows_simplenn_rules():
     assert all(math.isnan(a) for a in hist.val_acc)
 
 
-def test_newton_reused_forward_and_stored_jacobian_give_the_same_run():
+def test_newton_trial_gradient_and_stored_jacobian_give_the_same_run():
     net, theta, X, y = problem(l=40)
     kw = dict(C=0.4, iter_max=4, GNsize=10, seed=7)
     base, h0 = newton(net, theta, X, y, **kw)
-    again, h1 = newton(net, theta, X, y, reuse_forward=False, **kw)
+    again, h1 = newton(net, theta, X, y, trial_gradient=False, **kw)
     stored, h2 = newton(net, theta, X, y, jacobian="store", batch_size=16, **kw)
     assert np.array_equal(base, again) and h0.cg_iters == h1.cg_iters
     assert np.allclose(base, stored, rtol=1e-9, atol=1e-12) and h0.cg_iters == h2.cg_iters
@@ -157,8 +147,7 @@ def test_adam_learns():
 def test_adam_first_step_is_lr_times_sign():
     """With bias correction, Adam's first step is lr * g/(|g| + eps) entrywise."""
     net, theta, X, y = problem(l=8)
-    ev = evaluate(net, theta, X, y, 1.0, 8, keep=True)
-    g = gradient_from(net, ev, 1.0)
+    _, g = net.objective(theta, X, y, 1.0)
     theta1, _ = adam(net, theta, X, y, C=1.0, lr=1e-3, bsize=8, epoch_max=1, seed=0)
     assert np.allclose(theta - theta1, 1e-3 * g / (np.abs(g) + 1e-8), rtol=1e-9, atol=1e-15)
 

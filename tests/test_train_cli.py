@@ -85,6 +85,15 @@ def test_train_sgd_adam(files, capsys, solver, extra):
     assert err == ""
 
 
+def test_train_float32_takes_the_float64_steps_to_single_precision(files, capsys):
+    finals = {}
+    for dtype in ("float64", "float32"):
+        assert main(base(files) + ["--iter-max", "3", "--GNsize", "20", "--quiet", "--dtype", dtype]) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        finals[dtype] = float(line.split(", f ")[1].split(",")[0])
+    assert finals["float32"] == pytest.approx(finals["float64"], rel=1e-3)
+
+
 def test_train_without_test_prints_no_accuracy(files, capsys):
     assert main(base(files) + ["--iter-max", "1", "--quiet"]) == 0
     out, _ = capsys.readouterr()
@@ -92,7 +101,7 @@ def test_train_without_test_prints_no_accuracy(files, capsys):
 
 
 @pytest.mark.parametrize("argv_extra", [["--C", "-1"], ["--GNsize", "0"], ["--solver", "lbfgs"],
-                                        ["--iter-max", "two"], ["--xi", "nan"]])
+                                        ["--iter-max", "two"], ["--xi", "nan"], ["--dtype", "float16"]])
 def test_bad_arguments_exit_2(files, capsys, argv_extra):
     with pytest.raises(SystemExit) as exc:
         main(base(files) + argv_extra)

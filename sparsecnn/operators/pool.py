@@ -258,7 +258,8 @@ _constants_lock = threading.Lock()
 
 
 def _constant(kind: str, n: int) -> np.ndarray:
-    """A read-only ``ones(n)`` (``kind="ones"``) or ``arange(n)`` (``"arange"``, int64), cached.
+    """A read-only ``ones(n)`` (``kind="ones"``) or ``arange(n)`` (``"arange"``, int64;
+    ``"arange32"``, int32), cached.
 
     The 32 most recently used are kept, so a repeated call with the same
     sizes allocates nothing.
@@ -269,7 +270,7 @@ def _constant(kind: str, n: int) -> np.ndarray:
         if arr is not None:
             _CONSTANTS.move_to_end(key)
             return arr
-    arr = np.ones(n) if kind == "ones" else np.arange(n, dtype=np.int64)
+    arr = np.ones(n) if kind == "ones" else np.arange(n, dtype=np.int32 if kind == "arange32" else np.int64)
     arr.flags.writeable = False
     with _constants_lock:
         _CONSTANTS[key] = arr
@@ -289,15 +290,18 @@ def _P_pool_from_winners(winners: np.ndarray, n_in: int, layout: str) -> sp.csr_
     single = w.ndim == 1
     w = w.reshape(w.shape[0], -1)
     n_out, l = w.shape
+    n = n_out * l
+    # int32 indices where every index fits (half the memory to write, as scipy itself prefers)
+    small = max(n_in * l, n + 1) < 2**31
+    itype, arange = (np.int32, "arange32") if small else (np.int64, "arange")
     if layout == "blocks":
-        indices = (w.T.astype(np.int64) + n_in * _constant("arange", l)[:, None]).ravel()
+        indices = (w.T.astype(itype) + np.multiply(n_in, _constant(arange, l), dtype=itype)[:, None]).ravel()
     else:
-        indices = np.multiply(w, l, dtype=np.int64)
-        indices += _constant("arange", l)
+        indices = np.multiply(w, l, dtype=itype)
+        indices += _constant(arange, l)
         indices = indices.reshape(-1)
     shape = (n_out, n_in) if single else (n_out * l, n_in * l)
-    n = n_out * l
-    P = sp.csr_array((_constant("ones", n), indices, _constant("arange", n + 1)), shape=shape, copy=False)
+    P = sp.csr_array((_constant("ones", n), indices, _constant(arange, n + 1)), shape=shape, copy=False)
     P.has_sorted_indices = True
     # one 1 per row, in distinct columns (the windows are disjoint): the product is a gather
     return attach_plan(P, P.indices, distinct_columns=True)

@@ -1,5 +1,4 @@
-"""What the optimisers share: the objective batch by batch with its forward caches kept,
-the gradient from those caches, accuracy, and the training history."""
+"""What the optimisers share: option checks, accuracy and the training history."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import numpy as np
 from ..exceptions import ConfigError, InputTypeError
 from ..network import Network
 
-__all__ = ["History", "Evaluation", "evaluate", "gradient_from", "accuracy", "Callback"]
+__all__ = ["History", "accuracy", "Callback"]
 
 Callback = Callable[[dict[str, Any]], None]
 """Called after every iteration (Newton) or epoch (SGD, Adam) with that row of the history."""
@@ -45,11 +44,21 @@ class History:
     f0, gnorm0 : float
         At the initial ``theta`` (NaN where not computed).
     timing : dict of str to float
-        Seconds by phase, summed over the run (Newton: ``f+g`` for the gradient
-        backward passes and the first evaluation, ``line_search`` for the function
-        values, ``gn_build`` for the forward pass on the subsample (and the stored
-        Jacobian), ``cg`` for the ``G v`` products and the CG vector updates,
-        ``validation``).
+        Seconds by phase, summed over the run (Newton: ``f+g`` for the first
+        evaluation and any gradient not computed in the line search,
+        ``line_search`` for the trials (``f``, and its gradient with
+        ``trial_gradient``), ``gn_build`` for the forward pass on the subsample
+        (and the stored Jacobian), ``cg`` for the ``G v`` products and the CG
+        vector updates, ``validation``).
+
+    Examples
+    --------
+    The optimisers fill it; ``len`` counts the rows:
+
+    >>> h = History(f0=2.0)
+    >>> h.append({"iter": 1, "f": 1.5, "gnorm": 0.3, "cg_iters": 4, "step": 1.0, "ls_steps": 1})
+    >>> len(h), h.f, h.cg_iters, h.extra
+    (1, [1.5], [4], {'ls_steps': [1]})
     """
 
     f: list[float] = field(default_factory=list)
@@ -65,7 +74,18 @@ class History:
     timing: dict[str, float] = field(default_factory=dict)
 
     def append(self, row: dict[str, Any]) -> None:
-        """Add one row; keys other than the named lists go to :attr:`extra`."""
+        """Add one row; keys other than the named lists go to :attr:`extra`.
+
+        ``"iter"`` is dropped (the row's position is its iteration).
+
+        Examples
+        --------
+        >>> h = History()
+        >>> h.append({"iter": 1, "f": 0.9, "lam": 1.5, "ratio": 0.2})
+        >>> h.append({"iter": 2, "f": 0.7, "lam": 1.0, "ratio": 0.8})
+        >>> h.f, h.lam, h.extra["ratio"], len(h)
+        ([0.9, 0.7], [1.5, 1.0], [0.2, 0.8], 2)
+        """
         for key, value in row.items():
             if key in ("f", "gnorm", "cg_iters", "step", "lam", "val_acc", "time"):
                 getattr(self, key).append(value)
@@ -76,23 +96,21 @@ class History:
         return len(self.f)
 
     def as_dict(self) -> dict[str, Any]:
-        """Plain lists and floats (JSON-ready)."""
+        """Plain lists and floats (JSON-ready).
+
+        Examples
+        --------
+        >>> import json
+        >>> h = History(f0=1.0, gnorm0=2.0)
+        >>> h.append({"iter": 1, "f": 0.5, "gnorm": 1.0, "time": 0.01})
+        >>> d = h.as_dict(); d["f"], d["f0"], sorted(d)[:4]
+        ([0.5], 1.0, ['cg_iters', 'extra', 'f', 'f0'])
+        >>> json.loads(json.dumps(d)) == d
+        True
+        """
         return {"f": self.f, "gnorm": self.gnorm, "cg_iters": self.cg_iters, "step": self.step,
                 "lam": self.lam, "val_acc": self.val_acc, "time": self.time, "extra": self.extra,
                 "f0": self.f0, "gnorm0": self.gnorm0, "timing": self.timing}
-
-
-@dataclass
-class Evaluation:
-    """``f(theta)`` over the training set, with what the gradient still needs.
-
-    ``batches`` holds, per batch, its slice, the forward pass's kept quantities
-    and ``dZ = (2/l)(z^{L+1} - y)``; it is ``None`` when the caches were not kept.
-    """
-
-    theta: np.ndarray
-    f: float
-    batches: list[tuple[slice, dict[str, np.ndarray], np.ndarray]] | None
 
 
 def positive_int(name: str, value: object) -> int:
@@ -108,41 +126,6 @@ def positive_float(name: str, value: object, *, allow_zero: bool = False) -> flo
     if not (x >= 0 if allow_zero else x > 0) or math.isnan(x):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
     return x
-
-
-def evaluate(net: Network, theta: np.ndarray, X: np.ndarray, labels: np.ndarray, C: float,
-             batch_size: int, keep: bool) -> Evaluation:
-    """``f(theta) = theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2``, batch by batch.
-
-    With ``keep`` the forward caches stay, so that :func:`gradient_from` needs only
-    the backward passes.
-    """
-    Ws, bs = net.unpack(theta)
-    l = X.shape[1]
-    loss = 0.0
-    batches: list[tuple[slice, dict[str, np.ndarray], np.ndarray]] = []
-    for start in range(0, l, batch_size):
-        sl = slice(start, min(start + batch_size, l))
-        out, kept = net._forward(Ws, bs, np.ascontiguousarray(X[:, sl]), keep=keep)
-        diff = out.copy()
-        diff[labels[sl], np.arange(diff.shape[1])] -= 1.0              # z^{L+1,i} - y^i
-        loss += float(np.einsum("ij,ij->", diff, diff))
-        if keep:
-            batches.append((sl, kept, (2.0 / l) * diff))
-    f = float(theta @ theta) / (2.0 * C) + loss / l
-    return Evaluation(theta, f, batches if keep else None)
-
-
-def gradient_from(net: Network, ev: Evaluation, C: float) -> np.ndarray:
-    """``grad f = theta/C + (1/l) sum_i (J^i)^T 2(z^{L+1,i} - y^i)`` from the kept caches."""
-    if ev.batches is None:
-        raise ValueError("the evaluation did not keep its forward caches")
-    Ws, _ = net.unpack(ev.theta)
-    grad = ev.theta / C
-    for _, kept, dZ in ev.batches:
-        dWs, dbs = net._backward(Ws, kept, dZ)
-        grad = grad + net.pack(dWs, dbs)
-    return grad
 
 
 def accuracy(net: Network, theta: np.ndarray, X: np.ndarray, labels: np.ndarray,

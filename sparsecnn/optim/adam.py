@@ -54,6 +54,24 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
     -------
     theta : ndarray, shape ``(n,)``
     history : History
+        One row per epoch; ``step`` holds ``lr``.
+
+    ``X`` has shape ``(d^1 a^1 b^1, l)`` (column ``i`` is ``vec(Z^{1,i})``), ``y``
+    shape ``(l,)`` with labels in ``0..n_L-1`` and ``theta`` shape ``(n,)``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((36, 40)); y = rng.integers(0, 3, 40)
+    >>> theta0 = net.init_params(seed=0)
+    >>> theta, hist = adam(net, theta0, X, y, C=10.0, lr=0.01, bsize=8, epoch_max=4, seed=0,
+    ...                    full_objective=True)
+    >>> theta.shape, len(hist), hist.step
+    ((77,), 4, [0.01, 0.01, 0.01, 0.01])
+    >>> hist.f[-1] < hist.f0
+    True
     """
     lr = positive_float("lr", lr)
     beta1 = positive_float("beta1", beta1, allow_zero=True)

@@ -17,9 +17,13 @@ The objective is ``f(theta) = theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i
 4. **Levenberg-Marquardt.**  With ``actred = f(theta + alpha d) - f(theta)`` and
    ``prered = alpha gs + alpha^2 sGs``, ``lambda`` is multiplied by ``boost = 3/2``
    when ``actred/prered < 0.25`` and by ``drop = 2/3`` when it is ``>= 0.75``.
-5. **Gradient** at the new ``theta``.  The forward pass of the accepted line-search
-   point is kept, so only the backward passes remain (simpleNN runs the forward
-   pass again).
+5. **Gradient** at the new ``theta``.  Each line-search trial computes ``f`` and
+   its gradient in one sweep (a backward pass right after each batch's forward
+   pass, the network's work arrays reused), so the accepted trial has already
+   produced the next iteration's gradient: no forward pass is repeated (simpleNN
+   runs it again) and no forward cache of the whole training set is held.  A
+   rejected trial costs its backward passes; ``trial_gradient=False`` computes
+   ``f`` alone in the trials and the gradient once at the accepted point.
 
 Departures from simpleNN, all documented: the line search gives up after
 ``max_ls_steps`` halvings (simpleNN loops on), keeping ``theta`` unchanged for
@@ -47,6 +51,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,13 +63,12 @@ from ._common import (
     History,
     accuracy,
     check_validation,
-    evaluate,
-    gradient_from,
     positive_float,
     positive_int,
 )
 
-__all__ = ["newton", "conjugate_gradient", "CGResult", "subsample_chunks"]
+__all__ = ["newton", "conjugate_gradient", "CGResult", "subsample_chunks", "NewtonProblem",
+           "newton_loop"]
 
 
 @dataclass
@@ -83,6 +87,16 @@ class CGResult:
         ``(1/2) d^T (G + I/C) d``, i.e. ``(1/2) d^T (-g - r - lambda d)``.
     residual : float
         ``||r||`` at the end.
+
+    Examples
+    --------
+    With ``G = 2I`` one CG step solves ``2 d = -g``:
+
+    >>> res = conjugate_gradient(lambda v: 2 * v, np.array([2.0, -4.0]), lam=0.0, inv_C=0.0)
+    >>> res.d, res.iters
+    (array([-1.,  2.]), 1)
+    >>> round(res.gs, 9), round(res.sGs, 9), res.residual < 1e-12    # d^T g, (1/2) d^T G d
+    (-10.0, 5.0, True)
     """
 
     d: np.ndarray
@@ -162,12 +176,127 @@ def subsample_chunks(rng: np.random.Generator, l: int, GNsize: int) -> list[np.n
     return [perm[i * GNsize:(i + 1) * GNsize] for i in range(math.ceil(l / GNsize))]
 
 
+class NewtonProblem(Protocol):
+    """What the Newton iteration asks of the objective (in-process or distributed).
+
+    ``l`` instances; ``objective(theta) -> (f, grad f)``; ``f(theta) -> f``;
+    ``gauss_newton(theta, idx)`` returns an operator with ``matvec(v) = G_S v`` for
+    the instances ``idx`` (and optionally ``release()``).
+
+    :func:`newton` runs :func:`newton_loop` on ``_InProcess`` (a
+    :class:`~sparsecnn.Network` and its data in this process);
+    :func:`sparsecnn.distributed.newton_distributed` on a problem whose sums
+    over instances are computed on Dask workers.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer, Network
+    >>> net = Network((2, 2, 1), [FullLayer(3)])
+    >>> X, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 1, 2, 0, 1, 2])
+    >>> problem: NewtonProblem = _InProcess(net, X, y, 6.0, 1024, "recompute", np.dtype("float64"))
+    >>> problem.l
+    6
+    >>> theta, hist = newton_loop(problem, net, net.init_params(seed=0), C=6.0, iter_max=2, seed=0)
+    >>> hist.f[-1] < hist.f0
+    True
+    """
+
+    @property
+    def l(self) -> int:
+        """Number of instances."""
+        ...
+
+    def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``f(theta)`` and ``grad f(theta)``, shape ``(n,)``.
+
+        Examples
+        --------
+        >>> from sparsecnn import FullLayer, Network
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> X, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 1, 2, 0, 1, 2])
+        >>> problem = _InProcess(net, X, y, 6.0, 1024, "recompute", np.dtype("float64"))
+        >>> theta = net.init_params(seed=0)
+        >>> f, grad = problem.objective(theta)
+        >>> grad.shape == theta.shape, bool(np.isclose(f, net.objective(theta, X, y, C=6.0)[0]))
+        (True, True)
+        """
+        ...
+
+    def f(self, theta: np.ndarray) -> float:
+        """``f(theta)`` alone.
+
+        The line search's trials with ``trial_gradient=False`` call it: forward
+        passes only, no backward pass.
+
+        Examples
+        --------
+        >>> from sparsecnn import FullLayer, Network
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> X, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 1, 2, 0, 1, 2])
+        >>> problem = _InProcess(net, X, y, 6.0, 1024, "recompute", np.dtype("float64"))
+        >>> theta = net.init_params(seed=0)
+        >>> bool(np.isclose(problem.f(theta), problem.objective(theta)[0]))
+        True
+        """
+        ...
+
+    def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> Any:
+        """An operator with ``matvec(v) = G_S v`` for the instances ``S = idx``.
+
+        ``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i``, without the ``I/C`` of the
+        regularisation (:func:`conjugate_gradient` adds it).
+
+        Examples
+        --------
+        >>> from sparsecnn import FullLayer, Network
+        >>> from sparsecnn.second_order import GaussNewton
+        >>> net = Network((2, 2, 1), [FullLayer(3)])
+        >>> X, y = np.random.default_rng(0).standard_normal((4, 6)), np.array([0, 1, 2, 0, 1, 2])
+        >>> problem = _InProcess(net, X, y, 6.0, 1024, "recompute", np.dtype("float64"))
+        >>> theta, v, idx = net.init_params(seed=0), np.ones(net.n_params), np.array([4, 1])
+        >>> G_S = problem.gauss_newton(theta, idx)
+        >>> np.allclose(G_S.matvec(v), GaussNewton(net, theta, X[:, [4, 1]]) @ v)
+        True
+        """
+        ...
+
+
+@dataclass
+class _InProcess:
+    """:class:`NewtonProblem` of a :class:`Network` on ``X`` (checked) in this process."""
+
+    net: Network
+    X: np.ndarray
+    labels: np.ndarray
+    C: float
+    batch_size: int
+    jacobian: str
+    dtype: np.dtype
+
+    @property
+    def l(self) -> int:
+        return int(self.X.shape[1])
+
+    def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        return self.net.objective(theta, self.X, self.labels, self.C, batch_size=self.batch_size,
+                                  dtype=self.dtype)
+
+    def f(self, theta: np.ndarray) -> float:
+        out = self.net.output(theta, self.X, batch_size=self.batch_size, dtype=self.dtype)
+        loss, _ = self.net._loss(out, self.labels, self.l)
+        return float(theta @ theta) / (2.0 * self.C) + loss / self.l
+
+    def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> GaussNewton:
+        return GaussNewton(self.net, theta, self.X[:, idx], jacobian=self.jacobian,
+                           batch_size=self.batch_size, dtype=self.dtype)
+
+
 def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
            iter_max: int = 100, GNsize: int | None = None, xi: float = 0.1, CGmax: int = 250,
            lam: float = 1.0, drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4,
            batch_size: int = 1024, jacobian: str = "recompute", seed: int | None = None,
            validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
-           reuse_forward: bool = True, max_ls_steps: int = 60,
+           trial_gradient: bool = True, max_ls_steps: int = 60, dtype: object = None,
            callback: Callback | None = None, scheduler: str | None = None,
            workers: int | None = None) -> tuple[np.ndarray, History]:
     """Train by the subsampled Gauss-Newton method (see the module docstring).
@@ -202,11 +331,15 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         Accuracy after every iteration goes to the history.
     keep_best : bool
         Return the iterate with the best validation accuracy (simpleNN's choice).
-    reuse_forward : bool
-        Keep the line search's forward caches so that the gradient needs only the
-        backward passes (memory: the whole training set's forward cache).
+    trial_gradient : bool
+        Compute the gradient with ``f`` at every line-search trial (default), so the
+        accepted trial's gradient is ready; ``False``: ``f`` alone in the trials, then
+        the gradient at the accepted point.
     max_ls_steps : int
         Halvings after which the line search gives up.
+    dtype : {"float64", "float32"}, optional
+        The float type of the network's products (default: the network's).  ``theta``,
+        ``f``, the gradient, CG and the line search stay float64.
     callback : callable, optional
         Called with each history row.
     scheduler : str, optional
@@ -220,20 +353,71 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     -------
     theta : ndarray, shape ``(n,)``
     history : History
+
+    Examples
+    --------
+    Three iterations, each with ``G`` of a subsample of 10 of the 30 instances:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(2)])
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((16, 30)); y = (X[5] > 0).astype(int)
+    >>> theta, hist = newton(net, net.init_params(seed=0), X, y, C=0.01 * 30, iter_max=3, GNsize=10, seed=0)
+    >>> len(hist), hist.f[0] < hist.f0, hist.f[-1] <= hist.f[0]
+    (3, True, True)
+    >>> bool(np.isclose(hist.f[-1], net.objective(theta, X, y, C=0.01 * 30)[0]))   # f of the returned theta
+    True
     """
     if scheduler is not None or workers is not None:
         from ..distributed import newton_distributed
 
+        if dtype is not None:
+            raise ConfigError("dtype= is not supported with a Dask scheduler; set Network(dtype=...)")
         return newton_distributed(net, theta, X, y, C=C, scheduler=scheduler, workers=workers,
                                   iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop,
                                   boost=boost, eta=eta, batch_size=batch_size, jacobian=jacobian, seed=seed,
-                                  validation=validation, keep_best=keep_best, reuse_forward=reuse_forward,
+                                  validation=validation, keep_best=keep_best, trial_gradient=trial_gradient,
                                   max_ls_steps=max_ls_steps, callback=callback)
     theta = net._check_theta(theta).copy()
     X = net.check_X(X)
-    l = X.shape[1]
-    labels = net.check_y(y, l)
+    labels = net.check_y(y, X.shape[1])
     C = net.check_C(C)
+    batch_size = positive_int("batch_size", batch_size)
+    if jacobian not in JACOBIAN_MODES:
+        raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
+    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype))
+    return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
+                       lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
+                       keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
+                       callback=callback, batch_size=batch_size)
+
+
+def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: float, iter_max: int = 100,
+                GNsize: int | None = None, xi: float = 0.1, CGmax: int = 250, lam: float = 1.0,
+                drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4, seed: int | None = None,
+                validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
+                trial_gradient: bool = True, max_ls_steps: int = 60, callback: Callback | None = None,
+                batch_size: int = 1024) -> tuple[np.ndarray, History]:
+    """The Newton iteration of the module docstring on any :class:`NewtonProblem`.
+
+    :func:`newton` runs it in this process and
+    :func:`sparsecnn.distributed.newton_distributed` on a Dask cluster; the
+    arguments are :func:`newton`'s (``net`` and ``batch_size`` serve the
+    validation accuracy, computed in this process).
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(2)])
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((16, 20)); y = (X[5] > 0).astype(int)
+    >>> problem = _InProcess(net, X, y, 2.0, 1024, "recompute", np.dtype("float64"))
+    >>> theta, hist = newton_loop(problem, net, net.init_params(seed=0), C=2.0, iter_max=2, seed=0)
+    >>> len(hist), hist.f[-1] < hist.f0
+    (2, True)
+    """
+    theta = np.array(theta, dtype=np.float64)
+    l = int(problem.l)
     iter_max = positive_int("iter_max", iter_max)
     GNsize = math.ceil(0.05 * l) if GNsize is None else positive_int("GNsize", GNsize)
     GNsize = min(GNsize, l)
@@ -241,10 +425,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     CGmax = positive_int("CGmax", CGmax)
     lam = positive_float("lambda", lam, allow_zero=True)
     drop, boost, eta = positive_float("drop", drop), positive_float("boost", boost), positive_float("eta", eta)
-    batch_size = positive_int("batch_size", batch_size)
     max_ls_steps = positive_int("max_ls_steps", max_ls_steps)
-    if jacobian not in JACOBIAN_MODES:
-        raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
     val = check_validation(net, validation)
     rng = np.random.default_rng(seed)
     inv_C = 1.0 / C
@@ -252,10 +433,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     hist = History(timing=timing)
 
     t0 = time.perf_counter()
-    ev = evaluate(net, theta, X, labels, C, batch_size, keep=True)
-    f = ev.f
-    grad = gradient_from(net, ev, C)
-    del ev
+    f, grad = problem.objective(theta)
     timing["f+g"] += time.perf_counter() - t0
     hist.f0, hist.gnorm0 = f, float(np.linalg.norm(grad))
     best_theta, best_acc = theta, -1.0
@@ -269,28 +447,32 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         idx = chunks[(k - 1) % n_splits]
 
         t = time.perf_counter()
-        G = GaussNewton(net, theta, X[:, idx], jacobian=jacobian, batch_size=batch_size)
+        G = problem.gauss_newton(theta, idx)
         timing["gn_build"] += time.perf_counter() - t
         t = time.perf_counter()
         res = conjugate_gradient(G.matvec, grad, lam, inv_C, xi, CGmax)
         timing["cg"] += time.perf_counter() - t
+        if hasattr(G, "release"):
+            G.release()
         del G
 
         # line search: alpha = 1, 1/2, ... until sufficient decrease
         t = time.perf_counter()
         alpha, steps, accepted = 1.0, 0, False
-        trial = None
+        theta_new, f_new, g_new = theta, f, None
         actred = prered = math.nan
         while steps < max_ls_steps:
             steps += 1
             theta_new = theta + alpha * res.d
-            trial = evaluate(net, theta_new, X, labels, C, batch_size, keep=reuse_forward)
-            actred = trial.f - f
+            if trial_gradient:
+                f_new, g_new = problem.objective(theta_new)
+            else:
+                f_new = problem.f(theta_new)
+            actred = f_new - f
             prered = alpha * res.gs + alpha * alpha * res.sGs
             if actred <= eta * alpha * res.gs:
                 accepted = True
                 break
-            trial = None
             alpha *= 0.5
         timing["line_search"] += time.perf_counter() - t
 
@@ -301,14 +483,11 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
             lam *= drop
 
         t = time.perf_counter()
-        if accepted and trial is not None:
-            theta, f = trial.theta, trial.f
-            if trial.batches is None:
-                trial = evaluate(net, theta, X, labels, C, batch_size, keep=True)
-            grad = gradient_from(net, trial, C)
+        if accepted:
+            theta, f = theta_new, f_new
+            grad = g_new if g_new is not None else problem.objective(theta)[1]
         else:
             alpha = 0.0
-        trial = None
         timing["f+g"] += time.perf_counter() - t
         gnorm = float(np.linalg.norm(grad))
         elapsed = time.perf_counter() - t_iter

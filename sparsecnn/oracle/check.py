@@ -154,6 +154,19 @@ def reference_forward(net: Network, Ws: list[np.ndarray], bs: list[np.ndarray], 
         As ``Network._forward(Ws, bs, X, keep=True)``: ``Z{m}`` (``m = 1..L+1``,
         ``Z1 = X``), ``phi{m}``, ``S{m}`` (``s^m`` for full layers) and
         ``pool{m}`` (the winners used).
+
+    Examples
+    --------
+    Each kept quantity has one column per instance: ``vec(phi(pad(Z^{1,i})))``,
+    ``vec(S^{1,i})``, ``vec(Z^{2,i})``, the winners of ``P_pool^{1,i}``:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> Ws, bs = net.unpack(net.init_params(seed=0))
+    >>> X = np.random.default_rng(0).standard_normal((36, 4))          # (d^1 a^1 b^1, l)
+    >>> out, kept = reference_forward(net, Ws, bs, X)
+    >>> out.shape, kept["phi1"].shape, kept["S1"].shape, kept["Z2"].shape, kept["pool1"].shape
+    ((3, 4), (324, 4), (72, 4), (18, 4), (18, 4))
     """
     winners = dict(winners or {})
     kept: dict[str, np.ndarray] = {}
@@ -193,6 +206,40 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
         ``"Gv"`` ``(n,)`` (``G = (1/l) sum_i (J^i)^T 2I J^i``, no ``I/C`` term).
     kept : dict
         The forward pass's kept quantities (with the winners used).
+
+    Parameters
+    ----------
+    net : Network
+    theta : ndarray, shape ``(n,)``
+    X : ndarray, shape ``(d^1 a^1 b^1, l)``
+    y : ndarray of int, shape ``(l,)``
+        Labels in ``0..n_L-1``.
+    C : float
+        Regularisation of ``f``; ``inf`` for none.
+    products : iterable of str
+        Which of ``"grad"``, ``"Jv"``, ``"JTv"``, ``"Gv"`` to compute.
+    v : ndarray, shape ``(n,)``, optional
+        Needed for ``"Jv"`` and ``"Gv"``.
+    u : ndarray, shape ``(n_L, l)``, optional
+        Needed for ``"JTv"``.
+    winners : dict of int to ndarray, optional
+        As for :func:`reference_forward`.
+
+    Examples
+    --------
+    The reference agrees with :meth:`Network.objective <sparsecnn.Network.objective>`:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> theta = net.init_params(seed=0)
+    >>> X = np.random.default_rng(0).standard_normal((36, 4)); y = np.array([0, 1, 2, 0])
+    >>> results, kept = reference_products(net, theta, X, y, np.inf, products=("grad", "Jv"),
+    ...                                    v=np.ones(net.n_params))
+    >>> sorted(results), results["output"].shape, results["grad"].shape, results["Jv"].shape
+    (['Jv', 'f', 'grad', 'output'], (3, 4), (77,), (3, 4))
+    >>> f, grad = net.objective(theta, X, y)
+    >>> bool(np.isclose(results["f"], f)), bool(np.allclose(results["grad"], grad))
+    (True, True)
     """
     products = set(products)
     Ws, bs = net.unpack(theta)
@@ -234,6 +281,41 @@ def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str,
     Both are in sparsecnn's layout: ``"output"`` and ``"Jv"`` ``(n_L, l)``,
     ``"f"`` a number, ``"grad"``, ``"JTv"``, ``"Gv"`` vectors in ``theta``'s
     order.  ``labels`` renames products in the rows (``{"JTv": "JTu"}``).
+
+    Parameters
+    ----------
+    net : Network
+    ours, theirs : mapping of str
+        The reference and the results under test.
+    rtol, atol, eps : float
+        Tolerances and the machine epsilon of the implementation under test.
+    k_worst : int
+        Worst entries recorded per row.
+    params : list of TorchParameter, optional
+        PyTorch's parameter names (default those of :func:`sparsecnn.to_torch`).
+    labels : mapping of str to str, optional
+
+    Returns
+    -------
+    list of Comparison
+        ``z^{L+1}``, ``f``, then for each vector product the blocks ``W^m``, ``b^m``
+        from ``m = L`` down to 1, then ``J v``.
+
+    Examples
+    --------
+    An error in one entry of ``W^1`` of the gradient fails only that block:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> theta = net.init_params(seed=0)
+    >>> X = np.random.default_rng(0).standard_normal((36, 4)); y = np.array([0, 1, 2, 0])
+    >>> ours, _ = reference_products(net, theta, X, y, np.inf, products=("grad",))
+    >>> theirs = dict(ours, grad=ours["grad"] + np.eye(net.n_params)[0] * 1e-3)
+    >>> rows = compare_products(net, ours, theirs, rtol=1e-9, atol=0.0, eps=2.0 ** -52)
+    >>> [(row.product, row.name, row.passed) for row in rows]
+    [('output', 'z^{L+1}', True), ('f', 'f', True), ('grad', 'W^2', True), ('grad', 'b^2', True), ('grad', 'W^1', False), ('grad', 'b^1', True)]
+    >>> rows[4].worst[0].ours_index, rows[4].worst[0].torch_index
+    ('theta[0] = W^1[0, 0]', '0.weight[0, 0, 0, 0]')
     """
     labels = dict(labels or {})
     pidx = ParameterIndex(net, params)
@@ -320,6 +402,31 @@ def model_pool_winners(model: Any, net: Network, x: Any) -> dict[int, np.ndarray
     return_indices=True)`` with the module's settings, and the indices are
     converted by :func:`sparsecnn.interop.torch_pool_indices_to_winners`.  The
     k-th pooling call belongs to the k-th conv layer with max pooling.
+
+    Parameters
+    ----------
+    model : torch.nn.Sequential
+    net : Network
+        The network :func:`sparsecnn.from_torch` reads from ``model``.
+    x : torch.Tensor, shape ``(l, d^1, a^1, b^1)``
+        In the model's dtype.
+
+    Returns
+    -------
+    dict of int to ndarray
+        ``{m: winners}``, each of shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``, positions in
+        ``vec(sigma(S^{m,i}))``; empty without max pooling.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecnn import ConvLayer, FullLayer, Network, to_torch
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> model = to_torch(net, net.init_params(seed=0))
+    >>> x = torch.from_numpy(np.random.default_rng(0).standard_normal((4, 1, 6, 6)))
+    >>> winners = model_pool_winners(model, net, x)
+    >>> list(winners), winners[1].shape
+    ([1], (18, 4))
     """
     from ..interop import _torch, torch_pool_indices_to_winners
 
@@ -353,6 +460,34 @@ def tie_info(net: Network, kept: Mapping[str, np.ndarray], model_winners: Mappin
     """Per max-pooling layer, how the model's winners compare with sparsecnn's argmax on ``sigma(S^m)``.
 
     ``kept`` is the reference forward pass (its ``S{m}``); see :class:`~sparsecnn.oracle.report.TieInfo`.
+
+    Parameters
+    ----------
+    net : Network
+    kept : mapping of str to ndarray
+        From :func:`reference_forward` (``S{m}`` of shape ``(d^{m+1} a^m_conv b^m_conv, l)``,
+        column ``i`` being ``vec(S^{m,i})``).
+    model_winners : mapping of int to ndarray
+        ``{m: winners}`` as :func:`model_pool_winners` returns.
+
+    Returns
+    -------
+    list of TieInfo
+        One per max-pooling layer present in ``model_winners``.
+
+    Examples
+    --------
+    One ``2 x 2`` window ``[[1, 5], [5, 1]]``: sparsecnn's column-major argmax takes
+    the 5 at ``vec`` position 1, PyTorch's row-major one the 5 at position 2.
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((2, 2, 1), [ConvLayer(1, h=1, r=2), FullLayer(1)])
+    >>> Ws, bs = net.unpack(np.array([1.0, 0.0, 1.0, 0.0]))       # W^1 = 1, b^1 = 0, ...
+    >>> _, kept = reference_forward(net, Ws, bs, np.array([[1.0], [5.0], [5.0], [1.0]]))
+    >>> kept["pool1"]
+    array([[1]], dtype=int32)
+    >>> tie_info(net, kept, {1: np.array([[2]])})
+    [TieInfo(m=1, windows=1, differ=1, exact=1, max_gap=0.0)]
     """
     out: list[TieInfo] = []
     for ly in net.conv:
@@ -522,6 +657,21 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     CheckReport
         ``report.passed``, ``report.table()``, ``report.failures()``,
         ``report.first_failure()``, ``str(report)``.
+
+    Examples
+    --------
+    A float32 model converted from a sparsecnn network passes at float32's tolerance:
+
+    >>> import torch
+    >>> from sparsecnn import ConvLayer, FullLayer, Network, to_torch
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> model = to_torch(net, net.init_params(seed=0), dtype=torch.float32)
+    >>> x = np.random.default_rng(0).standard_normal((4, 1, 6, 6))     # (l, d^1, a^1, b^1)
+    >>> report = check(model, x, y=np.array([0, 1, 2, 0]))
+    >>> [(row.product, row.name) for row in report.rows]
+    [('output', 'z^{L+1}'), ('f', 'f'), ('grad', 'W^2'), ('grad', 'b^2'), ('grad', 'W^1'), ('grad', 'b^1')]
+    >>> report.verdict()
+    'PASSED: 6 rows within tolerance'
     """
     from ..interop import X_from_torch, X_to_torch, _torch, from_torch
 

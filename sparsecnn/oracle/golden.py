@@ -215,6 +215,13 @@ class Golden:
         ``{m: winners}`` for max-pooling layers.
     info : dict
         The ``info`` JSON.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+    >>> golden.l, golden.X.shape, golden.theta.shape, golden.Jv.shape, golden.winners[1].shape
+    (2, (36, 2), (77,), (3, 2), (18, 2))
     """
 
     net: Network
@@ -240,10 +247,28 @@ class Golden:
 
     @property
     def l(self) -> int:
+        """The number of instances ``l`` (columns of ``X``)."""
         return int(self.X.shape[1])
 
     def description(self) -> dict[str, Any]:
-        """The ``network`` JSON."""
+        """The ``network`` JSON.
+
+        Returns
+        -------
+        dict
+            :func:`~sparsecnn.model_io.network_to_dict` of ``net`` plus ``torch_input_shape``
+            ``[d^1, a^1, b^1]``, ``torch_modules``, ``torch_parameters``, ``n_params``, ``n_L``.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+        >>> desc = golden.description()
+        >>> desc["torch_input_shape"], desc["n_params"], desc["n_L"]
+        ([1, 6, 6], 77, 3)
+        >>> desc["torch_parameters"][0]
+        {'name': '0.weight', 'symbol': 'W^1', 'layer': 1, 'shape': [2, 1, 3, 3]}
+        """
         from ..model_io import network_to_dict
 
         net = self.net
@@ -258,7 +283,23 @@ class Golden:
         return desc
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """Every array of the file, by name (both layouts)."""
+        """Every array of the file, by name (both layouts).
+
+        Returns
+        -------
+        dict of str to ndarray
+            The names and shapes of the schema in the module docstring.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+        >>> arrays = golden.arrays()
+        >>> arrays["X"].shape, arrays["torch/x"].shape            # (d^1 a^1 b^1, l) and (l, d^1, a^1, b^1)
+        ((36, 2), (2, 1, 6, 6))
+        >>> sorted(key for key in arrays if key.startswith("torch/grad/"))
+        ['torch/grad/0.bias', 'torch/grad/0.weight', 'torch/grad/4.bias', 'torch/grad/4.weight']
+        """
         net, params = self.net, self.params
         arrays: dict[str, np.ndarray] = {
             "schema": np.array(GOLDEN_SCHEMA),
@@ -303,6 +344,25 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
         ``y = rng.integers(0, n_L, l)``, ``v = rng.standard_normal(n)``,
         ``u = rng.standard_normal((n_L, l))``; given ``theta``, ``X``, ``y`` replace theirs.
     C : float, default inf
+    theta : ndarray, shape ``(n,)``, optional
+    X : ndarray, shape ``(d^1 a^1 b^1, l)``, optional
+    y : ndarray of int, shape ``(l,)``, optional
+
+    Returns
+    -------
+    Golden
+        ``output`` and ``Jv`` of shape ``(n_L, l)``; ``grad``, ``JTu``, ``Gv`` of shape ``(n,)``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> golden = make_golden(net, instances=2, seed=0)
+    >>> f, grad = net.objective(golden.theta, golden.X, golden.y, golden.C)
+    >>> bool(np.isclose(golden.f, f)), bool(np.allclose(golden.grad, grad))
+    (True, True)
+    >>> golden.info["max_pool_ties"]
+    {'1': {'windows': 36, 'tied': 5, 'matter': 0}}
     """
     from .. import __version__
     from ..second_order import gauss_newton
@@ -322,7 +382,7 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
     C = net.check_C(C)
     f, grad = net.objective(theta, X, labels, C)
     G = gauss_newton(net, theta, X)
-    cache = net.forward(theta, X)
+    cache = net.replace(activate_order="slides").forward(theta, X)       # P_pool as the slides choose it
     winners = {ly.m: np.asarray(cache.kept[f"pool{ly.m}"], dtype=np.int64) for ly in net.conv if ly.max_pools}
     info = {
         "seed": int(seed), "instances": int(l),
@@ -336,7 +396,23 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
 
 
 def write_golden(path: str | os.PathLike[str], golden: Golden) -> None:
-    """Write ``golden`` atomically (a temporary file in the same folder, then ``os.replace``)."""
+    """Write ``golden`` atomically (a temporary file in the same folder, then ``os.replace``).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Written as given (no ``.npz`` is appended).
+    golden : Golden
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from sparsecnn import FullLayer, Network
+    >>> case = pathlib.Path(tempfile.mkdtemp()) / "case.npz"
+    >>> write_golden(case, make_golden(Network((2, 2, 1), [FullLayer(3)]), instances=2))
+    >>> sorted(np.load(case).files)[:6]
+    ['C', 'Gv', 'JTu', 'Jv', 'X', 'f']
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
@@ -407,6 +483,29 @@ def read_golden(path: str | os.PathLike[str]) -> Golden:
         If the file is missing, not an ``.npz`` archive, needs pickle, is not a
         sparsecnn golden file, has another schema version, or an array is
         missing, has the wrong shape or disagrees with its other layout.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    Golden
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> case = pathlib.Path(tempfile.mkdtemp()) / "case.npz"
+    >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+    >>> write_golden(case, golden)
+    >>> again = read_golden(case)
+    >>> again.net.summary() == golden.net.summary(), bool(np.array_equal(again.Gv, golden.Gv))
+    (True, True)
+    >>> read_golden(case.with_name("absent.npz"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.DataFormatError: .../absent.npz: golden file not found
     """
     from ..model_io import network_from_dict
 
@@ -478,6 +577,34 @@ def read_results(path: str | os.PathLike[str], golden: Golden
         Machine epsilon of the lowest floating precision among the arrays.
     found : list of str
         The names read.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A results ``.npz`` (see "Results files" in the module docstring).
+    golden : Golden
+        The case the results answer.
+
+    Raises
+    ------
+    DataFormatError
+        For an unreadable file, an unknown name or a wrong shape.
+
+    Examples
+    --------
+    ``grad`` as one flat float32 vector in PyTorch's parameter order:
+
+    >>> import tempfile, pathlib
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+    >>> flat = np.concatenate([golden.grad[p.theta_index].ravel() for p in golden.params])
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "results.npz"
+    >>> np.savez(path, f=golden.f, **{"torch/grad": flat.astype(np.float32)})
+    >>> results, eps, found = read_results(path, golden)
+    >>> sorted(results["torch"]), eps == float(np.finfo(np.float32).eps), found
+    (['f', 'grad'], True, ['f', 'torch/grad'])
+    >>> bool(np.allclose(results["torch"]["grad"], golden.grad, rtol=1e-6))
+    True
     """
     source = os.fspath(path)
     arrays = _open_npz(path, "results file")
@@ -569,6 +696,23 @@ def check_golden(golden: Golden | str | os.PathLike[str], results: str | os.Path
         Entries listed per failing row.
     eps : float, optional
         Machine epsilon of the implementation; default from the results' dtypes.
+
+    Returns
+    -------
+    CheckReport
+        One row per block of each product the results hold, as :func:`sparsecnn.check`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "results.npz"
+    >>> wrong = golden.Gv.copy(); wrong[-1] += 1.0                  # the last entry of b^2
+    >>> np.savez(path, Jv=golden.Jv, Gv=wrong)
+    >>> report = check_golden(golden, path)
+    >>> [(row.product, row.name, row.passed) for row in report.rows]
+    [('Jv', 'J v', True), ('Gv', 'W^2', True), ('Gv', 'b^2', False), ('Gv', 'W^1', True), ('Gv', 'b^1', True)]
     """
     source = os.fspath(results)
     if not isinstance(golden, Golden):
@@ -612,7 +756,32 @@ def check_golden(golden: Golden | str | os.PathLike[str], results: str | os.Path
 
 
 def load_network_file(path: str | os.PathLike[str]) -> Network:
-    """A network from a simpleNN configuration file or a JSON description (``network_to_dict``'s form)."""
+    """A network from a simpleNN configuration file or a JSON description (``network_to_dict``'s form).
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file whose text starts with ``{`` is read as JSON, any other as a
+        simpleNN configuration.
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    DataFormatError, ConfigError
+        For invalid JSON or an invalid configuration.
+
+    Examples
+    --------
+    >>> import json, tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "net.json"
+    >>> _ = path.write_text(json.dumps({"input_shape": [6, 6, 1], "layers": [
+    ...     {"kind": "conv", "d_out": 2, "h": 3, "p": 1, "r": 2}, {"kind": "full", "n_out": 3}]}))
+    >>> load_network_file(path)
+    Network(input_shape=(6, 6, 1), layers=[ConvLayer(d_out=2, h=3, s=1, p=1, r=2, activation='relu', pool='max'), FullLayer(n_out=3, activation=None)])
+    """
     from ..model_io import network_from_dict
 
     source = os.fspath(path)

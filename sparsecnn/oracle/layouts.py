@@ -82,6 +82,20 @@ class TorchParameter:
     theta_index : ndarray of int64
         PyTorch's shape; entry ``[o, c, r, q]`` (or ``[k, j]``, ``[o]``) is the
         position in ``theta`` of that parameter entry.
+
+    Examples
+    --------
+    Filter 1 of ``W^1`` (``2 x 9``, its 9 columns ``r + 3q``) sits at ``theta[1 + 2 j]``:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> weight = torch_parameters(net)[0]
+    >>> weight.name, weight.symbol, weight.shape, weight.size
+    ('0.weight', 'W^1', (2, 1, 3, 3), 18)
+    >>> weight.theta_index[1, 0]                # [r, q] of filter 1, channel 0
+    array([[ 1,  7, 13],
+           [ 3,  9, 15],
+           [ 5, 11, 17]])
     """
 
     name: str
@@ -96,10 +110,12 @@ class TorchParameter:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """PyTorch's shape of the tensor (OIHW for a conv weight)."""
         return tuple(int(s) for s in self.theta_index.shape)
 
     @property
     def size(self) -> int:
+        """Number of entries of the tensor."""
         return int(self.theta_index.size)
 
 
@@ -187,6 +203,15 @@ def torch_parameters(net: Network, names: Sequence[tuple[str, str]] | None = Non
     -------
     list of TorchParameter
         ``W^1, b^1, ..., W^L, b^L``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> [(p.name, p.shape) for p in torch_parameters(net)]
+    [('0.weight', (2, 1, 3, 3)), ('0.bias', (2,)), ('4.weight', (3, 18)), ('4.bias', (3,))]
+    >>> [p.name for p in torch_parameters(net, names=[("conv.weight", "conv.bias"), ("fc.weight", "fc.bias")])]
+    ['conv.weight', 'conv.bias', 'fc.weight', 'fc.bias']
     """
     names = list(names) if names is not None else torch_module_names(net)
     if len(names) != net.L:
@@ -231,10 +256,33 @@ def theta_to_torch(params: Sequence[TorchParameter], vector: np.ndarray) -> dict
 def torch_to_theta(params: Sequence[TorchParameter], arrays: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """PyTorch parameter arrays ``{name: array}`` as one vector in ``theta``'s order.
 
+    Parameters
+    ----------
+    params : sequence of TorchParameter
+        From :func:`torch_parameters`.
+    arrays : mapping of str to ndarray
+        PyTorch's parameter tensors as arrays, by name (a ``state_dict``).
+    n : int
+        Length of ``theta``.
+
+    Returns
+    -------
+    ndarray of float64, shape ``(n,)``
+
     Raises
     ------
     ShapeError
         If a parameter is missing or has the wrong shape.
+
+    Examples
+    --------
+    The inverse of :func:`theta_to_torch`:
+
+    >>> from sparsecnn import FullLayer, Network
+    >>> net = Network((1, 1, 2), [FullLayer(2)])
+    >>> torch_to_theta(torch_parameters(net), {"1.weight": np.array([[0., 2.], [1., 3.]]),
+    ...                                        "1.bias": np.array([4., 5.])}, net.n_params)
+    array([0., 1., 2., 3., 4., 5.])
     """
     out = np.empty(n, dtype=np.float64)
     for p in params:
@@ -249,7 +297,33 @@ def torch_to_theta(params: Sequence[TorchParameter], arrays: Mapping[str, np.nda
 
 
 def torch_flat_to_theta(params: Sequence[TorchParameter], flat: np.ndarray) -> np.ndarray:
-    """A flat PyTorch vector (``parameters_to_vector`` order) in ``theta``'s order."""
+    """A flat PyTorch vector (``parameters_to_vector`` order) in ``theta``'s order.
+
+    Parameters
+    ----------
+    params : sequence of TorchParameter
+        From :func:`torch_parameters`, in ``named_parameters()`` order.
+    flat : ndarray, shape ``(n,)``
+        Each PyTorch tensor flattened row-major, concatenated.
+
+    Returns
+    -------
+    ndarray of float64, shape ``(n,)``
+
+    Raises
+    ------
+    ShapeError
+        If ``flat`` does not have ``n`` entries.
+
+    Examples
+    --------
+    ``W^1`` is ``2 x 2``: PyTorch flattens it by rows, ``theta`` by columns.
+
+    >>> from sparsecnn import FullLayer, Network
+    >>> net = Network((1, 1, 2), [FullLayer(2)])
+    >>> torch_flat_to_theta(torch_parameters(net), np.array([0., 2., 1., 3., 4., 5.]))
+    array([0., 1., 2., 3., 4., 5.])
+    """
     flat = np.asarray(flat, dtype=np.float64).reshape(-1)
     n = sum(p.size for p in params)
     if flat.size != n:
@@ -270,6 +344,15 @@ class ParameterIndex:
     net : Network
     params : list of TorchParameter, optional
         Default :func:`torch_parameters` of ``net``.
+
+    Examples
+    --------
+    ``W^1`` of ``ConvLayer(2, h=3)`` is ``2 x 9``, so ``theta[18:20]`` is ``b^1``:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> where = ParameterIndex(Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]))
+    >>> where.ours(19), where.torch(19)
+    ('b^1[1]', '0.bias[1]')
     """
 
     def __init__(self, net: Network, params: Sequence[TorchParameter] | None = None) -> None:
@@ -285,11 +368,46 @@ class ParameterIndex:
             self._flat[idx] = np.arange(idx.size)
 
     def layer(self, k: int) -> int:
-        """The layer ``m`` holding ``theta[k]``."""
+        """The layer ``m`` holding ``theta[k]``.
+
+        Parameters
+        ----------
+        k : int
+            A position in ``theta``, ``0..n-1``.
+
+        Returns
+        -------
+        int
+            ``m`` in ``1..L``.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> where = ParameterIndex(Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]))
+        >>> where.layer(0), where.layer(19), where.layer(20)      # layer 1 is theta[0:20]
+        (1, 1, 2)
+        """
         return int(np.searchsorted(self.offsets, k, side="right"))
 
     def ours(self, k: int) -> str:
-        """``"W^m[o, j]"`` or ``"b^m[o]"`` for ``theta[k]``."""
+        """``"W^m[o, j]"`` or ``"b^m[o]"`` for ``theta[k]``.
+
+        Parameters
+        ----------
+        k : int
+            A position in ``theta``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> from sparsecnn import FullLayer, Network
+        >>> where = ParameterIndex(Network((1, 1, 2), [FullLayer(2)]))
+        >>> [where.ours(k) for k in range(6)]
+        ['W^1[0, 0]', 'W^1[1, 0]', 'W^1[0, 1]', 'W^1[1, 1]', 'b^1[0]', 'b^1[1]']
+        """
         m = self.layer(k)
         rows, cols = self.net.layers[m - 1].W_shape
         j = k - int(self.offsets[m - 1])
@@ -298,7 +416,24 @@ class ParameterIndex:
         return f"b^{m}[{j - rows * cols}]"
 
     def torch(self, k: int) -> str:
-        """``"name[multi-index]"`` of ``theta[k]`` in PyTorch's parameters."""
+        """``"name[multi-index]"`` of ``theta[k]`` in PyTorch's parameters.
+
+        Parameters
+        ----------
+        k : int
+            A position in ``theta``.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> from sparsecnn import FullLayer, Network
+        >>> where = ParameterIndex(Network((1, 1, 2), [FullLayer(2)]))
+        >>> [where.torch(k) for k in range(6)]
+        ['1.weight[0, 0]', '1.weight[1, 0]', '1.weight[0, 1]', '1.weight[1, 1]', '1.bias[0]', '1.bias[1]']
+        """
         p = self.params[int(self._param[k])]
         multi = np.unravel_index(int(self._flat[k]), p.shape)
         return f"{p.name}[{', '.join(str(int(i)) for i in multi)}]"

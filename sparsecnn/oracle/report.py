@@ -69,6 +69,12 @@ class WorstEntry:
         In PyTorch's layout, e.g. ``"3.weight[3, 1, 2, 0]"`` or ``"out[i, k]"``.
     ours, theirs : float
         The reference value and the value under test.
+
+    Examples
+    --------
+    >>> entry = WorstEntry("theta[3] = W^1[1, 1]", "0.weight[1, 0, 0, 0]", ours=2.0, theirs=2.5)
+    >>> entry.abs_err
+    0.5
     """
 
     ours_index: str
@@ -78,6 +84,7 @@ class WorstEntry:
 
     @property
     def abs_err(self) -> float:
+        """``|theirs - ours|``."""
         return abs(self.theirs - self.ours)
 
 
@@ -106,6 +113,15 @@ class Comparison:
         The entries with the largest errors, largest first.
     note : str
         Anything the row needs said (for example why a product could not be computed).
+
+    Examples
+    --------
+    Made by :meth:`build` (or :meth:`unavailable`), rarely by hand:
+
+    >>> row = Comparison.build("grad", "b^1", np.array([4.0, 0.0]), np.array([4.0, 1e-6]),
+    ...                        rtol=1e-6, atol=0.0, eps=2.0 ** -23, m=1, torch_name="0.bias")
+    >>> row.passed, row.scale, row.tolerance
+    (True, 4.0, 4e-06)
     """
 
     product: str
@@ -143,6 +159,38 @@ class Comparison:
         ``locate(k)`` names flat entry ``k`` of the block in both layouts;
         ``product_scale`` is the largest reference entry of the whole product
         (default: of this block).
+
+        Parameters
+        ----------
+        product, name : str
+            See the class docstring.
+        ours, theirs : ndarray
+            The reference block and the block under test, same number of entries
+            (for example ``vec(W^m)``, shape ``(d^{m+1} h^m h^m d^m,)``).
+        rtol, atol, eps : float
+            Tolerances; machine epsilon of the implementation under test.
+        m : int, optional
+        torch_name : str
+        product_scale : float, optional
+        k_worst : int
+            How many worst entries to record.
+        locate : callable, optional
+
+        Returns
+        -------
+        Comparison
+
+        Examples
+        --------
+        A block that is zero in the reference is measured against ``SCALE_FLOOR``
+        times the product's largest entry:
+
+        >>> row = Comparison.build("grad", "b^2", np.zeros(3), np.full(3, 1e-9), rtol=1e-6, atol=0.0,
+        ...                        eps=2.0 ** -23, m=2, product_scale=10.0)
+        >>> row.scale, row.passed
+        (0.01, True)
+        >>> row.worst[0]
+        WorstEntry(ours_index='[0]', torch_index='[0]', ours=0.0, theirs=1e-09)
         """
         ours = np.asarray(ours, dtype=np.float64).reshape(-1)
         theirs = np.asarray(theirs, dtype=np.float64).reshape(-1)
@@ -176,7 +224,25 @@ class Comparison:
     @classmethod
     def unavailable(cls, product: str, name: str, note: str, *, rtol: float, atol: float, eps: float
                     ) -> Comparison:
-        """A row that could not be computed (it fails, saying why)."""
+        """A row that could not be computed (it fails, saying why).
+
+        Parameters
+        ----------
+        product, name, note : str
+        rtol, atol, eps : float
+
+        Returns
+        -------
+        Comparison
+            ``passed`` False, infinite errors, no entries.
+
+        Examples
+        --------
+        >>> row = Comparison.unavailable("Gv", "J v", "the model has no second derivative",
+        ...                              rtol=1e-6, atol=0.0, eps=2.0 ** -23)
+        >>> row.passed, row.abs_err, row.note
+        (False, inf, 'the model has no second derivative')
+        """
         return cls(product, name, None, "", 0, np.inf, np.inf, 0.0, rtol, atol, eps, False, [], note)
 
 
@@ -200,6 +266,12 @@ class TieInfo:
         Largest ``(max of window - value at the model's winner) / max |sigma(S^m)|``
         over the differing windows; nonzero where the model, computing in lower
         precision, saw a different maximum than the float64 reference (near-ties).
+
+    Examples
+    --------
+    >>> ties = TieInfo(m=1, windows=72, differ=3, exact=2, max_gap=1e-8)
+    >>> ties.near
+    1
     """
 
     m: int
@@ -231,7 +303,13 @@ def _fmt_eps(x: float) -> str:
 
 
 def eps_name(eps: float) -> str:
-    """``"eps32"``, ``"eps64"`` or the value."""
+    """``"eps32"``, ``"eps64"`` or the value.
+
+    Examples
+    --------
+    >>> eps_name(2.0 ** -23), eps_name(2.0 ** -52), eps_name(1e-3)
+    ('eps32', 'eps64', 'eps=0.001')
+    """
     if eps == float(np.finfo(np.float32).eps):
         return "eps32"
     if eps == float(np.finfo(np.float64).eps):
@@ -261,6 +339,20 @@ class CheckReport:
         What the check used, to reproduce it: ``"X"`` (sparsecnn's layout), ``"y"``,
         ``"theta"``, ``"v"`` (``theta``'s order), ``"u"`` (``(n_L, l)``) and the
         winners ``"winners/<m>"`` that built ``P_pool``.
+
+    Examples
+    --------
+    Usually returned by :func:`~sparsecnn.oracle.check`; here two gradient rows, the
+    second off by 0.5:
+
+    >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+    ...                          atol=0.0, eps=2.0 ** -23, m=m)
+    ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+    >>> report = CheckReport(rows)
+    >>> report.passed, report.first_failing_layer()
+    (False, 1)
+    >>> print(report.verdict())
+    FAILED: 1 of 2 rows; first failure in backward order: grad W^1 (layer 1), max rel err 2.50e-01 (2.10e+06 eps32), abs err 5.00e-01 > tolerance 2.00e-06
     """
 
     rows: list[Comparison]
@@ -282,39 +374,152 @@ class CheckReport:
         return any(t.differ for t in self.ties)
 
     def failures(self) -> list[Comparison]:
-        """The failing rows, in report order (backward order within each product)."""
+        """The failing rows, in report order (backward order within each product).
+
+        Returns
+        -------
+        list of Comparison
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> [row.name for row in report.failures()]
+        ['W^1']
+        """
         return [r for r in self.rows if not r.passed]
 
     def first_failure(self, product: str | None = None) -> Comparison | None:
-        """The first failing row (of ``product``, if given), or None."""
+        """The first failing row (of ``product``, if given), or None.
+
+        Parameters
+        ----------
+        product : str, optional
+            ``"output"``, ``"f"``, ``"grad"``, ``"Jv"``, ``"JTv"`` or ``"Gv"``.
+
+        Returns
+        -------
+        Comparison or None
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> report.first_failure().name, report.first_failure("Gv")
+        ('W^1', None)
+        """
         for r in self.rows:
             if not r.passed and (product is None or r.product == product):
                 return r
         return None
 
     def first_failing_layer(self, product: str = "grad") -> int | None:
-        """The layer of the first failing parameter block of ``product`` (None if all its blocks pass)."""
+        """The layer of the first failing parameter block of ``product`` (None if all its blocks pass).
+
+        Rows run from layer ``L`` down to 1, so this is the layer where an error of
+        the backward pass first shows.
+
+        Parameters
+        ----------
+        product : str
+
+        Returns
+        -------
+        int or None
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> report.first_failing_layer(), report.first_failing_layer("Jv")
+        (1, None)
+        """
         for r in self.rows:
             if r.product == product and r.m is not None and not r.passed:
                 return r.m
         return None
 
     def row(self, product: str, name: str) -> Comparison:
-        """The row of ``product`` named ``name`` (e.g. ``report.row("grad", "W^2")``)."""
+        """The row of ``product`` named ``name`` (e.g. ``report.row("grad", "W^2")``).
+
+        Parameters
+        ----------
+        product, name : str
+
+        Returns
+        -------
+        Comparison
+
+        Raises
+        ------
+        KeyError
+            If there is no such row (the message lists the rows).
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> report.row("grad", "W^2").passed
+        True
+        """
         for r in self.rows:
             if r.product == product and r.name == name:
                 return r
         raise KeyError(f"no row {product} {name}; rows: {[(r.product, r.name) for r in self.rows]}")
 
     def raise_if_failed(self) -> CheckReport:
-        """Raise :class:`OracleMismatch` (its message the report) unless every row passed."""
+        """Raise :class:`OracleMismatch` (its message the report) unless every row passed.
+
+        Returns
+        -------
+        CheckReport
+            ``self``, when every row passed.
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> CheckReport(rows[:1]).raise_if_failed().passed
+        True
+        >>> try:
+        ...     report.raise_if_failed()
+        ... except OracleMismatch as err:
+        ...     print(err.report is report, str(err).splitlines()[-1][:19])
+        True FAILED: 1 of 2 rows
+        """
         if not self.passed:
             raise OracleMismatch(self)
         return self
 
     # text -------------------------------------------------------------------
     def table(self) -> str:
-        """The rows as an aligned text table."""
+        """The rows as an aligned text table.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> print(report.table())
+        product  block  layer  torch  entries  max abs err  max rel err  rel [eps32]  tolerance  status
+        grad     W^2    2      -            2            0            0            0   2.00e-06  ok
+        grad     W^1    1      -            2     5.00e-01     2.50e-01     2.10e+06   2.00e-06  FAIL
+        """
         eps = {eps_name(r.eps) for r in self.rows}
         unit = eps.pop() if len(eps) == 1 else "eps"
         head = ("product", "block", "layer", "torch", "entries", "max abs err", "max rel err",
@@ -335,7 +540,27 @@ class CheckReport:
         return "\n".join(out)
 
     def worst_entries(self, rows: Sequence[Comparison] | None = None) -> str:
-        """The worst entries of ``rows`` (default: the failing rows), both layouts and both values."""
+        """The worst entries of ``rows`` (default: the failing rows), both layouts and both values.
+
+        Parameters
+        ----------
+        rows : sequence of Comparison, optional
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> print(report.worst_entries())
+        worst entries of grad W^1:
+          sparsecnn  torch  ours  theirs   abs err
+          [1]        [1]       2     2.5  5.00e-01
+        """
         rows = self.failures() if rows is None else rows
         out: list[str] = []
         for r in rows:
@@ -355,7 +580,22 @@ class CheckReport:
         return "\n".join(out)
 
     def ties_summary(self) -> str:
-        """One line per max-pooling layer about ties (empty when there is none)."""
+        """One line per max-pooling layer about ties (empty when there is none).
+
+        Returns
+        -------
+        str
+            A header naming where ``P_pool``'s winners came from, then one line per layer.
+
+        Examples
+        --------
+        >>> report = CheckReport([], ties=[TieInfo(1, 72, 0, 0, 0.0), TieInfo(2, 8, 1, 1, 0.0)],
+        ...                      use_model_winners=True)
+        >>> print(report.ties_summary())
+        max pooling: P_pool built from the model's winners (PyTorch max_pool2d, return_indices=True)
+          layer 1: no ties (72 windows; both argmax rules agree)
+          layer 2: ties present: 1 of 8 windows won by different entries (1 exact ties)
+        """
         if not self.ties:
             return ""
         lines = []
@@ -378,7 +618,23 @@ class CheckReport:
         return "\n".join(lines)
 
     def verdict(self) -> str:
-        """``"PASSED"`` or ``"FAILED: ..."`` naming the first failing row."""
+        """``"PASSED"`` or ``"FAILED: ..."`` naming the first failing row.
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> rows = [Comparison.build("grad", name, np.array([1.0, 2.0]), np.array([1.0, theirs]), rtol=1e-6,
+        ...                          atol=0.0, eps=2.0 ** -23, m=m)
+        ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
+        >>> report = CheckReport(rows)
+        >>> CheckReport(rows[:1]).verdict()
+        'PASSED: 1 rows within tolerance'
+        >>> report.verdict()[:56]
+        'FAILED: 1 of 2 rows; first failure in backward order: gr'
+        """
         if self.passed:
             return f"PASSED: {len(self.rows)} rows within tolerance"
         first = self.first_failure()

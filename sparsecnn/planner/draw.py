@@ -47,7 +47,34 @@ def _fmt(n: int) -> str:
 
 
 def explain_table(plan: Plan) -> str:
-    """The text of :meth:`Plan.explain`: one row per quantity the backward pass reads."""
+    """The text of :meth:`Plan.explain`: one row per quantity the backward pass reads.
+
+    A header line (bytes kept per instance against ``"store-all"``, flops recomputed
+    per instance), then a table of the kept and recomputed quantities and the
+    ``dxi/dS^m`` of the backward pass, each with its slide symbol, shape (such as
+    ``d^{m+1} x a^m_conv b^m_conv``), dtype, bytes, status and recipe; then one note
+    per layer on how ``sigma'(S^m)`` is obtained.
+
+    Parameters
+    ----------
+    plan : Plan
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> plan = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]).plan("slides")
+    >>> table = explain_table(plan)
+    >>> print(table.splitlines()[0])
+    Plan 'slides': keeps 186 bytes per instance (store-all 3,354: 5.5%); recomputes 378 flops per instance
+    >>> [line.split()[0] for line in table.splitlines()[2:10]]
+    ['pad1', 'phi1', 'pool1', 'dsigmaZ1', 'Z2', 'dS1', 'Z3', 'dS2']
+    >>> print(table.splitlines()[-1])
+    layer 1: relu with max pooling: equation (6) reads sigma'(S^1) at the winners from Z^2, so S^1 is not needed (rule 1)
+    """
     G = plan.graph
     sa = plan.store_all_bytes
     share = f"{100.0 * plan.bytes_per_instance / sa:.1f}%" if sa else "-"
@@ -120,7 +147,37 @@ def _positions(G: nx.DiGraph) -> dict[str, tuple[float, float]]:
             pos[n] = (float(order.get(prefix, 9)), -float(a["group"]))
     return pos
 def draw_plan(plan: Plan, ax: Any = None, *, with_labels: bool = True, font_size: float = 6.0) -> Any:
-    """Draw :attr:`Plan.graph` on ``ax`` (a new figure when ``None``); returns the axes."""
+    """Draw :attr:`Plan.graph` on ``ax`` (a new figure when ``None``); returns the axes.
+
+    One row per layer: forward quantities (``pad(Z^m)``, ``phi(pad(Z^m))``, ``S^m``, ...)
+    on the left, the backward pass on the right; nodes are coloured by status
+    (:data:`STATUS_COLORS`), the edges the plan uses are solid.  Needs matplotlib.
+
+    Parameters
+    ----------
+    plan : Plan
+    ax : matplotlib Axes, optional
+    with_labels : bool
+        Write the node names.
+    font_size : float
+        Size of the node names.
+
+    Returns
+    -------
+    matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> plan = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]).plan("slides")
+    >>> ax = draw_plan(plan)
+    >>> ax.get_title()
+    "plan 'slides': 186 bytes/instance kept, 378 flops/instance recomputed"
+    >>> plt.close(ax.figure)
+    """
     import matplotlib.pyplot as plt
 
     G = plan.graph
@@ -152,7 +209,29 @@ def _q(s: object) -> str:
 
 
 def to_dot(plan: Plan) -> str:
-    """:attr:`Plan.graph` as Graphviz DOT: nodes coloured by status, the edges the backward pass uses solid."""
+    """:attr:`Plan.graph` as Graphviz DOT: nodes coloured by status, the edges the backward pass uses solid.
+
+    Each node carries its name, slide symbol, shape, dtype and bytes per instance;
+    each edge its rule, equation and flops.  Render with ``dot -Tsvg``.
+
+    Parameters
+    ----------
+    plan : Plan
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> plan = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]).plan("slides")
+    >>> dot = to_dot(plan)
+    >>> dot.splitlines()[0], dot.splitlines()[-1]
+    ('digraph plan {', '}')
+    >>> print(next(line for line in dot.splitlines() if line.startswith('  "Z1" [')))
+      "Z1" [label="Z1\\nZ^1 = X\\n1x36 float64, 288 B", fillcolor="#9e9e9e", status="input", bytes=288];
+    """
     G = plan.graph
     lines = ["digraph plan {", "  rankdir=TB;", '  node [shape=box, style="rounded,filled", fontsize=10];',
              f"  label={_q('plan ' + _policy_text(plan) + f': {plan.bytes_per_instance} bytes/instance kept, ' + f'{plan.recompute_flops_per_instance} flops/instance recomputed')};"]

@@ -70,7 +70,29 @@ def winner_offsets(ly: ConvShape, winners: np.ndarray) -> np.ndarray:
 
 
 def winner_positions(ly: ConvShape, offsets: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`winner_offsets`: positions in ``vec(sigma(S^m))`` (int32)."""
+    """Inverse of :func:`winner_offsets`: positions in ``vec(sigma(S^m))`` (int32).
+
+    Parameters
+    ----------
+    ly : ConvShape
+    offsets : integer ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+        Offsets ``k = dr + r dq`` of the winners inside their windows.
+
+    Returns
+    -------
+    int32 ndarray, same shape: the winners as :meth:`ConvShape.winners` gives them.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> ly = Network((4, 4, 1), [ConvLayer(1, h=1, r=2), FullLayer(2)]).layers[0]
+    >>> k = np.array([[3], [3], [3], [2]], dtype=np.uint8)      # the slides' 4x4 example
+    >>> winner_positions(ly, k).ravel().tolist()
+    [5, 7, 13, 14]
+    >>> w = ly.winners(np.random.default_rng(0).standard_normal((16, 5)))
+    >>> np.array_equal(winner_positions(ly, winner_offsets(ly, w)), w)
+    True
+    """
     d, a_conv, r = ly.d_out, ly.a_conv, ly.spec.r
     k = np.arange(r * r)
     lut = d * (k % r) + d * a_conv * (k // r)
@@ -100,6 +122,28 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
 
     Returns ``(z^{L+1}, kept)``; ``kept`` maps each retained name to its array
     (``"Z{L+1}"`` is the output itself).
+
+    Parameters
+    ----------
+    net : Network
+    plan : Plan
+        Made for ``net`` (:meth:`sparsecnn.Network.plan`).
+    Ws, bs : list of ndarray
+        ``W^m`` and ``b^m`` at index ``m - 1`` (:meth:`sparsecnn.Network.unpack`).
+    X : ndarray, shape ``(d^1 a^1 b^1, l)``
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> plan, theta = net.plan("min-memory"), net.init_params(seed=0)
+    >>> Ws, bs = net.unpack(theta)
+    >>> X = np.random.default_rng(0).random((16, 3))
+    >>> out, kept = forward_planned(net, plan, Ws, bs, X)
+    >>> plan.retained, kept["pool1"].dtype        # winners as offsets in their 2 x 2 window
+    (('pool1', 'Z2', 'Z3'), dtype('uint8'))
+    >>> kept["Z3"] is out, np.allclose(out, net.output(theta, X))
+    (True, True)
     """
     keep = set(plan.retained)
     kept: dict[str, np.ndarray] = {}
@@ -118,13 +162,12 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
         put(f"S{m}", S)
         if f"dsigma{m}" in keep:
             kept[f"dsigma{m}"] = _store_dsigma(ly, S)
-        A = ly.sigma.sigma(S)                                     # sigma(S^m)
+        # vec(Z^{m+1}) = P_pool vec(sigma(S^m)), in the network's order (Network.activate_order)
+        Z, winners = ly.activate_pool(S, order=net.activate_order)
         del S
-        winners = ly.winners(A)
         if winners is not None and f"pool{m}" in keep:
             kept[f"pool{m}"] = winner_offsets(ly, winners)
-        Z = ly.pool(A, winners)                                   # P_pool vec(sigma(S^m))
-        del A, winners
+        del winners
         put(f"Z{m + 1}", Z)
     for fl in net.full:
         m = fl.m
@@ -227,6 +270,39 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
     """Backward pass for one batch from ``dZ = dxi/dz^{L+1}``, following ``plan``.
 
     Returns ``(dWs, dbs)`` as :meth:`sparsecnn.Network._backward` does.
+
+    Parameters
+    ----------
+    net : Network
+    plan : Plan
+        The plan :func:`forward_planned` followed.
+    Ws : list of ndarray
+        ``W^m`` at index ``m - 1``.
+    bs : list of ndarray or None
+        ``b^m``; needed only where the plan recomputes ``S^m`` by a GEMM.
+    X : ndarray or None
+        The batch's input ``Z^1``; needed only where the plan rebuilds from it.
+    kept : dict of str to ndarray
+        What :func:`forward_planned` kept.
+    dZ : ndarray, shape ``(n_L, l)``
+        ``dxi/dz^{L+1,i}`` in column ``i``.
+
+    Examples
+    --------
+    The gradients of ``sum_i dZ_i^T z^{L+1,i}`` are ``J^T dZ``:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> plan, theta = net.plan("min-memory"), net.init_params(seed=0)
+    >>> Ws, bs = net.unpack(theta)
+    >>> X = np.random.default_rng(0).random((16, 3))
+    >>> _, kept = forward_planned(net, plan, Ws, bs, X)
+    >>> dZ = np.random.default_rng(1).standard_normal((3, 3))
+    >>> dWs, dbs = backward_planned(net, plan, Ws, bs, X, kept, dZ)
+    >>> [dW.shape for dW in dWs], [db.shape for db in dbs]
+    ([(2, 9), (3, 8)], [(2,), (3,)])
+    >>> np.allclose(net.pack(dWs, dbs), net.JTv(theta, X, dZ))
+    True
     """
     st = _Store(net, plan, Ws, bs, X, kept)
     L = net.L

@@ -99,6 +99,19 @@ class Recipe:
         Work of the backward pass proper (not recomputation of a forward quantity).
     recovery : bool
         An alternative way to obtain a quantity (a recovery rule), not the forward pass's own edge.
+
+    Examples
+    --------
+    ``S^1 = W^1 phi(pad(Z^1)) + b^1 1^T`` of ``ConvLayer(2, h=3, p=1)`` on a ``6 x 6 x 1``
+    image is a GEMM of ``2 x 9`` by ``9 x 36``: ``2 * 2 * 9 * 36 = 1296`` flops.
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> G = build_graph(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]))
+    >>> (recipe,) = recipes_for(G, "S1")
+    >>> recipe.id, recipe.inputs, recipe.op, recipe.flops
+    ('S1:S_conv', ('phi1', 'W1'), 'gemm', 1296)
+    >>> recipe.equation
+    'S^1 = W^1 phi(pad(Z^1)) + b^1 1^T'
     """
 
     id: str
@@ -113,7 +126,29 @@ class Recipe:
 
 
 def recipes_for(G: nx.DiGraph, node: str) -> list[Recipe]:
-    """The recipes that produce ``node`` (empty for inputs, parameters and ``Z^{L+1}``'s loss)."""
+    """The recipes that produce ``node`` (empty for inputs, parameters and ``Z^{L+1}``'s loss).
+
+    Parameters
+    ----------
+    G : networkx.DiGraph
+        A graph from :func:`build_graph`.
+    node : str
+        A node name such as ``"phi1"`` or ``"dS2"``.
+
+    Returns
+    -------
+    list of Recipe
+        More than one where a recovery rule offers an alternative.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> G = build_graph(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]))
+    >>> recipes_for(G, "Z1")
+    []
+    >>> [(r.rule, r.inputs) for r in recipes_for(G, "dS1")]
+    [('eq5', ('dA1', 'dsigma1')), ('eq6', ('dZ2', 'dsigmaZ1', 'pool1'))]
+    """
     return [G.graph["recipes"][rid] for rid in G.graph["by_output"].get(node, [])]
 
 
@@ -319,6 +354,15 @@ def build_graph(net: object) -> nx.DiGraph:
         ``G.graph`` also holds ``"recipes"`` (id to :class:`Recipe`),
         ``"by_output"`` (node to recipe ids), ``"L"`` and ``"groups"`` (layer
         ``m`` to the quantities its forward pass produces that a plan may keep).
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> G = build_graph(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]))
+    >>> G.number_of_nodes(), G.graph["L"], G.graph["groups"]
+    (22, 2, {1: ['phi1', 'S1', 'Z2', 'pool1', 'dsigma1'], 2: ['S2', 'Z3']})
+    >>> G.nodes["S1"]["shape_text"], G.nodes["Z2"]["shape_text"]
+    ('d^2 x a_conv b_conv = 2 x 36', 'd^2 x a^2 b^2 = 2 x 9')
     """
     b = _Builder(net)
     a1, b1, d1 = net.input_shape  # type: ignore[attr-defined]

@@ -220,7 +220,27 @@ def _closure(G: nx.DiGraph, m: int, kept: frozenset[str], assign: dict[str, Reci
 
 
 def pareto_front(partials: Sequence[_Partial]) -> list[_Partial]:
-    """The plans no other plan beats on both bytes and cost, sorted by bytes."""
+    """The plans no other plan beats on both bytes and cost, sorted by bytes.
+
+    Parameters
+    ----------
+    partials : sequence of _Partial
+        Candidate (partial) plans, each with ``nbytes`` kept per instance and ``cost``
+        ``(recompute flops, backward flops)`` per instance.
+
+    Returns
+    -------
+    list of _Partial
+        Increasing ``nbytes`` and strictly decreasing ``cost``; among equal
+        ``nbytes`` the cheapest.
+
+    Examples
+    --------
+    >>> candidates = [_Partial(100, (50, 0), ()), _Partial(80, (90, 0), ()),
+    ...               _Partial(120, (60, 0), ()), _Partial(80, (70, 0), ())]
+    >>> [(p.nbytes, p.cost) for p in pareto_front(candidates)]
+    [(80, (70, 0)), (100, (50, 0))]
+    """
     out: list[_Partial] = []
     for p in sorted(partials, key=lambda p: (p.nbytes, p.cost)):
         if not out or p.cost < out[-1].cost:
@@ -298,12 +318,42 @@ class Plan:
     store_all_bytes: int = field(default=0, repr=False)
 
     def recipe(self, name: str) -> Recipe:
-        """The :class:`~sparsecnn.planner.graph.Recipe` the backward pass uses for ``name``."""
+        """The :class:`~sparsecnn.planner.graph.Recipe` the backward pass uses for ``name``.
+
+        Parameters
+        ----------
+        name : str
+            A recomputed or backward quantity, such as ``"phi1"`` or ``"dS1"``.
+
+        Returns
+        -------
+        Recipe
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> plan = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]).plan("slides")
+        >>> r = plan.recipe("phi1")
+        >>> r.inputs, r.op, r.flops                    # nnz of P_phi^1: h h d^1 a_conv b_conv = 9 * 36
+        (('pad1',), 'sparse', 324)
+        """
         recipe: Recipe = self.graph.graph["recipes"][self.recipes[name]]
         return recipe
 
     def recomputed(self) -> tuple[str, ...]:
-        """Forward quantities rebuilt in the backward pass, in layer order."""
+        """Forward quantities rebuilt in the backward pass, in layer order.
+
+        Returns
+        -------
+        tuple of str
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> net.plan("slides").recomputed()          # pad(Z^1), phi(pad(Z^1)) and (6)'s mask
+        ('dsigmaZ1', 'pad1', 'phi1')
+        """
         G = self.graph
         names = [n for n, a in G.nodes(data=True) if a.get("status") == "recomputed"]
         return tuple(sorted(names, key=lambda n: (G.nodes[n]["group"], n)))
@@ -339,6 +389,29 @@ class Plan:
         Kept quantities are green, recomputed ones orange, the backward pass
         blue, quantities dropped after the forward pass grey; the edges the
         backward pass uses are solid, the other recipes dashed.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw; a new figure when ``None``.
+        **kwargs
+            Passed to :func:`~sparsecnn.planner.draw.draw_plan` (``with_labels``, ``font_size``).
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Examples
+        --------
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> fig, ax = plt.subplots()
+        >>> plan = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]).plan("min-memory")
+        >>> plan.draw(ax, with_labels=False) is ax
+        True
+        >>> plt.close(fig)
         """
         from .draw import draw_plan
 
@@ -376,10 +449,34 @@ def _check_policy(policy: object) -> str | float:
 def make_plan(net: Any, policy: str | float) -> Plan:
     """The plan of ``net`` for ``policy`` (see the module docstring); same as ``net.plan(policy)``.
 
+    Parameters
+    ----------
+    net : Network
+    policy : {"store-all", "slides", "min-memory"} or float
+        A named policy, or a byte budget per instance.
+
+    Returns
+    -------
+    Plan
+
     Raises
     ------
     BudgetError
         A byte budget below the smallest feasible one (the message names it).
+
+    Examples
+    --------
+    On ``6 x 6 x 1`` images, ``Z^2`` is ``2 x 9`` (144 bytes), the winners 18 ``uint8``
+    offsets and ``z^3`` 3 floats (24 bytes):
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> make_plan(net, "min-memory")
+    Plan(policy='min-memory', retained=('pool1', 'Z2', 'Z3'), bytes_per_instance=186, recompute_flops_per_instance=378, backward_flops_per_instance=1626)
+    >>> make_plan(net, 10)
+    Traceback (most recent call last):
+    ...
+    sparsecnn.planner.plan.BudgetError: no plan keeps at most 10 bytes per instance; the smallest feasible budget is 24 bytes per instance (keeping Z3 and recomputing the rest from X)
     """
     policy = _check_policy(policy)
     G = build_graph(net)

@@ -121,6 +121,24 @@ def sigma_prime_from_next_Z(ly: Layer) -> bool:
     function of ``sigma`` (``Activation.dsigma_from_output``).  With max
     pooling the same, at the winners (equation (6)).  With average pooling
     only the identity (rule 3); this is ``ConvShape.eq6_valid``.
+
+    Parameters
+    ----------
+    ly : ConvShape or FullShape
+        Layer ``m`` of a built network (``net.layers[m-1]``).
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2),
+    ...                           ConvLayer(2, h=1, r=3, activation="sigmoid", pool="avg"),
+    ...                           FullLayer(4, activation="tanh"), FullLayer(3)])
+    >>> [sigma_prime_from_next_Z(ly) for ly in net.layers]
+    [True, False, True, True]
     """
     if isinstance(ly, FullShape) or not ly.pools:
         return ly.sigma.dsigma_from_output is not None
@@ -128,18 +146,77 @@ def sigma_prime_from_next_Z(ly: Layer) -> bool:
 
 
 def dsigma_dtype(ly: Layer) -> np.dtype:
-    """The smallest exact dtype of a kept ``sigma'(S^m)`` (rule 7): ``bool`` or ``float64``."""
+    """The smallest exact dtype of a kept ``sigma'(S^m)`` (rule 7): ``bool`` or ``float64``.
+
+    Parameters
+    ----------
+    ly : ConvShape or FullShape
+
+    Returns
+    -------
+    numpy.dtype
+        ``bool`` for the activations of :data:`BOOL_DSIGMA` (ReLU, leaky ReLU), whose
+        ``sigma'`` is fixed by ``S > 0``; ``float64`` otherwise.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2, activation="leaky_relu"),
+    ...                           FullLayer(4, activation="tanh"), FullLayer(3)])
+    >>> [dsigma_dtype(ly) for ly in net.layers]
+    [dtype('bool'), dtype('float64'), dtype('float64')]
+    """
     return np.dtype(bool) if ly.sigma.name in BOOL_DSIGMA else np.dtype(np.float64)
 
 
 def dsigma_bytes(ly: Layer) -> int:
-    """Bytes per instance of a kept ``sigma'(S^m)``: one entry per entry of ``S^m``."""
+    """Bytes per instance of a kept ``sigma'(S^m)``: one entry per entry of ``S^m``.
+
+    ``S^{m,i}`` has ``d^{m+1} a^m_conv b^m_conv`` entries in a conv layer and
+    ``n_{m+1}`` in a full layer; each takes ``dsigma_dtype(ly).itemsize`` bytes.
+
+    Parameters
+    ----------
+    ly : ConvShape or FullShape
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    ``S^1`` of ``ConvLayer(2, h=3, p=1)`` on a ``6 x 6 x 1`` image is ``2 x 36``:
+
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(4, activation="tanh"),
+    ...                           FullLayer(3)])
+    >>> [dsigma_bytes(ly) for ly in net.layers]          # bool, then float64
+    [72, 32, 24]
+    """
     n = ly.n_S if isinstance(ly, ConvShape) else ly.n_out
     return n * dsigma_dtype(ly).itemsize
 
 
 def has_winners(ly: Layer) -> bool:
-    """Whether layer ``m`` has max-pooling winners (a data-dependent ``P_pool^{m,i}``)."""
+    """Whether layer ``m`` has max-pooling winners (a data-dependent ``P_pool^{m,i}``).
+
+    Parameters
+    ----------
+    ly : ConvShape or FullShape
+
+    Returns
+    -------
+    bool
+        True for a conv layer with max pooling and ``r^m > 1``.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), ConvLayer(2, h=1, r=1),
+    ...                           ConvLayer(2, h=1, r=3, pool="avg"), FullLayer(3)])
+    >>> [has_winners(ly) for ly in net.layers]
+    [True, False, False, False]
+    """
     return isinstance(ly, ConvShape) and ly.max_pools
 
 

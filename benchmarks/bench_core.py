@@ -11,26 +11,28 @@ Rows (each the median of ``--repeats`` runs after a warm-up, all rows timed
 round robin so that a change in the machine's load touches every row alike):
 
 - ``sparsecnn net.objective``: ``f`` and its gradient over all the images,
-  ``C = inf``, at each ``--batch`` (float64: ``Network`` computes in float64);
-- ``sparsecnn layers``: the same function and gradient driven through the
-  layer methods directly (``ConvShape.phi``, ``S``, ``activate_pool``,
-  ``pool_T``, ``S_T``, ``phi_T``; ``FullShape.s``, ``s_T``), with the wiring
-  recommended for ``network.py`` (work buffers reused across batches,
-  ReLU after max pooling, no ``dxi/dphi`` for the first layer, fused masks),
-  in float64 and float32 -- the layer methods keep the dtype of their input;
+  ``C = inf``, at each ``--batch`` and ``--dtype`` (``net.objective(...,
+  dtype=...)``; float32 products, float64 sums), with the network's defaults:
+  work buffers kept between calls, max pooling before ReLU;
+- ``sparsecnn plan=<policy>``: the same in float64 at the first ``--batch``,
+  keeping what each planner policy keeps (``store-all``, ``slides``,
+  ``min-memory``): the memory columns show what each keeps;
 - ``torch``: the same network as an ``nn.Sequential`` with the same
   parameters, forward, squared loss, backward, per batch, in float64 and
   float32 (``torch.set_num_threads(--threads)``);
 - ``G v`` on ``--gv-images`` images: ``Network.gauss_newton(theta, X) @ v``
-  against ``torch.func`` (``jvp`` then ``vjp``), where ``gauss_newton`` exists.
+  against ``torch.func`` (``jvp`` then ``vjp``), in float64 and float32.
 
 Then the peak memory of each row (tracemalloc's peak for numpy's allocations,
 and the peak resident set size sampled every millisecond above its level
 before the run, which also sees PyTorch's allocations), and a per-operator
-profile of ``net.objective`` (time inside each layer method: im2col products
-``phi``/``phi_T``, pooling ``winners``/``pool``/``pool_T``, GEMMs
-``S``/``S_T``/``s``/``s_T``, elementwise ``sigma``/``sigma'``; the rest of the
-network's code is "other").
+profile of ``net.objective`` in float64: time inside each layer method
+(``conv_forward``: the ``P_phi P_pad`` gather and the GEMMs ``W phi_j``, one
+sweep; ``conv_backward``: the GEMMs ``dS_j phi_j^T``, ``W^T dS_j`` and the
+``P^T`` scatter; pooling ``winners``/``pool``/``pool_T``; full-layer GEMMs
+``s``/``s_T``; elementwise ``sigma`` and the mask products), with the sweeps
+split into im2col products and GEMMs by timing ``phi``/``phi_T`` and
+``S``/``S_T`` apart on the same batch.
 
 The gradients of every row are compared with PyTorch's (relative 2-norm
 difference), so a fast wrong answer shows.
@@ -212,90 +214,6 @@ def torch_fg(model: Any, x: Any, Y: Any, batch: int) -> Callable[[], float]:
     return run
 
 
-# ---------------------------------------------------------- sparsecnn, layers
-class Buffers:
-    """Work buffers by name, reused across batches of the same size (the driver's, not the layers')."""
-
-    def __init__(self) -> None:
-        self.store: dict[tuple[str, tuple[int, ...], str], np.ndarray] = {}
-
-    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
-        key = (name, shape, np.dtype(dtype).str)
-        arr = self.store.get(key)
-        if arr is None:
-            arr = self.store[key] = np.empty(shape, dtype=dtype)
-        return arr
-
-
-def layers_fg(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, batch: int,
-              dtype: Any = np.float64, *, reuse: bool = True, order: str = "pool-first",
-              fused: bool = True, buffers: Buffers | None = None) -> tuple[float, np.ndarray]:
-    """``f`` and its gradient (``C = inf``) driven through the layer methods, store-all.
-
-    The wiring recommended for ``network.py``: ``out=`` buffers reused across
-    batches (``reuse``), ``activate_pool(order=...)``, ``conv_forward`` and
-    ``conv_backward`` (``fused``; else ``phi``, ``S``, ``S_T(need_dPhi=m > 1)``,
-    ``phi_T``), equation (6) with the one-pass mask product
-    ``Activation.backprop_from_output``.
-    """
-    Ws, bs = net.unpack(theta)
-    Ws = [np.asarray(W, dtype=dtype) for W in Ws]
-    bs = [np.asarray(b, dtype=dtype) for b in bs]
-    l_total = X.shape[1]
-    buf = buffers if (buffers is not None and reuse) else Buffers()
-    grad = np.zeros(net.n_params)
-    f_sum = 0.0
-    for start in range(0, l_total, batch):
-        Xb = np.ascontiguousarray(X[:, start:start + batch], dtype=dtype)
-        lb = Xb.shape[1]
-        kept: dict[str, Any] = {}
-        Z = Xb
-        for ly in net.conv:
-            m = ly.m
-            out_phi = buf.get(f"phi{m}", (ly.hhd * ly.n_pos, lb), dtype)
-            out_S = buf.get(f"S{m}", (ly.n_S, lb), dtype)
-            if fused:
-                Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S)
-            else:
-                Phi = ly.phi(Z, out=out_phi)
-                S = ly.S(Ws[m - 1], bs[m - 1], Phi, out=out_S)
-            Znext, winners = ly.activate_pool(S, order=order)
-            kept[f"Z{m}"], kept[f"phi{m}"], kept[f"pool{m}"] = Z, Phi, winners
-            Z = Znext
-        for fl in net.full:
-            m = fl.m
-            s = fl.s(Ws[m - 1], bs[m - 1], Z)
-            kept[f"Z{m}"], kept[f"S{m}"] = Z, s
-            Z = fl.sigma.sigma(s)
-        diff = Z.astype(np.float64)
-        diff[y[start:start + batch], np.arange(lb)] -= 1.0
-        f_sum += float(np.einsum("ij,ij->", diff, diff))
-        dZ = ((2.0 / l_total) * diff).astype(dtype)
-        dWs: list[np.ndarray] = [np.empty(0)] * net.L
-        dbs: list[np.ndarray] = [np.empty(0)] * net.L
-        for fl in reversed(net.full):
-            m = fl.m
-            ds = dZ * fl.sigma.dsigma(kept[f"S{m}"])
-            dWs[m - 1], dbs[m - 1], dZ = fl.s_T(Ws[m - 1], kept[f"Z{m}"], ds)
-        for ly in reversed(net.conv):
-            m = ly.m
-            Znext = kept[f"Z{m + 1}"]
-            dS = ly.pool_T(ly.sigma.backprop_from_output(dZ, Znext), kept[f"pool{m}"],
-                           out=buf.get(f"dS{m}", (ly.n_S, lb), dtype))
-            dZ_out = buf.get(f"dZ{m}", (ly.n_in, lb), dtype) if m > 1 else None
-            if fused:
-                dWs[m - 1], dbs[m - 1], dZ = ly.conv_backward(Ws[m - 1], kept[f"phi{m}"], dS,
-                                                              need_dZ=m > 1, out=dZ_out)
-                continue
-            dPhi_out = buf.get(f"dphi{m}", (ly.hhd * ly.n_pos, lb), dtype) if m > 1 else None
-            dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], kept[f"phi{m}"], dS, need_dPhi=m > 1,
-                                                  out=dPhi_out)
-            if dPhi is not None:
-                dZ = ly.phi_T(dPhi, out=dZ_out)
-        grad += net.pack(dWs, dbs)
-    return f_sum / l_total, grad
-
-
 # ----------------------------------------------------------------- measuring
 class RSSPeak:
     """Peak resident set size above the level at the start, sampled every millisecond."""
@@ -334,11 +252,16 @@ class RSSPeak:
         return self.peak - self.start
 
 
-def peak_memory(fn: Callable[[], object]) -> tuple[int, int]:
-    """(tracemalloc peak, RSS peak above the start) of one call of ``fn``, in bytes."""
+def peak_memory(fn: Callable[[], object], reset: Callable[[], None] | None = None) -> tuple[int, int]:
+    """(tracemalloc peak, RSS peak above the start) of one call of ``fn``, in bytes;
+    ``reset`` runs before each measured call (to free work arrays kept from earlier calls)."""
+    if reset is not None:
+        reset()
     gc.collect()
     with RSSPeak() as rss:
         fn()
+    if reset is not None:
+        reset()
     gc.collect()
     tracemalloc.start()
     try:
@@ -394,15 +317,14 @@ def op_profile(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, ba
 
     sigmas: list[tuple[Any, Any]] = []
     for ly in net.conv:
-        for nm in ("phi", "phi_T", "S", "S_T", "winners", "pool", "pool_T"):
+        for nm in ("conv_forward", "conv_backward", "winners", "pool", "pool_T"):
             wrap(ly, nm, f"{nm}{ly.m}")
     layers: list[Any] = [*net.conv, *net.full]
     for layer in layers:
         sigmas.append((layer, layer.sigma))
         layer.sigma = dataclasses.replace(layer.sigma)
-        for nm in ("sigma", "dsigma", "dsigma_from_output"):
-            if getattr(layer.sigma, nm) is not None:
-                wrap(layer.sigma, nm, f"{nm}{layer.m}")
+        for nm in ("sigma", "backprop", "backprop_from_output"):
+            wrap(layer.sigma, nm, f"{nm}{layer.m}")
     for fl in net.full:
         for nm in ("s", "s_T"):
             wrap(fl, nm, f"{nm}{fl.m}")
@@ -428,11 +350,40 @@ def op_profile(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, ba
 
 
 CATEGORIES = (
-    ("im2col products (phi, phi_T)", ("phi", "phi_T")),
+    ("conv sweeps (conv_forward, conv_backward)", ("conv_forward", "conv_backward")),
     ("pooling (winners, pool, pool_T)", ("winners", "pool", "pool_T")),
-    ("GEMMs (S, S_T, s, s_T)", ("S", "S_T", "s", "s_T")),
-    ("elementwise (sigma, sigma')", ("sigma", "dsigma", "dsigma_from_output")),
+    ("full-layer GEMMs (s, s_T)", ("s", "s_T")),
+    ("elementwise (sigma, mask products)", ("sigma", "backprop", "backprop_from_output")),
 )
+
+
+def sweep_split(net: Network, theta: np.ndarray, X: np.ndarray, batch: int, repeats: int
+                ) -> dict[str, float]:
+    """The conv sweeps taken apart on one batch: im2col products (``phi``, ``phi_T``) and
+    GEMMs (``S``, ``S_T``) timed on their own, best of ``repeats``, summed over the conv layers."""
+    Ws, bs = net.unpack(theta)
+    Z = np.ascontiguousarray(X[:, :batch])
+    best: dict[str, float] = {}
+    for ly in net.conv:
+        Phi = ly.phi(Z)
+        S = ly.S(Ws[ly.m - 1], bs[ly.m - 1], Phi)
+        dS = np.random.default_rng(0).standard_normal(S.shape)
+        dPhi = ly.S_T(Ws[ly.m - 1], Phi, dS)[2]
+        W, b = Ws[ly.m - 1], bs[ly.m - 1]
+        first = ly.m == 1                                  # the first layer needs no dxi/dZ
+        jobs = {"im2col products (phi, phi_T)": [_bind(ly.phi, Z)] + ([] if first else [_bind(ly.phi_T, dPhi)]),
+                "GEMMs (S, S_T)": [_bind(ly.S, W, b, Phi), _bind(ly.S_T, W, Phi, dS, need_dPhi=not first)]}
+        for label, fns in jobs.items():
+            for fn in fns:
+                ts = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    fn()
+                    ts.append(time.perf_counter() - t)
+                best[label] = best.get(label, 0.0) + min(ts)
+        Z, _ = ly.activate_pool(S)
+    scale = X.shape[1] / batch
+    return {k: v * scale for k, v in best.items()}
 
 
 def _category(label: str) -> str:
@@ -463,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", action="append", default=None, choices=["float64", "float32"],
                    help="dtypes (default both)")
     p.add_argument("--no-torch", action="store_true")
-    p.add_argument("--no-layers", action="store_true", help="skip the layer-driver rows")
+    p.add_argument("--policies", default="store-all,slides,min-memory",
+                   help="planner policies timed in float64 at the first batch size ('' for none)")
     p.add_argument("--gv-images", type=int, default=100)
     p.add_argument("--profile-batch", type=int, default=128)
     p.add_argument("--data", type=Path, default=DATA / "mnist-demo.mat")
@@ -508,15 +460,14 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[Row] = []
     grads: dict[str, np.ndarray] = {}
-    for bsz in batches:
-        rows.append(Row("sparsecnn net.objective", "sparsecnn", "float64", bsz,
-                        _bind(net.objective, theta, X, y, batch_size=bsz)))
-    if not args.no_layers:
-        for dt in dtypes:
-            for bsz in batches:
-                buffers = Buffers()
-                rows.append(Row("sparsecnn layers", "layers", dt, bsz,
-                                _bind(layers_fg, net, theta, X, y, bsz, np.dtype(dt), buffers=buffers)))
+    for dt in dtypes:
+        for bsz in batches:
+            rows.append(Row("sparsecnn net.objective", "sparsecnn", dt, bsz,
+                            _bind(net.objective, theta, X, y, batch_size=bsz, dtype=dt)))
+    for policy in [p for p in args.policies.split(",") if p]:
+        plan = net.plan(policy)
+        rows.append(Row(f"sparsecnn plan={policy}", "plan", "float64", batches[0],
+                        _bind(net.objective, theta, X, y, batch_size=batches[0], plan=plan)))
     if torch is not None:
         Y = np.eye(net.n_L)[y]
         for dt in dtypes:
@@ -557,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  run {k + 1}/{args.repeats}: " + ", ".join(
             f"{r.impl}/{r.dtype[-2:]}/{r.batch} {r.times[-1]:.2f}" for r in rows), flush=True)
     for row in rows:
-        row.tracemalloc_peak, row.rss_peak = peak_memory(row.fn)
+        # for sparsecnn the peak then includes the work arrays that the network keeps between calls
+        row.tracemalloc_peak, row.rss_peak = peak_memory(row.fn, net.release_buffers if row.impl != "torch"
+                                                         else None)
 
     # G v
     gv_rows: list[list[str]] = []
@@ -572,7 +525,11 @@ def main(argv: list[str] | None = None) -> int:
 
         G0 = net.gauss_newton(theta, Xg)
         Gv_ref = G0 @ v
-        fns: dict[str, Callable[[], object]] = {"sparsecnn": sc_gv, "sparsecnn matvec": lambda: G0 @ v}
+        G32 = net.gauss_newton(theta, Xg, dtype="float32")
+        fns: dict[str, Callable[[], object]] = {"sparsecnn": sc_gv, "sparsecnn matvec": lambda: G0 @ v,
+                                                "sparsecnn float32 matvec": lambda: G32 @ v}
+        gv_times["sparsecnn float32 matvec"] = []
+        gv32_diff = float(np.linalg.norm(G32 @ v - Gv_ref) / np.linalg.norm(Gv_ref))
         gv_diff = float("nan")
         if torch is not None:
             from torch.func import functional_call, jvp, vjp
@@ -610,11 +567,13 @@ def main(argv: list[str] | None = None) -> int:
         base_t = statistics.median(gv_times["torch.func"]) if gv_times["torch.func"] else float("nan")
         for name in fns:
             med = statistics.median(gv_times[name])
+            diff = gv32_diff if "float32" in name else gv_diff
             gv_rows.append([name, f"{med:.3f}", f"{med / base_t:.2f}x" if base_t == base_t else "-",
-                            f"{gv_diff:.1e}" if name != "torch.func" else "-"])
+                            f"{diff:.1e}" if name != "torch.func" else "-"])
 
     # per-operator profile of net.objective
     total, ops = op_profile(net, theta, X, y, args.profile_batch, max(3, args.repeats // 2))
+    split = sweep_split(net, theta, X, args.profile_batch, max(3, args.repeats // 2))
 
     # ------------------------------------------------------------------ output
     def torch_time(dt: str) -> float:
@@ -633,8 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     print(md_table(["implementation", "dtype", "batch", "time (s)", "CPU (s)", "vs torch best",
                     "tracemalloc peak (MiB)", "RSS peak (MiB)", "grad rel. diff"], table))
     if gv_rows:
-        print(f"\nG v on {args.gv_images} images, float64 (sparsecnn: gauss_newton(theta, X) @ v, forward "
-              f"included; matvec: the product alone; torch.func: jvp then vjp)\n")
+        print(f"\nG v on {args.gv_images} images (sparsecnn: gauss_newton(theta, X) @ v, forward "
+              f"included; matvec: the product alone; float64 unless named; torch.func: float64, jvp then vjp)\n")
         print(md_table(["implementation", "time (s)", "vs torch.func", "rel. diff"], gv_rows))
     by_cat: dict[str, float] = collections.defaultdict(float)
     for label, t in ops.items():
@@ -644,6 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     prof = [[cat, f"{t:.3f}", f"{100 * t / total:.0f}%"] for cat, t in
             sorted(by_cat.items(), key=lambda kv: -kv[1])]
     print(md_table(["operator", "time (s)", "share"], prof))
+    sweeps = by_cat[CATEGORIES[0][0]]
+    parts = sum(split.values())
+    print(f"\nThe conv sweeps taken apart (phi/phi_T and S/S_T timed on their own, scaled to all {l} "
+          f"images; their sum {parts:.3f} s against {sweeps:.3f} s fused)\n")
+    print(md_table(["part", "time (s)", "share of the parts"],
+                   [[k, f"{v:.3f}", f"{100 * v / parts:.0f}%"] for k, v in split.items()]))
     detail = [[label, f"{t:.3f}"] for label, t in sorted(ops.items(), key=lambda kv: -kv[1])]
     print("\n" + md_table(["method (layer m)", "time (s)"], detail))
     print(f"\nload average after: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -654,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
                       "median_s": r.median, "grad_rel_diff": r.grad_diff,
                       "tracemalloc_peak_bytes": r.tracemalloc_peak, "rss_peak_bytes": r.rss_peak}
                      for r in rows],
-            "gv": gv_rows, "profile": {"total_s": total, "ops_s": ops, "categories_s": dict(by_cat)},
+            "gv": gv_rows, "profile": {"total_s": total, "ops_s": ops, "categories_s": dict(by_cat),
+                                       "sweep_split_s": split},
         }, indent=2))
     if limiter is not None:
         limiter.restore_original_limits()

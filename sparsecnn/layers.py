@@ -524,16 +524,28 @@ class ConvShape:
         n_pos, d_out, l = dS3.shape
         return dS3.reshape(n_pos, d_out * l).sum(axis=0).reshape(d_out, l).sum(axis=1)
 
+    @overload
     def conv_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *,
-                     out_phi: np.ndarray | None = None, out_S: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     out_phi: np.ndarray | None = ..., out_S: np.ndarray | None = ...,
+                     keep_phi: Literal[True] = ...) -> tuple[np.ndarray, np.ndarray]: ...
+
+    @overload
+    def conv_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *,
+                     out_phi: np.ndarray | None = ..., out_S: np.ndarray | None = ...,
+                     keep_phi: bool) -> tuple[np.ndarray | None, np.ndarray]: ...
+
+    def conv_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *,
+                     out_phi: np.ndarray | None = None, out_S: np.ndarray | None = None,
+                     keep_phi: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """:meth:`phi` then :meth:`S` in one sweep: ``(vec(phi(pad(Z))), vec(S))``.
 
         The same products (``P_phi P_pad vec(Z)``, then ``W phi_j + b`` for every
         position ``j``), a block of positions at a time: the rows of
         :attr:`P_phipad` of a block are gathered and at once multiplied by
-        ``W`` while they are in cache.  ``phi`` is still written whole, since
-        the backward pass reads it.  Blocks are split over the kernel threads.
+        ``W`` while they are in cache.  ``phi`` is written whole, for the
+        backward pass, unless ``keep_phi=False``: then each block is gathered
+        into a small per-thread array and ``None`` is returned for ``phi``.
+        Blocks are split over the kernel threads.
 
         Parameters
         ----------
@@ -542,11 +554,13 @@ class ConvShape:
         bias : ndarray, shape ``(d^{m+1},)``
         out_phi, out_S : ndarray, optional
             C-contiguous arrays of the two results' shapes and ``Z``'s dtype to write into.
+        keep_phi : bool, default True
+            Return ``phi(pad(Z))``; ``False`` returns ``None`` and never holds it whole.
 
         Returns
         -------
         (Phi, S)
-            Shapes ``(h h d a_conv b_conv, l)`` and ``(d^{m+1} a_conv b_conv, l)``.
+            Shapes ``(h h d a_conv b_conv, l)`` (or ``None``) and ``(d^{m+1} a_conv b_conv, l)``.
 
         Examples
         --------
@@ -556,6 +570,9 @@ class ConvShape:
         >>> Phi, S = ly.conv_forward(Z, W, bias)
         >>> np.array_equal(Phi, ly.phi(Z)), np.allclose(S, ly.S(W, bias, ly.phi(Z)))
         (True, True)
+        >>> none, S2 = ly.conv_forward(Z, W, bias, keep_phi=False)
+        >>> none is None and np.array_equal(S2, S)
+        True
         """
         Z = _floating(Z)
         dtype = Z.dtype
@@ -566,18 +583,19 @@ class ConvShape:
         if Z.shape[0] != self.n_in:
             raise ShapeError(f"conv layer {self.m}: Z must have d*a*b = {self.n_in} rows, got {Z.shape[0]}")
         src = kernels.gather_source(plan, np.ascontiguousarray(Z))
-        Phi = _result(out_phi, (self.n_pos * self.hhd, l), dtype, "conv_forward")
+        Phi = _result(out_phi, (self.n_pos * self.hhd, l), dtype, "conv_forward") if keep_phi else None
         S = _result(out_S, (self.n_S, l), dtype, "conv_forward")
-        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
         S3 = S.reshape(self.n_pos, self.d_out, l)
         take, hhd = plan.take, self.hhd
         step = _block(max(self.d_out, self.hhd) * l * dtype.itemsize, self.n_pos)
 
         def run(j0: int, j1: int) -> None:
+            block = None if Phi is not None else kernels.scratch("conv_forward.phi", (step * hhd, l), dtype)
             for a in range(j0, j1, step):
                 e = min(a + step, j1)
-                np.take(src, take[a * hhd:e * hhd], axis=0, out=Phi[a * hhd:e * hhd], mode="clip")
-                np.matmul(W, Phi3[a:e], out=S3[a:e])
+                P = Phi[a * hhd:e * hhd] if Phi is not None else block[:(e - a) * hhd]  # type: ignore[index]
+                np.take(src, take[a * hhd:e * hhd], axis=0, out=P, mode="clip")
+                np.matmul(W, P.reshape(e - a, hhd, l), out=S3[a:e])
                 S3[a:e] += b
 
         kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)

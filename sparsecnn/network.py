@@ -506,19 +506,21 @@ class Network:
         if plan is not None and keep:
             from .planner.execute import forward_planned
 
-            return forward_planned(self, plan, Ws, bs, X)
+            return forward_planned(self, plan, Ws, bs, X, work)
         kept: dict[str, np.ndarray] = {}
         Z = X
         dtype, l = X.dtype, X.shape[1]
         for ly in self.conv:
             m = ly.m
-            out_phi = work.get(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype) if work is not None else None
-            out_S = work.get(f"S{m}", (ly.n_S, l), dtype) if work is not None else None
+            out_phi = work.get(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype) if work is not None and keep else None
+            out_S = work.get(f"S{m}" if keep else "S", (ly.n_S, l), dtype) if work is not None else None
             # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
-            Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S)
+            # (phi held whole only when kept for the backward pass)
+            Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S, keep_phi=keep)
             # vec(Z^{m+1}) = P_pool vec(sigma(S^m)); P_pool (the winners) chosen by the data
             Znext, winners = ly.activate_pool(S, order=self.activate_order)
             if keep:
+                assert Phi is not None
                 kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
                 if winners is not None:
                     kept[f"pool{m}"] = winners
@@ -550,7 +552,7 @@ class Network:
         if plan is not None:
             from .planner.execute import backward_planned
 
-            return backward_planned(self, plan, Ws, bs, X, kept, dZ)
+            return backward_planned(self, plan, Ws, bs, X, kept, dZ, work)
         dWs: list[np.ndarray] = [np.empty(0)] * self.L
         dbs: list[np.ndarray] = [np.empty(0)] * self.L
         dtype, l = dZ.dtype, dZ.shape[1]
@@ -562,14 +564,15 @@ class Network:
             m = ly.m
             mode = self._pool_mode(ly, pool_backward)
             winners = kept.get(f"pool{m}")
-            out_dS = work.get(f"dS{m}", (ly.n_S, l), dtype) if work is not None else None
+            out_dS = work.get("dS", (ly.n_S, l), dtype) if work is not None else None
             if mode == "eq6" and ly.sigma.dsigma_from_output is not None:
                 # (6): (dxi/dvec(Z^{m+1})^T ⊙ vec(sigma'(S^m) read from Z^{m+1})^T) P_pool
                 dS = ly.pool_T(ly.sigma.backprop_from_output(dZ, kept[f"Z{m + 1}"]), winners, out=out_dS)
             else:
                 # (7) then (5): (dxi/dvec(Z^{m+1})^T P_pool) ⊙ vec(sigma'(S^m))^T
                 dS = ly.sigma.backprop(ly.pool_T(dZ, winners, out=out_dS), kept[f"S{m}"])
-            out_dZ = work.get(f"dZ{m}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
+            # dxi/dZ^m is read by layer m - 1 while it writes its own: two arrays, alternating
+            out_dZ = work.get(f"dZ{m % 2}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
             # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1, and (m > 1)
             # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep
             dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], kept[f"phi{m}"], dS,
@@ -858,7 +861,7 @@ class Network:
             raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
                               "equations (5) and (6)")
         self._pool_mode_check(pool_backward)
-        work = self._work() if the_plan is None else None
+        work = self._work()
         f_sum = 0.0
         grad = np.zeros(self.n_params)
         with blas_serial():

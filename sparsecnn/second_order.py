@@ -142,10 +142,9 @@ def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarra
         out = work.get(f"RS{m}", (ly.n_S, l), Phi.dtype) if work is not None else None
         RS = ly.S(Vs[m - 1], vbs[m - 1], Phi, out=out)            # V^m phi + v_b^m 1^T
         if R is not None:                                          # + W^m P_phi P_pad R(Z^m)
-            tmp_phi = work.get(f"Rphi{m}", Phi.shape, Phi.dtype) if work is not None else None
-            tmp_S = work.get(f"WRphi{m}", RS.shape, RS.dtype) if work is not None else None
+            tmp_S = work.get("WRphi", RS.shape, RS.dtype) if work is not None else None
             _, WR = ly.conv_forward(R, Ws[m - 1], np.zeros(ly.d_out, dtype=RS.dtype),
-                                    out_phi=tmp_phi, out_S=tmp_S)
+                                    out_S=tmp_S, keep_phi=False)
             RS += WR
         winners = kept.get(f"pool{m}")
         from_output = ly.sigma.dsigma_from_output

@@ -199,3 +199,22 @@ def test_network_pickles_without_its_buffers():
 def test_replace_rejects_unknown_options():
     with pytest.raises(ConfigError, match="unknown options"):
         two_layer().replace(colour="blue")
+
+
+@pytest.mark.parametrize("policy", ["store-all", "slides", "min-memory"])
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh"])
+def test_planned_objective_in_the_workspace_equals_fresh_arrays(policy, activation):
+    """Batch after batch in the network's work arrays (kept ones under their own names,
+    the rest shared by the layers) gives the numbers of a pass on fresh arrays, also where
+    ``Z^{m+1} = sigma(S^m)`` is ``S^m`` itself (identity, no pooling)."""
+    net = Network((7, 6, 2), [ConvLayer(3, h=3, p=1, r=1, activation=activation),
+                              ConvLayer(4, h=2, p=1, r=2, activation=activation),
+                              ConvLayer(2, h=2, r=1, activation=activation), FullLayer(3)])
+    theta, X, y = problem(net, 10, 12)
+    plan = net.plan(policy)
+    fresh = net.backward(net.forward(theta, X, plan=plan), y, 3.0)            # no workspace
+    f_ref, g_ref = net.objective(theta, X, y, 3.0, batch_size=10)            # store-all, one batch
+    for _ in range(2):                                                       # the second reuses the arrays
+        f, g = net.objective(theta, X, y, 3.0, batch_size=3, plan=plan)
+        assert f == pytest.approx(fresh[0], rel=1e-14) and rel(g, fresh[1]) <= 1e-13
+        assert f == pytest.approx(f_ref, rel=1e-14) and rel(g, g_ref) <= 1e-13

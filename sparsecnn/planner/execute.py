@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..kernels import Workspace
 from ..layers import ConvShape, FullShape
 from . import rules
 from .plan import Plan
@@ -116,12 +117,18 @@ def _owned(arr: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
     return arr
 
 
-def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray
-                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
+                    work: Workspace | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Forward pass for one batch keeping exactly ``plan.retained``.
 
     Returns ``(z^{L+1}, kept)``; ``kept`` maps each retained name to its array
-    (``"Z{L+1}"`` is the output itself).
+    (``"Z{L+1}"`` is the output itself).  ``phi(pad(Z^m))`` and ``S^m`` come
+    from one sweep (:meth:`sparsecnn.layers.ConvShape.conv_forward`).  With
+    ``work``, the batch is consumed before the next pass that uses the same
+    workspace (as in :meth:`sparsecnn.Network.objective`): quantities the plan
+    keeps are formed in arrays of their own name there, reused batch after
+    batch, and those it does not keep in arrays shared by all layers, so the
+    memory held is the plan's plus one layer's temporaries.
 
     Parameters
     ----------
@@ -131,6 +138,9 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
     Ws, bs : list of ndarray
         ``W^m`` and ``b^m`` at index ``m - 1`` (:meth:`sparsecnn.Network.unpack`).
     X : ndarray, shape ``(d^1 a^1 b^1, l)``
+    work : Workspace, optional
+        Where the batch's arrays are formed (see above); ``None``: fresh arrays,
+        the kept ones owned by the result.
 
     Examples
     --------
@@ -150,14 +160,28 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
 
     def put(name: str, arr: np.ndarray) -> None:
         if name in keep:
-            kept[name] = _owned(arr, list(kept.values()))
+            kept[name] = arr if formed.get(name) is arr else _owned(arr, list(kept.values()))
+
+    formed: dict[str, np.ndarray] = {}
+
+    def scratch(name: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray | None:
+        if work is None:
+            return None
+        if name in keep:                                          # reused across batches
+            formed[name] = work.get(name, shape, dtype)
+            return formed[name]
+        return work.get(name.rstrip("0123456789"), shape, dtype)  # one array for all layers
 
     Z = X
+    dtype, l = X.dtype, X.shape[1]
     for ly in net.conv:
         m = ly.m
-        Phi = ly.phi(Z)                                           # P_phi P_pad vec(Z^m)
-        put(f"phi{m}", Phi)
-        S = ly.S(Ws[m - 1], bs[m - 1], Phi)                       # W^m phi(pad(Z^m)) + b^m 1^T
+        # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
+        Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1],
+                                 out_phi=scratch(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype),
+                                 out_S=scratch(f"S{m}", (ly.n_S, l), dtype), keep_phi=f"phi{m}" in keep)
+        if Phi is not None:
+            put(f"phi{m}", Phi)
         del Phi
         put(f"S{m}", S)
         if f"dsigma{m}" in keep:
@@ -230,6 +254,7 @@ class _Store:
         rule = r.rule
         if rule == "phi":
             assert isinstance(ly, ConvShape)
+            # a fresh array: a rebuilt quantity may be needed while a lower layer rebuilds its own
             return ly.phi(self.get(f"Z{m}"))                      # P_phi P_pad vec(Z^m), pad included
         if rule == "pad":                                         # only ever needed on the way to phi
             raise AssertionError("pad(Z) is built inside ConvShape.phi")
@@ -265,11 +290,13 @@ class _Store:
 
 
 def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray] | None,
-                     X: np.ndarray | None, kept: dict[str, np.ndarray], dZ: np.ndarray
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                     X: np.ndarray | None, kept: dict[str, np.ndarray], dZ: np.ndarray,
+                     work: Workspace | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Backward pass for one batch from ``dZ = dxi/dz^{L+1}``, following ``plan``.
 
-    Returns ``(dWs, dbs)`` as :meth:`sparsecnn.Network._backward` does.
+    Returns ``(dWs, dbs)`` as :meth:`sparsecnn.Network._backward` does, with the
+    same sweeps (:meth:`sparsecnn.layers.ConvShape.conv_backward`); ``work``, if
+    given, holds ``dxi/dS^m`` and ``dxi/dZ^m`` (arrays shared by the layers).
 
     Parameters
     ----------
@@ -286,6 +313,8 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
         What :func:`forward_planned` kept.
     dZ : ndarray, shape ``(n_L, l)``
         ``dxi/dz^{L+1,i}`` in column ``i``.
+    work : Workspace, optional
+        Where the temporaries of the backward pass are formed.
 
     Examples
     --------
@@ -306,6 +335,7 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
     """
     st = _Store(net, plan, Ws, bs, X, kept)
     L = net.L
+    dtype, l = dZ.dtype, dZ.shape[1]
     dWs: list[np.ndarray] = [np.empty(0)] * L
     dbs: list[np.ndarray] = [np.empty(0)] * L
     for fl in reversed(net.full):
@@ -318,19 +348,26 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
         m = ly.m
         rule = plan.recipe(f"dS{m}").rule
         winners = st.get(f"pool{m}") if ly.max_pools else None
+        out_dS = work.get("dS", (ly.n_S, l), dtype) if work is not None else None
         if rule == "eq6":
-            dS = ly.pool_T(dZ * st.get(f"dsigmaZ{m}"), winners)                # (6)
+            dS = ly.pool_T(dZ * st.get(f"dsigmaZ{m}"), winners, out=out_dS)    # (6)
         elif rule == "eq5":
-            dS = ly.pool_T(dZ, winners) * st.get(f"dsigma{m}")                  # (7), (5)
+            dS = ly.pool_T(dZ, winners, out=out_dS)                             # (7), (5)
+            dS *= st.get(f"dsigma{m}")
         elif rule == "eq5_identity":
-            dS = ly.pool_T(dZ, winners)                                         # (7), sigma' = 1
+            dS = ly.pool_T(dZ, winners, out=out_dS)                             # (7), sigma' = 1
         elif rule == "eq5_nopool":
             dS = dZ * st.get(f"dsigma{m}")                                      # (5), P_pool = I
         else:
             dS = dZ
-        dWs[m - 1], dbs[m - 1], dPhi = ly.S_T(Ws[m - 1], st.get(f"phi{m}"), dS, need_dPhi=m > 1)
+        # dxi/dZ^m is read by layer m - 1 while it writes its own: two arrays, alternating
+        out_dZ = work.get(f"dZ{m % 2}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
+        # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1 and (m > 1)
+        # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep
+        dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], st.get(f"phi{m}"), dS,
+                                                       need_dZ=m > 1, out=out_dZ)
         del dS
         st.release_above(m)
-        if dPhi is not None:
-            dZ = ly.phi_T(dPhi)                                   # P_pad^T P_phi^T vec(dxi/dphi)
+        if dZn is not None:
+            dZ = dZn
     return dWs, dbs

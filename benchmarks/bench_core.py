@@ -63,33 +63,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _data import DATA, load, mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
 
 import sparsecnn
-from sparsecnn import ConvLayer, FullLayer, Network, kernels
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def mnist_demo_network() -> Network:
-    """The network of simpleNN's ``mnist-demo-layer4.config``."""
-    return Network((28, 28, 1), [ConvLayer(32, h=5, p=2, r=2), ConvLayer(64, h=3, p=1, r=2),
-                                 ConvLayer(64, h=3, p=1, r=2), FullLayer(10)])
-
-
-def load(path: Path, l: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """``X`` (``784 x l``, column ``i`` = ``vec(Z^{1,i})``, scaled by 1/255), labels, and their source."""
-    if path.is_file():
-        import scipy.io
-
-        mat = scipy.io.loadmat(str(path))
-        Z = np.asarray(mat["Z"], dtype=np.float64)[:l]
-        y = np.asarray(mat["y"]).reshape(-1)[:l].astype(np.int64)
-        # row i holds image i row by row; vec() stacks the image's columns: the transposed image
-        X = Z.reshape(-1, 28, 28).transpose(0, 2, 1).reshape(-1, 784).T / 255.0
-        return np.ascontiguousarray(X), y, str(path)
-    rng = np.random.default_rng(seed)
-    X = rng.integers(0, 256, size=(784, l)).astype(np.float64) / 255.0
-    return X, rng.integers(0, 10, size=l), "random data (mnist-demo.mat not found)"
+from sparsecnn import Network, kernels
 
 
 # ----------------------------------------------------------------- environment

@@ -34,6 +34,8 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, object]:
     net = Network.from_simplenn_config(args.data / "mnist-demo-layer4.config")
     Xtr, ytr = load_simplenn_mat(args.data / "mnist-demo.mat")
     Xte, yte = load_simplenn_mat(args.data / "mnist-demo.t.mat")
+    if args.images is not None:                     # a smaller run (smoke tests), not the benchmark
+        Xtr, ytr = Xtr[:, :args.images], ytr[:args.images]
     Xtr, mean = center(scale(Xtr, 1 / 255))
     Xte, _ = center(scale(Xte, 1 / 255), mean)
     l = Xtr.shape[1]
@@ -64,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jacobian", choices=["recompute", "store"], default="recompute")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     p.add_argument("--batch-size", type=int, default=1024, help="instances per pass (simpleNN's bsize)")
+    p.add_argument("--images", type=int, default=None, help="use only the first N training images")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--quiet", action="store_true")

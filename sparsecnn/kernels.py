@@ -58,7 +58,7 @@ __all__ = [
     "set_num_threads", "get_num_threads", "parallel_ranges", "parallel_blas",
     "set_blas_split", "get_blas_split", "blas_serial",
     "SelectionPlan", "selection_plan", "attach_plan", "select", "select_T", "spmm", "spmm_T",
-    "Scratch", "scratch", "Workspace", "gather_source", "csc_add",
+    "Scratch", "scratch", "release_scratch", "Workspace", "gather_source", "csc_add",
 ]
 
 # --------------------------------------------------------------------- threads
@@ -538,7 +538,7 @@ def _out(out: np.ndarray | None, shape: tuple[int, ...], dtype: Any, what: str) 
     return out
 
 
-_scratch = Scratch()
+_scratch = Scratch(keep=32)          # the kernels of a few layers, in two dtypes, without eviction
 
 
 def gather_source(plan: SelectionPlan, X: np.ndarray) -> np.ndarray:
@@ -605,6 +605,33 @@ def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     (True, (2, 3), dtype('float32'))
     """
     return _scratch.get(name, shape, dtype)
+
+
+def release_scratch() -> None:
+    """Free the kernels' work arrays (:func:`scratch`) of the calling thread and of the
+    kernel threads.
+
+    Examples
+    --------
+    >>> A = scratch("example.buf", (2, 3), np.float32)
+    >>> release_scratch()
+    >>> scratch("example.buf", (2, 3), np.float32) is A
+    False
+    """
+    _scratch.clear()
+    with _pool_lock:
+        pool = _pool
+    if pool is None:
+        return
+    workers = max(1, _num_threads - 1)
+    barrier = threading.Barrier(workers)        # one task on each worker thread at once
+
+    def clear() -> None:
+        barrier.wait(timeout=10)
+        _scratch.clear()
+
+    for f in [pool.submit(clear) for _ in range(workers)]:
+        f.result()
 
 
 def select(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

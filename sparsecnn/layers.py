@@ -602,17 +602,17 @@ class ConvShape:
         return Phi, S
 
     @overload
-    def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *,
-                      need_dZ: Literal[True] = ..., out: np.ndarray | None = ...
+    def conv_backward(self, W: np.ndarray, Phi: np.ndarray | None, dS: np.ndarray, *,
+                      need_dZ: Literal[True] = ..., out: np.ndarray | None = ..., Z: np.ndarray | None = ...
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
 
     @overload
-    def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *,
-                      need_dZ: bool, out: np.ndarray | None = ...
+    def conv_backward(self, W: np.ndarray, Phi: np.ndarray | None, dS: np.ndarray, *,
+                      need_dZ: bool, out: np.ndarray | None = ..., Z: np.ndarray | None = ...
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
 
-    def conv_backward(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dZ: bool = True,
-                      out: np.ndarray | None = None
+    def conv_backward(self, W: np.ndarray, Phi: np.ndarray | None, dS: np.ndarray, *, need_dZ: bool = True,
+                      out: np.ndarray | None = None, Z: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`S_T` then :meth:`phi_T` in one sweep: ``(dxi/dW, dxi/db, dxi/dvec(Z))``.
 
@@ -623,14 +623,23 @@ class ConvShape:
         never held whole.  ``need_dZ=False`` (the first layer) skips
         ``dxi/dphi`` and ``dxi/dZ`` (``None``).  Blocks are split over the
         kernel threads, each adding into its own ``dxi/dZ``; the parts are summed.
+        With ``Phi=None`` and ``Z`` given, each block of ``phi(pad(Z))`` is
+        rebuilt from ``Z`` (its rows of ``P_phi P_pad`` gathered) just before
+        its GEMM, so ``phi`` is never held whole here either.
 
         Parameters
         ----------
         W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``
+        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``, or None
             ``vec(phi(pad(Z^{m,i})))`` in column ``i``, as the forward pass kept it.
         dS : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
             ``vec(dxi/dS^{m,i})`` in column ``i``.
+        need_dZ : bool, default True
+            Compute ``dxi/dvec(Z)``.
+        out : ndarray, optional
+            C-contiguous ``(d a b, l)`` array of ``dS``'s dtype that receives ``dxi/dvec(Z)``.
+        Z : ndarray, shape ``(d a b, l)``, optional
+            ``vec(Z^{m,i})`` in column ``i``, where ``Phi`` is ``None``.
 
         Returns
         -------
@@ -648,17 +657,36 @@ class ConvShape:
         (True, True, True)
         >>> ly.conv_backward(W, Phi, dS, need_dZ=False)[2] is None
         True
+        >>> Z = rng.standard_normal((16, 3))                       # phi rebuilt block by block
+        >>> np.allclose(ly.conv_backward(W, None, dS, Z=Z)[0], ly.conv_backward(W, ly.phi(Z), dS)[0])
+        True
         """
         dS = _floating(dS)
         dtype = dS.dtype
         l = dS.shape[1]
-        Phi = np.asarray(Phi, dtype=dtype)
         WT = np.asarray(W, dtype=dtype).T
         dS3 = dS.reshape(self.n_pos, self.d_out, l)
-        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
         P = self.P_phipad
-        res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
         hhd = self.hhd
+        if Phi is not None:
+            Phi3 = np.asarray(Phi, dtype=dtype).reshape(self.n_pos, hhd, l)
+
+            def phi_block(a: int, e: int, into: np.ndarray | None) -> np.ndarray:
+                return Phi3[a:e]
+        elif Z is not None:
+            if Z.shape != (self.n_in, l):
+                raise ShapeError(f"conv layer {self.m}: Z must have shape (d*a*b, l) = ({self.n_in}, {l}), "
+                                 f"got {Z.shape}")
+            take = kernels.selection_plan(P).take
+            src = kernels.gather_source(kernels.selection_plan(P), np.ascontiguousarray(Z, dtype=dtype))
+
+            def phi_block(a: int, e: int, into: np.ndarray | None) -> np.ndarray:
+                blk = into[:e - a]  # type: ignore[index]                # rows a*hhd:e*hhd of P_phipad vec(Z)
+                np.take(src, take[a * hhd:e * hhd], axis=0, out=blk.reshape(-1, l), mode="clip")
+                return blk
+        else:
+            raise ShapeError(f"conv layer {self.m}: conv_backward needs phi(pad(Z)) or Z")
+        res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
         step = _block(hhd * l * dtype.itemsize, self.n_pos)
         # a worker thread's partial dxi/dZ outlives its task (the caller sums it), so it is
         # named after the calling thread: callers on several threads never share one
@@ -672,9 +700,11 @@ class ConvShape:
                 target = res if j0 == 0 else kernels.scratch(part_name, res.shape, dtype)
                 target.fill(0)
                 buf = kernels.scratch("conv_backward.dphi", (step, hhd, l), dtype)
+            rebuilt = kernels.scratch("conv_backward.phi", (step, hhd, l), dtype) if Phi is None else None
             for a in range(j0, j1, step):                                 # cache-sized blocks
                 e = min(a + step, j1)
-                t = np.matmul(dS3[a:e], Phi3[a:e].transpose(0, 2, 1), out=tmp[:e - a])
+                phi_blk = phi_block(a, e, rebuilt)
+                t = np.matmul(dS3[a:e], phi_blk.transpose(0, 2, 1), out=tmp[:e - a])
                 dW += t.sum(axis=0)                                       # dW += sum_j dS_j phi_j^T
                 if target is not None:
                     dphi = buf[:e - a]

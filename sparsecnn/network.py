@@ -27,7 +27,7 @@ from .exceptions import (
     NonFiniteError,
     ShapeError,
 )
-from .kernels import Workspace, blas_serial
+from .kernels import Workspace, blas_serial, release_scratch
 from .layers import ACTIVATE_ORDERS, POOL_BACKWARDS, ConvLayer, ConvShape, FullLayer, FullShape
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -787,7 +787,7 @@ class Network:
 
     def release_buffers(self) -> None:
         """Free the work arrays that :meth:`objective` and :meth:`output` keep between calls
-        (those of the calling thread).
+        (those of the calling thread), and the kernels' own (:func:`sparsecnn.kernels.release_scratch`).
 
         Examples
         --------
@@ -799,6 +799,7 @@ class Network:
         0
         """
         self._workspace.release()
+        release_scratch()
 
     @property
     def buffer_bytes(self) -> int:

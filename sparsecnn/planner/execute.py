@@ -219,6 +219,12 @@ class _Store:
         for n in [n for n in self.tmp if self.G.nodes[n]["group"] >= m]:
             del self.tmp[n]
 
+    def peek(self, name: str) -> np.ndarray | None:
+        """``name`` if it is kept or already rebuilt, else ``None`` (nothing is computed)."""
+        if name in self.tmp or name in self.kept:
+            return self.get(name)
+        return None
+
     def get(self, name: str) -> np.ndarray:
         if name in self.tmp:
             return self.tmp[name]
@@ -363,9 +369,12 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
         # dxi/dZ^m is read by layer m - 1 while it writes its own: two arrays, alternating
         out_dZ = work.get(f"dZ{m % 2}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
         # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1 and (m > 1)
-        # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep
-        dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], st.get(f"phi{m}"), dS,
-                                                       need_dZ=m > 1, out=out_dZ)
+        # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep; where the plan
+        # rebuilds phi(pad(Z^m)), the sweep gathers each block of it from Z^m as it goes
+        Phi = st.peek(f"phi{m}")
+        dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], Phi, dS, need_dZ=m > 1, out=out_dZ,
+                                                       Z=st.get(f"Z{m}") if Phi is None else None)
+        del Phi
         del dS
         st.release_above(m)
         if dZn is not None:

@@ -1,0 +1,36 @@
+"""What the benchmark scripts share: the mnist-demo network and its data.
+
+The network is the one of simpleNN's ``mnist-demo-layer4.config`` (input 28x28x1;
+``ConvLayer(32, h=5, p=2, r=2)``, ``ConvLayer(64, h=3, p=1, r=2)``,
+``ConvLayer(64, h=3, p=1, r=2)``, ``FullLayer(10)``); the data are the first ``l``
+images of ``../shared/data/mnist-demo.mat`` read by :func:`sparsecnn.data.load_simplenn_mat`
+and scaled by 1/255, or random pixels of the same shape where the file is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from sparsecnn import ConvLayer, FullLayer, Network
+from sparsecnn.data import load_simplenn_mat, scale
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+"""simpleNN's data and configuration, beside the repository (never copied into it)."""
+
+
+def mnist_demo_network() -> Network:
+    """The network of simpleNN's ``mnist-demo-layer4.config``."""
+    return Network((28, 28, 1), [ConvLayer(32, h=5, p=2, r=2), ConvLayer(64, h=3, p=1, r=2),
+                                 ConvLayer(64, h=3, p=1, r=2), FullLayer(10)])
+
+
+def load(path: Path, l: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``X`` (``784 x l``, column ``i`` = ``vec(Z^{1,i})``, scaled by 1/255), labels, and their source."""
+    if path.is_file():
+        X, y = load_simplenn_mat(path)
+        return np.ascontiguousarray(scale(X[:, :l], 1 / 255)), np.asarray(y[:l], dtype=np.int64), str(path)
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(784, l)).astype(np.float64) / 255.0
+    return X, rng.integers(0, 10, size=l), "random data (mnist-demo.mat not found)"

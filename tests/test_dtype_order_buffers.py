@@ -218,3 +218,18 @@ def test_planned_objective_in_the_workspace_equals_fresh_arrays(policy, activati
         f, g = net.objective(theta, X, y, 3.0, batch_size=3, plan=plan)
         assert f == pytest.approx(fresh[0], rel=1e-14) and rel(g, fresh[1]) <= 1e-13
         assert f == pytest.approx(f_ref, rel=1e-14) and rel(g, g_ref) <= 1e-13
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_sgd_adam_in_float32_take_the_float64_steps_to_single_precision(solver):
+    from sparsecnn.optim import adam, sgd
+
+    train = {"sgd": sgd, "adam": adam}[solver]
+    net = Network((6, 6, 1), [ConvLayer(3, h=3, p=1, r=2), FullLayer(3)])
+    theta, X, y = problem(net, 24, 13)
+    kw = dict(C=2.0, bsize=8, epoch_max=2, seed=0, full_objective=True)
+    t64, h64 = train(net, theta, X, y, **kw)
+    t32, h32 = train(net, theta, X, y, dtype="float32", **kw)
+    assert t32.dtype == np.float64 and net.dtype == np.float64         # the network is left alone
+    assert rel(t32, t64) <= 1e-4 and rel(h32.f[-1], h64.f[-1]) <= 1e-4
+    assert rel(t32, t64) > 0

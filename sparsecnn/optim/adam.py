@@ -38,7 +38,7 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
          lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
          bsize: int = 128, epoch_max: int = 500, seed: int | None = None,
          validation: tuple[np.ndarray, np.ndarray] | None = None, full_objective: bool = False,
-         callback: Callback | None = None) -> tuple[np.ndarray, History]:
+         callback: Callback | None = None, dtype: object = None) -> tuple[np.ndarray, History]:
     """Train by Adam (see the module docstring).
 
     Parameters
@@ -47,7 +47,7 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
         As for :func:`sparsecnn.optim.newton`.
     lr, beta1, beta2, eps : float
         Adam's constants.
-    bsize, epoch_max, seed, validation, full_objective, callback
+    bsize, epoch_max, seed, validation, full_objective, callback, dtype
         As for :func:`sparsecnn.optim.sgd`.
 
     Returns
@@ -90,4 +90,4 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback)
+                           callback=callback, dtype=dtype)

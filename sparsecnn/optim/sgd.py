@@ -49,7 +49,7 @@ Update = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, float]]
 def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
                     update: Update, bsize: int, epoch_max: int, seed: int | None,
                     validation: tuple[np.ndarray, np.ndarray] | None, full_objective: bool,
-                    callback: Callback | None) -> tuple[np.ndarray, History]:
+                    callback: Callback | None, dtype: object = None) -> tuple[np.ndarray, History]:
     """The loop SGD and Adam share: epochs of ``ceil(l/bsize)`` random mini-batches.
 
     Each step draws ``bsize`` distinct instances ``B``, computes
@@ -70,7 +70,7 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     update : callable
         ``(theta, grad, t) -> (new theta, learning rate used)``, ``t = 1, 2, ...``
         counting steps.
-    bsize, epoch_max, seed, validation, full_objective, callback
+    bsize, epoch_max, seed, validation, full_objective, callback, dtype
         As for :func:`sgd`.
 
     Returns
@@ -94,6 +94,8 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     >>> theta.shape, len(hist), hist.step
     ((10,), 3, [0.1, 0.1, 0.1])
     """
+    if dtype is not None:                  # the same layers, products in dtype
+        net = net.replace(dtype=dtype)
     theta = net._check_theta(theta).copy()
     X = net.check_X(X)
     l = X.shape[1]
@@ -145,7 +147,7 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
         lr: float = 0.01, momentum: float = 0.0, decay: float = 0.0, bsize: int = 128,
         epoch_max: int = 500, seed: int | None = None,
         validation: tuple[np.ndarray, np.ndarray] | None = None, full_objective: bool = False,
-        callback: Callback | None = None) -> tuple[np.ndarray, History]:
+        callback: Callback | None = None, dtype: object = None) -> tuple[np.ndarray, History]:
     """Train by SGD with momentum (see the module docstring).
 
     Parameters
@@ -172,6 +174,9 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
     full_objective : bool
         Record ``f`` and ``|grad f|`` on the whole training set after each epoch (one more
         pass); otherwise the history holds their means over the epoch's mini-batches.
+    dtype : {"float64", "float32"}, optional
+        The float type of the network's products (default: the network's); ``theta``,
+        ``f`` and the gradient stay float64.
     callback : callable, optional
         Called with each history row (one per epoch).
 
@@ -210,4 +215,4 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback)
+                           callback=callback, dtype=dtype)

@@ -58,7 +58,7 @@ __all__ = [
     "set_num_threads", "get_num_threads", "parallel_ranges", "parallel_blas",
     "set_blas_split", "get_blas_split", "blas_serial",
     "SelectionPlan", "selection_plan", "attach_plan", "select", "select_T", "spmm", "spmm_T",
-    "Scratch", "scratch", "release_scratch", "Workspace", "gather_source", "csc_add",
+    "Scratch", "scratch", "partial_name", "release_scratch", "Workspace", "gather_source", "csc_add",
 ]
 
 # --------------------------------------------------------------------- threads
@@ -607,6 +607,22 @@ def scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return _scratch.get(name, shape, dtype)
 
 
+def partial_name(name: str) -> str:
+    """``name`` made private to the calling thread, for a worker's partial result.
+
+    A kernel thread's partial sum outlives its task (the caller adds it up), so
+    the :func:`scratch` array that holds it is named after the thread that
+    called the kernel: callers on several threads never share one.  Call it
+    on the calling thread, before the work is split.
+
+    Examples
+    --------
+    >>> partial_name("conv_backward.dZ") == f"conv_backward.dZ.{threading.get_ident()}"
+    True
+    """
+    return f"{name}.{threading.get_ident()}"
+
+
 def release_scratch() -> None:
     """Free the kernels' work arrays (:func:`scratch`) of the calling thread and of the
     kernel threads.
@@ -772,10 +788,10 @@ def spmm_T(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     data = _data(P, X.dtype)
     indptr, indices = P.indptr, P.indices
     xr = X.reshape(-1)
-    caller = threading.get_ident()
+    part = partial_name("spmm_T.part")
 
     def run(a: int, b: int) -> np.ndarray:
-        target = res if a == 0 else _scratch_T(m, tail, X.dtype, caller)
+        target = res if a == 0 else scratch(part, (m, *tail), X.dtype)
         target.fill(0)
         _sparsetools.csc_matvecs(m, b - a, width, indptr[a:b + 1], indices, data,
                                  xr[a * width:b * width], target.reshape(-1))
@@ -785,11 +801,3 @@ def spmm_T(P: Any, X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     for extra in parts[1:]:
         np.add(res, extra, out=res)
     return res
-
-
-def _scratch_T(m: int, tail: tuple[int, ...], dtype: Any, caller: int) -> np.ndarray:
-    """A private result for a worker thread of :func:`spmm_T` (reused across calls).
-
-    It outlives the worker's task (the caller sums it), so it is named after the
-    calling thread: callers on several threads never share one."""
-    return _scratch.get(f"spmm_T.part.{caller}", (m, *tail), dtype)

@@ -20,7 +20,6 @@ Full layer ``m``::
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Literal, overload
 
@@ -601,6 +600,17 @@ class ConvShape:
         kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
         return Phi, S
 
+    def _backward_arrays(self, work: kernels.Workspace | None, l: int, dtype: np.dtype
+                         ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Where the backward pass of this layer forms ``dxi/dS^m`` and ``dxi/dZ^m`` (``None``:
+        fresh arrays; no ``dxi/dZ^1``): one ``"dS"`` array for all layers, and two
+        ``dxi/dZ`` arrays taken in turn, since layer ``m - 1`` reads ``dxi/dZ^m`` while it
+        writes its own."""
+        if work is None:
+            return None, None
+        out_dZ = work.get(f"dZ{self.m % 2}", (self.n_in, l), dtype) if self.m > 1 else None
+        return work.get("dS", (self.n_S, l), dtype), out_dZ
+
     @overload
     def conv_backward(self, W: np.ndarray, Phi: np.ndarray | None, dS: np.ndarray, *,
                       need_dZ: Literal[True] = ..., out: np.ndarray | None = ..., Z: np.ndarray | None = ...
@@ -688,9 +698,7 @@ class ConvShape:
             raise ShapeError(f"conv layer {self.m}: conv_backward needs phi(pad(Z)) or Z")
         res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
         step = _block(hhd * l * dtype.itemsize, self.n_pos)
-        # a worker thread's partial dxi/dZ outlives its task (the caller sums it), so it is
-        # named after the calling thread: callers on several threads never share one
-        part_name = f"conv_backward.dZ.{threading.get_ident()}"
+        part_name = kernels.partial_name("conv_backward.dZ")     # the worker threads' partial dxi/dZ
 
         def run(j0: int, j1: int) -> tuple[np.ndarray, np.ndarray | None]:
             dW = np.zeros(self.W_shape, dtype=dtype)

@@ -564,15 +564,13 @@ class Network:
             m = ly.m
             mode = self._pool_mode(ly, pool_backward)
             winners = kept.get(f"pool{m}")
-            out_dS = work.get("dS", (ly.n_S, l), dtype) if work is not None else None
+            out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
             if mode == "eq6" and ly.sigma.dsigma_from_output is not None:
                 # (6): (dxi/dvec(Z^{m+1})^T ⊙ vec(sigma'(S^m) read from Z^{m+1})^T) P_pool
                 dS = ly.pool_T(ly.sigma.backprop_from_output(dZ, kept[f"Z{m + 1}"]), winners, out=out_dS)
             else:
                 # (7) then (5): (dxi/dvec(Z^{m+1})^T P_pool) ⊙ vec(sigma'(S^m))^T
                 dS = ly.sigma.backprop(ly.pool_T(dZ, winners, out=out_dS), kept[f"S{m}"])
-            # dxi/dZ^m is read by layer m - 1 while it writes its own: two arrays, alternating
-            out_dZ = work.get(f"dZ{m % 2}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
             # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1, and (m > 1)
             # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep
             dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], kept[f"phi{m}"], dS,
@@ -777,10 +775,8 @@ class Network:
         return self._workspace if self.reuse_buffers else Workspace()
 
     @staticmethod
-    def _batch(X: np.ndarray, sl: slice, dtype: np.dtype, work: Workspace | None) -> np.ndarray:
-        """Columns ``sl`` of ``X`` as a C-contiguous batch in ``dtype`` (in ``work`` if given)."""
-        if work is None:
-            return np.ascontiguousarray(X[:, sl], dtype=dtype)
+    def _batch(X: np.ndarray, sl: slice, dtype: np.dtype, work: Workspace) -> np.ndarray:
+        """Columns ``sl`` of ``X`` as a C-contiguous batch in ``dtype``, in ``work``'s array ``"X"``."""
         Xb = work.get("X", (X.shape[0], sl.stop - sl.start), dtype)
         np.copyto(Xb, X[:, sl])
         return Xb

@@ -101,15 +101,12 @@ def _conv_phi_grad(ly: ConvShape, W: np.ndarray, dS: np.ndarray) -> np.ndarray:
     return (W.T @ dS.reshape(ly.n_pos, ly.d_out, l)).reshape(ly.n_pos * ly.hhd, l)
 
 
-def _dsigma_times(ly: ConvShape | FullShape, kept: dict[str, np.ndarray], m: int, RS: np.ndarray,
-                  dsig: dict[int, np.ndarray] | None = None) -> np.ndarray | None:
-    """``sigma'(S^m) ⊙ RS`` where ``S^m`` is kept (from ``dsig`` if it holds it); ``None`` when
-    ``S^m`` is not kept."""
+def _dsigma_times(ly: ConvShape | FullShape, kept: dict[str, np.ndarray], m: int, RS: np.ndarray
+                  ) -> np.ndarray | None:
+    """``sigma'(S^m) ⊙ RS`` where ``S^m`` is kept; ``None`` when it is not."""
     sigma = ly.sigma
     if sigma.name == "identity":
         return RS
-    if dsig is not None and m in dsig:
-        return dsig[m] * RS
     S = kept.get(f"S{m}")
     if S is None:
         return None
@@ -124,10 +121,9 @@ def _pool_after_mask(ly: ConvShape) -> bool:
 
 def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray],
                Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray],
-               dsig: dict[int, np.ndarray] | None = None, work: Workspace | None = None) -> np.ndarray:
+               work: Workspace | None = None) -> np.ndarray:
     """The R-operator forward pass of one batch: ``R(z^{L+1})``, shape ``(n_L, l)``.
 
-    ``dsig`` may hold ``sigma'(S^m)`` by layer, computed once for many products.
     Runs in the dtype of the kept arrays (``Vs``, ``vbs`` should have it too);
     ``work`` holds the per-layer temporaries.  Where max pooling selects,
     ``P_pool (sigma'(S^m) ⊙ R(S^m))`` is formed as ``(P_pool R(S^m)) ⊙ sigma'``
@@ -147,12 +143,10 @@ def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarra
                                     out_S=tmp_S, keep_phi=False)
             RS += WR
         winners = kept.get(f"pool{m}")
-        from_output = ly.sigma.dsigma_from_output
-        if f"Z{m + 1}" in kept and from_output is not None and _pool_after_mask(ly) \
-                and not (dsig is not None and m in dsig):
+        if f"Z{m + 1}" in kept and _pool_after_mask(ly):
             R = ly.sigma.backprop_from_output(ly.pool(RS, winners), kept[f"Z{m + 1}"])
             continue
-        RA = _dsigma_times(ly, kept, m, RS, dsig)                  # sigma'(S^m) ⊙ R(S^m)
+        RA = _dsigma_times(ly, kept, m, RS)                        # sigma'(S^m) ⊙ R(S^m)
         if RA is not None:
             R = ly.pool(RA, winners)                               # P_pool R(sigma^m)
         else:
@@ -160,12 +154,11 @@ def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarra
                               f"from Z^{m + 1} here)")
     for fl in net.full:
         m = fl.m
-        Zm = kept[f"Z{m}"]
-        Rs = np.asarray(Vs[m - 1], dtype=Zm.dtype) @ Zm                # V^m z^m + v_b^m
-        Rs += np.asarray(vbs[m - 1], dtype=Zm.dtype)[:, None]
+        Rs = Vs[m - 1] @ kept[f"Z{m}"]                             # V^m z^m + v_b^m
+        Rs += vbs[m - 1][:, None]
         if R is not None:
             Rs += Ws[m - 1] @ R                                    # + W^m R(z^m)
-        Rz = _dsigma_times(fl, kept, m, Rs, dsig)
+        Rz = _dsigma_times(fl, kept, m, Rs)
         if Rz is None:
             from_output = fl.sigma.dsigma_from_output
             if from_output is None:
@@ -377,16 +370,14 @@ class GaussNewton(LinearOperator):
         True
         """
         v = self._check_v(v)
-        Vs, vbs = self.net.unpack(v)
-        if self.compute_dtype != np.float64:
-            Vs = [np.ascontiguousarray(V, dtype=self.compute_dtype) for V in Vs]
-            vbs = [np.ascontiguousarray(vb, dtype=self.compute_dtype) for vb in vbs]
+        Vs, vbs = self.net._params(v, self.compute_dtype)          # V^m, v_b^m as W^m, b^m in theta
         out = np.empty((self.net.n_L, self.l))
-        for b in self._batches:
-            if b.dzdS is None:
-                out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs, work=self._work)
-            else:
-                out[:, b.sl] = self._Jv_stored(b, Vs, vbs)
+        with blas_serial():
+            for b in self._batches:
+                if b.dzdS is None:
+                    out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs, work=self._work)
+                else:
+                    out[:, b.sl] = self._Jv_stored(b, Vs, vbs)
         return out
 
     def JTv(self, u: np.ndarray) -> np.ndarray:
@@ -414,13 +405,14 @@ class GaussNewton(LinearOperator):
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         total = np.zeros(self.shape[0])
-        for b in self._batches:
-            ub = np.ascontiguousarray(u[:, b.sl], dtype=self.compute_dtype)
-            if b.dzdS is None:
-                dWs, dbs = self.net._backward(self.Ws, b.kept, ub, work=self._work)
-            else:
-                dWs, dbs = self._JTv_stored(b, ub)
-            total += self.net.pack(dWs, dbs)
+        with blas_serial():
+            for b in self._batches:
+                ub = np.ascontiguousarray(u[:, b.sl], dtype=self.compute_dtype)
+                if b.dzdS is None:
+                    dWs, dbs = self.net._backward(self.Ws, b.kept, ub, work=self._work)
+                else:
+                    dWs, dbs = self._JTv_stored(b, ub)
+                total += self.net.pack(dWs, dbs)
         return total
 
     def _Jv_stored(self, b: _Batch, Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray]) -> np.ndarray:
@@ -452,8 +444,7 @@ class GaussNewton(LinearOperator):
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``G v = (1/l) J^T (2 J v)``."""
         self.n_matvec += 1
-        with blas_serial():
-            return self.JTv((2.0 / self.l) * self.Jv(v))
+        return self.JTv((2.0 / self.l) * self.Jv(v))
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

@@ -354,7 +354,7 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
         m = ly.m
         rule = plan.recipe(f"dS{m}").rule
         winners = st.get(f"pool{m}") if ly.max_pools else None
-        out_dS = work.get("dS", (ly.n_S, l), dtype) if work is not None else None
+        out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
         if rule == "eq6":
             dS = ly.pool_T(dZ * st.get(f"dsigmaZ{m}"), winners, out=out_dS)    # (6)
         elif rule == "eq5":
@@ -366,8 +366,6 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
             dS = dZ * st.get(f"dsigma{m}")                                      # (5), P_pool = I
         else:
             dS = dZ
-        # dxi/dZ^m is read by layer m - 1 while it writes its own: two arrays, alternating
-        out_dZ = work.get(f"dZ{m % 2}", (ly.n_in, l), dtype) if work is not None and m > 1 else None
         # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1 and (m > 1)
         # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep; where the plan
         # rebuilds phi(pad(Z^m)), the sweep gathers each block of it from Z^m as it goes

@@ -233,3 +233,22 @@ def test_sgd_adam_in_float32_take_the_float64_steps_to_single_precision(solver):
     assert t32.dtype == np.float64 and net.dtype == np.float64         # the network is left alone
     assert rel(t32, t64) <= 1e-4 and rel(h32.f[-1], h64.f[-1]) <= 1e-4
     assert rel(t32, t64) > 0
+
+
+def test_conv_backward_needs_phi_or_a_Z_of_the_right_shape():
+    from sparsecnn import ShapeError
+
+    ly = two_layer().conv[0]
+    rng = np.random.default_rng(0)
+    W, dS = rng.standard_normal(ly.W_shape), rng.standard_normal((ly.n_S, 3))
+    with pytest.raises(ShapeError, match="needs phi"):
+        ly.conv_backward(W, None, dS)
+    with pytest.raises(ShapeError, match=r"Z must have shape \(d\*a\*b, l\) = \(144, 3\), got \(143, 3\)"):
+        ly.conv_backward(W, None, dS, Z=np.zeros((143, 3)))
+
+
+def test_newton_dtype_with_a_dask_cluster_is_refused():
+    net = Network((6, 6, 1), [ConvLayer(3, h=3, p=1, r=2), FullLayer(3)])
+    theta, X, y = problem(net, 8, 1)
+    with pytest.raises(ConfigError, match="dtype= is not supported with a Dask scheduler"):
+        newton(net, theta, X, y, C=1.0, workers=1, dtype="float32")

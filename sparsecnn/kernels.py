@@ -389,6 +389,25 @@ class Workspace:
             flat = store[key] = np.empty(size, dtype=dt)
         return flat[:size].reshape(shape)
 
+    def apart_from(self, arr: np.ndarray, *names: str) -> str:
+        """The first of ``names`` whose arrays share no memory with ``arr``.
+
+        A layer that writes into an array shared by all layers picks it so: where
+        its input is the previous layer's output itself (identity, no pooling),
+        it writes into the other one instead of over its own input.
+
+        Examples
+        --------
+        >>> ws = Workspace()
+        >>> S = ws.get("S", (4, 2), np.float64)
+        >>> ws.apart_from(S, "S", "S'"), ws.apart_from(np.ones(3), "S", "S'")
+        ("S'", 'S')
+        """
+        for name in names:
+            if not any(np.may_share_memory(arr, a) for (n, _), a in self._store().items() if n == name):
+                return name
+        raise ValueError(f"every one of {names} shares memory with the array")
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the calling thread's arrays."""

@@ -252,3 +252,20 @@ def test_newton_dtype_with_a_dask_cluster_is_refused():
     theta, X, y = problem(net, 8, 1)
     with pytest.raises(ConfigError, match="dtype= is not supported with a Dask scheduler"):
         newton(net, theta, X, y, C=1.0, workers=1, dtype="float32")
+
+
+@pytest.mark.parametrize("policy", [None, "slides", "min-memory"])
+def test_layer_after_identity_without_pooling_does_not_write_over_its_input(policy):
+    """Where ``Z^2 = S^1`` (identity, ``r = 1``), ``Z^2`` lies in the work array the
+    layers share for ``S``; layer 2 (no padding, so no copy of ``Z^2`` is gathered from,
+    and several blocks of positions) must write ``S^2`` elsewhere.  Found by CI as a
+    wrong gradient of ``W^2`` under the "slides" plan; ``output`` had the same fault."""
+    net = Network((20, 20, 4), [ConvLayer(8, h=3, p=1, r=1, activation="identity"),
+                                ConvLayer(8, h=3, p=0, r=2), FullLayer(3)])
+    theta, X, y = problem(net, 6, 5)
+    cache = net.forward(theta, X)                                            # fresh arrays
+    g_ref = net.backward(cache, y, 3.0)[1]
+    for _ in range(2):                                                       # the second reuses the arrays
+        np.testing.assert_allclose(net.output(theta, X, batch_size=3), cache.output, rtol=1e-13, atol=1e-13)
+        _, g = net.objective(theta, X, y, 3.0, batch_size=3, plan=policy)
+        assert rel(g, g_ref) <= 1e-13

@@ -17,7 +17,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from sparsecnn import ConvLayer, FullLayer, Network
@@ -518,8 +518,15 @@ def torch_gradient(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray
     return g
 
 
+# Found by CI: with sigma = identity and r = 1, Z^2 is S^1 itself, formed in the work array that
+# layer 2 then overwrites with S^2; a plan keeping Z^2 must copy it out of that array.
+_Z2_IS_S1 = (Network((4, 4, 1), [ConvLayer(1, h=1, r=1, activation="identity"),
+                                 ConvLayer(1, h=1, r=1), FullLayer(2)]), 0, 0.0)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
+@example(_Z2_IS_S1)
 def test_every_policy_gives_the_store_all_and_torch_gradient(case):
     net, seed, frac = case
     rng = np.random.default_rng(seed)
@@ -543,3 +550,23 @@ def test_every_policy_gives_the_store_all_and_torch_gradient(case):
         cache = net.forward(theta, X, plan=plan)
         assert cache.nbytes == plan.bytes_per_instance * l
         assert rel(net.backward(cache, y, C)[1], g0) <= 1e-12
+
+
+def test_planned_pass_copies_a_kept_Z_that_is_the_shared_S_array():
+    """``Z^2 = S^1`` (identity, no pooling) is formed in the work array every layer's ``S``
+    shares; the kept ``Z^2`` must still be ``S^1`` after layer 2 has written ``S^2`` there."""
+    from sparsecnn.kernels import Workspace
+    from sparsecnn.planner.execute import forward_planned
+
+    net, seed, _ = _Z2_IS_S1
+    theta = net.init_params(seed=seed) + 0.1
+    X = np.random.default_rng(seed).standard_normal((net.n_input, 4))
+    plan = net.plan("slides")
+    assert "Z2" in plan.retained and "S1" not in plan.retained
+    Ws, bs = net.unpack(theta)
+    S1 = net.conv[0].S(Ws[0], bs[0], net.conv[0].phi(X))
+    _, kept = forward_planned(net, plan, Ws, bs, X, work=Workspace())
+    np.testing.assert_array_equal(kept["Z2"], S1)
+    y = np.arange(4) % 2
+    _, g = net.objective(theta, X, y, 1.0, plan=plan)
+    np.testing.assert_allclose(g, net.objective(theta, X, y, 1.0)[1], rtol=1e-13, atol=1e-15)

@@ -108,7 +108,8 @@ def _store_dsigma(ly: ConvShape | FullShape, S: np.ndarray) -> np.ndarray:
 
 
 def _owned(arr: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
-    """``arr`` itself if it owns memory of its own size and no other kept array shares it; else a copy."""
+    """``arr`` itself if it owns memory of its own size and shares none with ``others`` (the
+    arrays kept so far and the work arrays shared by the layers); else a copy."""
     base = arr
     while isinstance(base.base, np.ndarray):
         base = base.base
@@ -160,17 +161,23 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
 
     def put(name: str, arr: np.ndarray) -> None:
         if name in keep:
-            kept[name] = arr if formed.get(name) is arr else _owned(arr, list(kept.values()))
+            kept[name] = arr if formed.get(name) is arr else _owned(arr, [*kept.values(), *shared])
 
     formed: dict[str, np.ndarray] = {}
+    shared: list[np.ndarray] = []          # work arrays the next layer overwrites
 
-    def scratch(name: str, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray | None:
+
+    def scratch(name: str, shape: tuple[int, int], dtype: np.dtype, Z: np.ndarray) -> np.ndarray | None:
         if work is None:
             return None
         if name in keep:                                          # reused across batches
             formed[name] = work.get(name, shape, dtype)
             return formed[name]
-        return work.get(name.rstrip("0123456789"), shape, dtype)  # one array for all layers
+        # one array for all layers, the other one where the input Z^m is the last one itself
+        base = name.rstrip("0123456789")
+        arr = work.get(work.apart_from(Z, base, base + "'"), shape, dtype)
+        shared.append(arr)
+        return arr
 
     Z = X
     dtype, l = X.dtype, X.shape[1]
@@ -178,8 +185,8 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
         m = ly.m
         # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
         Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1],
-                                 out_phi=scratch(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype),
-                                 out_S=scratch(f"S{m}", (ly.n_S, l), dtype), keep_phi=f"phi{m}" in keep)
+                                 out_phi=scratch(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype, Z),
+                                 out_S=scratch(f"S{m}", (ly.n_S, l), dtype, Z), keep_phi=f"phi{m}" in keep)
         if Phi is not None:
             put(f"phi{m}", Phi)
         del Phi

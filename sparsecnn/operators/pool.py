@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..exceptions import ArchitectureError, InputTypeError, ShapeError
-from ..kernels import attach_plan
+from ..kernels import attach_plan, parallel_ranges
 from ._common import check_int
 
 __all__ = ["P_pool", "max_pool_winners", "pool_size"]
@@ -109,7 +109,8 @@ def _winners(V: np.ndarray, a: int, b: int, d: int, r: int, single: bool = False
     Pairwise comparisons on strided views of ``V`` (no stacking, no copy of
     ``V``), a block of window columns at a time so that the temporaries stay
     in cache.  A later entry of a window wins only if strictly larger, so
-    ties go to the first entry in the order of ``vec``.
+    ties go to the first entry in the order of ``vec``.  The blocks are split
+    over the kernel threads.
     """
     a_out, b_out = a // r, b // r
     l = V.shape[1]
@@ -126,17 +127,18 @@ def _winners(V: np.ndarray, a: int, b: int, d: int, r: int, single: bool = False
     rows_per_blk = max(1, min(a_out, _BLOCK // max(per_row, 1)))
     cols_per_blk = max(1, min(b_out, _BLOCK // max(n_cols, 1))) if rows_per_blk == a_out else 1
     shape = (cols_per_blk, rows_per_blk, per_row)
-    m_lo = np.empty(shape, dtype=V.dtype)
-    m_hi = np.empty(shape, dtype=V.dtype)
-    g = np.empty(shape, dtype=bool)
-    g_lo = np.empty(shape, dtype=bool)
-    t = np.empty(shape, dtype=idx_type)
-    u = np.empty(shape, dtype=idx_type)
     W4 = W.reshape(b_out, a_out, d * l)
-    for q0 in range(0, b_out, cols_per_blk):
-        q1 = min(b_out, q0 + cols_per_blk)
-        for r0 in range(0, a_out, rows_per_blk):
-            r1 = min(a_out, r0 + rows_per_blk)
+    blocks = [(q0, min(b_out, q0 + cols_per_blk), r0, min(a_out, r0 + rows_per_blk))
+              for q0 in range(0, b_out, cols_per_blk) for r0 in range(0, a_out, rows_per_blk)]
+
+    def run(k0: int, k1: int) -> None:                # blocks k0:k1, temporaries of this thread
+        m_lo = np.empty(shape, dtype=V.dtype)
+        m_hi = np.empty(shape, dtype=V.dtype)
+        g = np.empty(shape, dtype=bool)
+        g_lo = np.empty(shape, dtype=bool)
+        t = np.empty(shape, dtype=idx_type)
+        u = np.empty(shape, dtype=idx_type)
+        for q0, q1, r0, r1 in blocks[k0:k1]:
             nq, nr = q1 - q0, r1 - r0
             blk = T[q0:q1, :, r0:r1]
             views = [blk[:, dq, :, dr] for dq in range(r) for dr in range(r)]
@@ -163,6 +165,8 @@ def _winners(V: np.ndarray, a: int, b: int, d: int, r: int, single: bool = False
                     np.copyto(uu, offsets[kk], where=gg)
             np.add(uu.reshape(nq, nr, d, l), base[q0:q1, r0:r1],
                    out=W4[q0:q1, r0:r1].reshape(nq, nr, d, l))
+
+    parallel_ranges(run, len(blocks), V.size)         # blocks split over the kernel threads
     w = W.reshape(b_out * a_out * d, l)
     return w[:, 0] if single else w
 

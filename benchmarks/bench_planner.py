@@ -123,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['cpu_time_s'] / base['cpu_time_s']:.2f}x",
             f"{r['grad_rel_diff']:.1e}",
         ))
-    widths = [max(len(t[k]) for t in table) for k in range(len(header))]
+    widths = [max(len(cells[k]) for cells in table) for k in range(len(header))]
     print()
     print("| " + " | ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)) + " |")
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for t in table[1:]:
+    for cells in table[1:]:
         print("| " + " | ".join(c.rjust(w) if k else c.ljust(w)
-                                for k, (c, w) in enumerate(zip(t, widths, strict=True))) + " |")
+                                for k, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |")
     mm = next(r for r in rows if r["policy"] == "min-memory")
     bytes_ratio = mm["bytes_per_instance"] / base["bytes_per_instance"]
     time_ratio = mm["time_s"] / base["time_s"]

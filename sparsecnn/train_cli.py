@@ -99,6 +99,8 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="float type of the network's products; f, the gradient and CG stay float64 "
                         "(default float64)")
+    t.add_argument("--gn-dtype", choices=["float64", "float32"],
+                   help="Newton: float type of the Gauss-Newton products in CG alone (default: --dtype)")
     t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
     t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
     t.add_argument("--plot", type=Path, help="draw f and test accuracy per iteration to this image")
@@ -178,6 +180,8 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.solver != "newton" and (args.scheduler is not None or args.workers is not None):
         raise SparseCNNError("--scheduler and --workers are for --solver newton")
+    if args.solver != "newton" and args.gn_dtype is not None:
+        raise SparseCNNError("--gn-dtype is for --solver newton")
     net = Network.from_simplenn_config(args.config).replace(dtype=args.dtype)
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
     Xtr, ytr = _load(args.train, shape)
@@ -218,7 +222,8 @@ def _train(args: argparse.Namespace) -> int:
             theta, hist = newton(net, theta0, Xtr, ytr, C=C, iter_max=args.iter_max, GNsize=args.GNsize,
                                  xi=args.xi, CGmax=args.CGmax, lam=args.lam, batch_size=args.bsize or 1024,
                                  jacobian=args.jacobian, seed=args.seed, validation=validation,
-                                 callback=progress, scheduler=args.scheduler, workers=args.workers)
+                                 gn_dtype=args.gn_dtype, callback=progress, scheduler=args.scheduler,
+                                 workers=args.workers)
         elif args.solver == "sgd":
             theta, hist = sgd(net, theta0, Xtr, ytr, C=C, lr=args.lr or 0.01, momentum=args.momentum,
                               decay=args.decay, bsize=args.bsize or 128, epoch_max=args.epoch_max,

@@ -37,3 +37,37 @@ def test_bench_newton_runs_a_short_training(shared_data):
     out = run("bench_newton.py", "--images", "100", "--iter-max", "2", "--quiet", "--dtype", "float32",
               "--data", str(shared_data))
     assert "seed 111 (float32, batch 1024): test_acc" in out
+
+
+def test_bench_simplenn_runs_the_driver_and_reads_its_output(tmp_path, shared_data):
+    """A stand-in for octave-cli checks the driver it is given and answers as simpleNN's run would."""
+    simplenn = tmp_path / "simpleNN"
+    simplenn.mkdir()
+    (simplenn / "cnn_train.m").write_text("% stand-in\n")
+    fake = tmp_path / "octave-cli"
+    fake.write_text(f"""#!{sys.executable}
+import sys
+if sys.argv[1:] == ["--version"]:
+    print("GNU Octave, version 0.0 (stand-in)")
+    sys.exit(0)
+text = open(sys.argv[-1]).read()
+ok = "cnn_train(y, Z, [], [], " in text and "-s 1 -C 0.01 -iter_max 3', 111)" in text and "{simplenn}" in text
+if not ok:
+    sys.exit(3)
+print("1-iter f: 11.5 |g|: 35.2 alpha: 1 ratio: 0.99 lambda: 0.66 #CG: 2")
+print("2-iter f: 9.0 |g|: 16.7 alpha: 1 ratio: 0.22 lambda: 1 #CG: 16")
+print("3-iter f: 8.0 |g|: 6.7 alpha: 1 ratio: 0.72 lambda: 1 #CG: 5")
+print("BENCH train_seconds 123.5")
+print("BENCH test_accuracy 0.25")
+""")
+    fake.chmod(0o755)
+    out = run("bench_simplenn.py", "--simplenn", str(simplenn), "--octave", str(fake), "--iter-max", "3",
+              "--skip-sparsecnn", "--data", str(shared_data))
+    assert "| simpleNN (GNU Octave, version 0.0 (stand-in)) | 123.5 s | 0.2500 | 23 | 1.00x |" in out
+    assert "2-iter f: 9.0" in out
+
+
+def test_bench_simplenn_says_what_is_missing(tmp_path):
+    done = subprocess.run([sys.executable, str(BENCH / "bench_simplenn.py"), "--simplenn", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and f"cnn_train.m not found in {tmp_path}" in done.stderr

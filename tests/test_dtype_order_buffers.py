@@ -250,8 +250,36 @@ def test_conv_backward_needs_phi_or_a_Z_of_the_right_shape():
 def test_newton_dtype_with_a_dask_cluster_is_refused():
     net = Network((6, 6, 1), [ConvLayer(3, h=3, p=1, r=2), FullLayer(3)])
     theta, X, y = problem(net, 8, 1)
-    with pytest.raises(ConfigError, match="dtype= is not supported with a Dask scheduler"):
-        newton(net, theta, X, y, C=1.0, workers=1, dtype="float32")
+    for kw in ({"dtype": "float32"}, {"gn_dtype": "float32"}):
+        with pytest.raises(ConfigError, match="dtype= and gn_dtype= are not supported with a Dask scheduler"):
+            newton(net, theta, X, y, C=1.0, workers=1, **kw)
+
+
+def test_newton_gn_dtype_float32_forms_only_G_v_in_single_precision(monkeypatch):
+    """``gn_dtype="float32"``: the Gauss-Newton operator is built in float32, ``f`` and the
+    gradient stay float64 (the history's ``f`` is the float64 objective of the iterate), and
+    the steps are the float64 steps up to the single-precision CG solve."""
+    from sparsecnn import second_order
+
+    net = Network((6, 6, 1), [ConvLayer(3, h=3, p=1, r=2), FullLayer(3)])
+    theta, X, y = problem(net, 40, 9)
+    kw = dict(C=0.4, iter_max=4, GNsize=10, seed=7)
+    built: list[np.dtype] = []
+    real_init = second_order.GaussNewton.__init__
+
+    def spy(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self.compute_dtype)
+
+    monkeypatch.setattr(second_order.GaussNewton, "__init__", spy)
+    theta64, h64 = newton(net, theta, X, y, **kw)
+    assert built and set(built) == {np.dtype("float64")}
+    built.clear()
+    theta_mixed, hm = newton(net, theta, X, y, gn_dtype="float32", **kw)
+    assert built and set(built) == {np.dtype("float32")}
+    f_mixed, _ = net.objective(theta_mixed, X, y, 0.4)                   # float64 objective
+    assert hm.f[-1] == pytest.approx(f_mixed, rel=1e-12)
+    assert rel(theta_mixed, theta64) <= 1e-3 and hm.cg_iters == h64.cg_iters
 
 
 @pytest.mark.parametrize("policy", [None, "slides", "min-memory"])

@@ -87,11 +87,15 @@ def test_train_sgd_adam(files, capsys, solver, extra):
 
 def test_train_float32_takes_the_float64_steps_to_single_precision(files, capsys):
     finals = {}
-    for dtype in ("float64", "float32"):
-        assert main(base(files) + ["--iter-max", "3", "--GNsize", "20", "--quiet", "--dtype", dtype]) == 0
+    for name, extra in [("float64", ["--dtype", "float64"]), ("float32", ["--dtype", "float32"]),
+                        ("G v float32", ["--gn-dtype", "float32"])]:
+        assert main(base(files) + ["--iter-max", "3", "--GNsize", "20", "--quiet", *extra]) == 0
         line = capsys.readouterr().out.strip().splitlines()[-1]
-        finals[dtype] = float(line.split(", f ")[1].split(",")[0])
+        finals[name] = float(line.split(", f ")[1].split(",")[0])
     assert finals["float32"] == pytest.approx(finals["float64"], rel=1e-3)
+    assert finals["G v float32"] == pytest.approx(finals["float64"], rel=1e-3)
+    assert main(base(files) + ["--solver", "sgd", "--gn-dtype", "float32", "--quiet"]) == 1
+    assert "--gn-dtype is for --solver newton" in capsys.readouterr().err
 
 
 def test_train_without_test_prints_no_accuracy(files, capsys):
@@ -101,7 +105,8 @@ def test_train_without_test_prints_no_accuracy(files, capsys):
 
 
 @pytest.mark.parametrize("argv_extra", [["--C", "-1"], ["--GNsize", "0"], ["--solver", "lbfgs"],
-                                        ["--iter-max", "two"], ["--xi", "nan"], ["--dtype", "float16"]])
+                                        ["--iter-max", "two"], ["--xi", "nan"], ["--dtype", "float16"],
+                                        ["--gn-dtype", "half"]])
 def test_bad_arguments_exit_2(files, capsys, argv_extra):
     with pytest.raises(SystemExit) as exc:
         main(base(files) + argv_extra)

@@ -272,6 +272,7 @@ class _InProcess:
     batch_size: int
     jacobian: str
     dtype: np.dtype
+    gn_dtype: np.dtype | None = None
 
     @property
     def l(self) -> int:
@@ -288,7 +289,7 @@ class _InProcess:
 
     def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> GaussNewton:
         return GaussNewton(self.net, theta, self.X[:, idx], jacobian=self.jacobian,
-                           batch_size=self.batch_size, dtype=self.dtype)
+                           batch_size=self.batch_size, dtype=self.gn_dtype or self.dtype)
 
 
 def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
@@ -297,7 +298,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
            batch_size: int = 1024, jacobian: str = "recompute", seed: int | None = None,
            validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
            trial_gradient: bool = True, max_ls_steps: int = 60, dtype: object = None,
-           callback: Callback | None = None, scheduler: str | None = None,
+           gn_dtype: object = None, callback: Callback | None = None, scheduler: str | None = None,
            workers: int | None = None) -> tuple[np.ndarray, History]:
     """Train by the subsampled Gauss-Newton method (see the module docstring).
 
@@ -340,6 +341,10 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     dtype : {"float64", "float32"}, optional
         The float type of the network's products (default: the network's).  ``theta``,
         ``f``, the gradient, CG and the line search stay float64.
+    gn_dtype : {"float64", "float32"}, optional
+        The float type of the Gauss-Newton products ``G v`` inside CG alone (default:
+        ``dtype``): ``gn_dtype="float32"`` keeps ``f`` and the gradient in float64
+        and forms only the approximate CG solve in single precision.
     callback : callable, optional
         Called with each history row.
     scheduler : str, optional
@@ -371,8 +376,9 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     if scheduler is not None or workers is not None:
         from ..distributed import newton_distributed
 
-        if dtype is not None:
-            raise ConfigError("dtype= is not supported with a Dask scheduler; set Network(dtype=...)")
+        if dtype is not None or gn_dtype is not None:
+            raise ConfigError("dtype= and gn_dtype= are not supported with a Dask scheduler; "
+                              "set Network(dtype=...)")
         return newton_distributed(net, theta, X, y, C=C, scheduler=scheduler, workers=workers,
                                   iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop,
                                   boost=boost, eta=eta, batch_size=batch_size, jacobian=jacobian, seed=seed,
@@ -385,7 +391,8 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     batch_size = positive_int("batch_size", batch_size)
     if jacobian not in JACOBIAN_MODES:
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype))
+    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
+                         None if gn_dtype is None else net._resolve_dtype(gn_dtype))
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,

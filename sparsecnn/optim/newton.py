@@ -56,6 +56,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..exceptions import ConfigError
+from ..kernels import blas_serial
 from ..network import Network
 from ..second_order import JACOBIAN_MODES, GaussNewton
 from ._common import (
@@ -393,9 +394,12 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
     problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
                          None if gn_dtype is None else net._resolve_dtype(gn_dtype))
-    return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
-                       lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
-                       keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
+    # BLAS on one thread for the whole run: the passes split their GEMMs over the kernel threads,
+    # and BLAS's own threads, once woken by a vector product of CG, would spin meanwhile
+    with blas_serial():
+        return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
+                           lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
+                           keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
                        callback=callback, batch_size=batch_size)
 
 

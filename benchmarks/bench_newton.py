@@ -10,7 +10,8 @@ Run ``python benchmarks/bench_newton.py`` (``--seeds 5`` for mean and spread ove
 seeds 111..115, ``--jacobian store`` for simpleNN's stored Jacobian, ``--dtype float32``
 for the products in single precision, ``--gn-dtype float32`` for the ``G v`` products alone,
 ``--batch-size`` for the instances per pass).  Reference:
-simpleNN under Octave took 503 s for the 20 iterations and reached 0.951.
+simpleNN under Octave took 503 s for the 20 iterations and reached 0.951 on the machine the
+target was set on; ``bench_simplenn.py`` times simpleNN on this machine beside sparsecnn.
 """
 
 from __future__ import annotations

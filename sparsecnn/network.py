@@ -512,10 +512,11 @@ class Network:
         dtype, l = X.dtype, X.shape[1]
         for ly in self.conv:
             m = ly.m
-            out_phi = work.get(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype) if work is not None and keep else None
-            # not kept: one S array for the layers, the other one where Z^m is the last S itself
-            name = f"S{m}" if keep else work.apart_from(Z, "S", "S'") if work is not None else "S"
-            out_S = work.get(name, (ly.n_S, l), dtype) if work is not None else None
+            out_phi = out_S = None
+            if work is not None:
+                out_phi = work.get(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype) if keep else None
+                # not kept: one S array for the layers, the other one where Z^m is the last S itself
+                out_S = work.get(f"S{m}" if keep else work.apart_from(Z, "S", "S'"), (ly.n_S, l), dtype)
             # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
             # (phi held whole only when kept for the backward pass)
             Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S, keep_phi=keep)

@@ -166,7 +166,6 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
     formed: dict[str, np.ndarray] = {}
     shared: list[np.ndarray] = []          # work arrays the next layer overwrites
 
-
     def scratch(name: str, shape: tuple[int, int], dtype: np.dtype, Z: np.ndarray) -> np.ndarray | None:
         if work is None:
             return None

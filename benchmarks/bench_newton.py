@@ -52,7 +52,7 @@ def run(seed: int, args: argparse.Namespace) -> dict[str, object]:
     t = time.perf_counter()
     theta, hist = newton(net, theta0, Xtr, ytr, C=0.01 * l, iter_max=args.iter_max, seed=seed,
                          jacobian=args.jacobian, callback=show, dtype=args.dtype,
-                         gn_dtype=getattr(args, "gn_dtype", None),
+                         gn_dtype=args.gn_dtype,
                          batch_size=args.batch_size)
     wall = time.perf_counter() - t
     acc = float(np.mean(net.predict(theta, Xte) == yte))

@@ -40,23 +40,20 @@ _DRIVER = """\
 more off;
 page_screen_output(false);
 cd('{dir}');
-function X = normalised(X, mu)
+function X = scaled(X)
   lo = min(X, [], 2);
   hi = max(X, [], 2);
   X = (X - lo) ./ (hi - lo);
-  if ~isempty(mu)
-    X = X - mu;
-  end
 end
 load('{train}', 'y', 'Z');
-Z = normalised(Z, []);
+Z = scaled(Z);
 mu = mean(Z);
 Z = Z - mu;
 t0 = tic;
 model = cnn_train(y, Z, [], [], '{config}', '{options}', {seed});
 printf('BENCH train_seconds %.6f\\n', toc(t0));
 load('{test}', 'y', 'Z');
-[~, acc] = cnn_predict(y, normalised(Z, mu), model);
+[~, acc] = cnn_predict(y, scaled(Z) - mu, model);
 printf('BENCH test_accuracy %.6f\\n', acc);
 """
 
@@ -80,8 +77,7 @@ def parse(output: str) -> dict[str, object]:
             "cg_iters": cg, "total_cg": sum(cg), "log": log}
 
 
-def run_simplenn(args: argparse.Namespace) -> dict[str, object]:
-    octave = shutil.which(args.octave) or args.octave
+def run_simplenn(args: argparse.Namespace, octave: str) -> dict[str, object]:
     version = subprocess.run([octave, "--version"], capture_output=True, text=True, check=True).stdout
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "sparsecnn_bench_driver.m"
@@ -115,17 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.data / "mnist-demo.mat").is_file():
         print(f"simpleNN data not found in {args.data}", file=sys.stderr)
         return 1
-    if shutil.which(args.octave) is None:
+    octave = shutil.which(args.octave)
+    if octave is None:
         print(f"Octave command {args.octave!r} not found", file=sys.stderr)
         return 1
-    s = run_simplenn(args)
+    s = run_simplenn(args, octave)
     if not args.quiet:
         print("\n".join(str(line) for line in s["log"]))  # type: ignore[attr-defined]
     rows = [(f"simpleNN ({s['version']})", s)]
     if not args.skip_sparsecnn:
         for dtype in args.dtype or ["float64"]:
             ns = argparse.Namespace(data=args.data, images=None, iter_max=args.iter_max, jacobian="recompute",
-                                    dtype=dtype, batch_size=1024, quiet=args.quiet)
+                                    dtype=dtype, gn_dtype=None, batch_size=1024, quiet=args.quiet)
             rows.append((f"sparsecnn newton, {dtype}", bench_newton.run(args.seed, ns)))
     base = float(s["time_s"])  # type: ignore[arg-type]
     print(f"\n{args.iter_max} Newton iterations, seed {args.seed}, mnist-demo-layer4 (times exclude loading)\n")

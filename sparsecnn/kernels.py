@@ -240,13 +240,21 @@ def blas_serial() -> Iterator[None]:
     The network's passes split their large GEMM jobs over the kernel threads
     themselves (:func:`parallel_blas`); the remaining GEMMs (full layers, small
     batches) are too small to gain from BLAS's own threads and lose much when
-    the other core is busy, since BLAS threads wait for each other.
+    the other core is busy, since BLAS threads wait for each other.  As a
+    decorator it covers a whole training loop (``newton_loop``,
+    ``minibatch_train``): BLAS threads woken by a vector product between two
+    passes would otherwise spin while the kernel threads run the next pass.
 
     Examples
     --------
     >>> with blas_serial():
     ...     float(np.ones((2, 2)) @ np.ones(2) @ np.ones(2))
     4.0
+    >>> @blas_serial()
+    ... def loop():
+    ...     return float(np.ones(3) @ np.ones(3))
+    >>> loop(), loop()
+    (3.0, 3.0)
     """
     if not get_blas_split() or _num_threads <= 1 or threading.current_thread().name.startswith("sparsecnn"):
         yield

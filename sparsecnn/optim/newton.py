@@ -394,15 +394,13 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
     problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
                          None if gn_dtype is None else net._resolve_dtype(gn_dtype))
-    # BLAS on one thread for the whole run: the passes split their GEMMs over the kernel threads,
-    # and BLAS's own threads, once woken by a vector product of CG, would spin meanwhile
-    with blas_serial():
-        return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
-                           lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
-                           keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
+    return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
+                       lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
+                       keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
                        callback=callback, batch_size=batch_size)
 
 
+@blas_serial()
 def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: float, iter_max: int = 100,
                 GNsize: int | None = None, xi: float = 0.1, CGmax: int = 250, lam: float = 1.0,
                 drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4, seed: int | None = None,

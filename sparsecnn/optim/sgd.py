@@ -47,6 +47,7 @@ Update = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, float]]
 """``(theta, grad, t) -> (new theta, learning rate used)``; ``t`` counts steps from 1."""
 
 
+@blas_serial()
 def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
                     update: Update, bsize: int, epoch_max: int, seed: int | None,
                     validation: tuple[np.ndarray, np.ndarray] | None, full_objective: bool,
@@ -108,42 +109,39 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     rng = np.random.default_rng(seed)
     timing = {"steps": 0.0, "full_objective": 0.0, "validation": 0.0}
     hist = History(timing=timing)
-    # BLAS on one thread for the whole run: the passes split their GEMMs over the kernel
-    # threads, and BLAS's own threads, once woken by a vector product, would spin meanwhile
-    with blas_serial():
+    if full_objective:
+        f0, g0 = net.objective(theta, X, labels, C)
+        hist.f0, hist.gnorm0 = f0, float(np.linalg.norm(g0))
+    t_step = 0
+    for epoch in range(1, epoch_max + 1):
+        t_epoch = time.perf_counter()
+        fs, gs = [], []
+        lr = math.nan
+        for _ in range(math.ceil(l / bsize)):
+            idx = np.sort(rng.choice(l, size=bsize, replace=False))
+            fb, grad = net.objective(theta, X[:, idx], labels[idx], C, batch_size=bsize)
+            fs.append(fb)
+            gs.append(float(np.linalg.norm(grad)))
+            t_step += 1
+            theta, lr = update(theta, grad, t_step)
+        timing["steps"] += time.perf_counter() - t_epoch
+        f, gnorm = float(np.mean(fs)), float(np.mean(gs))
         if full_objective:
-            f0, g0 = net.objective(theta, X, labels, C)
-            hist.f0, hist.gnorm0 = f0, float(np.linalg.norm(g0))
-        t_step = 0
-        for epoch in range(1, epoch_max + 1):
-            t_epoch = time.perf_counter()
-            fs, gs = [], []
-            lr = math.nan
-            for _ in range(math.ceil(l / bsize)):
-                idx = np.sort(rng.choice(l, size=bsize, replace=False))
-                fb, grad = net.objective(theta, X[:, idx], labels[idx], C, batch_size=bsize)
-                fs.append(fb)
-                gs.append(float(np.linalg.norm(grad)))
-                t_step += 1
-                theta, lr = update(theta, grad, t_step)
-            timing["steps"] += time.perf_counter() - t_epoch
-            f, gnorm = float(np.mean(fs)), float(np.mean(gs))
-            if full_objective:
-                t = time.perf_counter()
-                f, g_full = net.objective(theta, X, labels, C)
-                gnorm = float(np.linalg.norm(g_full))
-                timing["full_objective"] += time.perf_counter() - t
-            elapsed = time.perf_counter() - t_epoch
-            acc = math.nan
-            if val is not None:
-                t = time.perf_counter()
-                acc = accuracy(net, theta, val[0], val[1])
-                timing["validation"] += time.perf_counter() - t
-            row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr, "lam": math.nan,
-                   "val_acc": acc, "time": elapsed}
-            hist.append(row)
-            if callback is not None:
-                callback(row)
+            t = time.perf_counter()
+            f, g_full = net.objective(theta, X, labels, C)
+            gnorm = float(np.linalg.norm(g_full))
+            timing["full_objective"] += time.perf_counter() - t
+        elapsed = time.perf_counter() - t_epoch
+        acc = math.nan
+        if val is not None:
+            t = time.perf_counter()
+            acc = accuracy(net, theta, val[0], val[1])
+            timing["validation"] += time.perf_counter() - t
+        row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr, "lam": math.nan,
+               "val_acc": acc, "time": elapsed}
+        hist.append(row)
+        if callback is not None:
+            callback(row)
     return theta, hist
 
 

@@ -85,10 +85,11 @@ class Activation:
             return dA
         return dA * self.dsigma(S)
 
-    def backprop_from_output(self, dZ: Array, Z: Array) -> Array:
+    def backprop_from_output(self, dZ: Array, Z: Array, out: Array | None = None) -> Array:
         """``dZ ⊙ sigma'(S)`` with ``sigma'(S)`` read from ``Z = sigma(S)`` (equation (6)'s mask product).
 
-        For ReLU ``dZ ⊙ I[Z > 0]`` in one pass, in ``dZ``'s dtype.
+        For ReLU ``dZ ⊙ I[Z > 0]`` in one pass, in ``dZ``'s dtype.  ``out``
+        (``dZ``'s shape and dtype) receives the result if given.
 
         Examples
         --------
@@ -98,10 +99,28 @@ class Activation:
         if self.dsigma_from_output is None:
             raise ConfigError(f"sigma' of {self.name!r} does not follow from sigma(S)")
         if self.name == "relu":
-            return np.multiply(dZ, np.greater(Z, 0))
+            return np.multiply(dZ, np.greater(Z, 0), out=out)
         if self.name == "identity":
-            return dZ
-        return dZ * self.dsigma_from_output(Z)
+            if out is None:
+                return dZ
+            np.copyto(out, dZ)
+            return out
+        return np.multiply(dZ, self.dsigma_from_output(Z), out=out)
+
+    def sigma_into(self, S: Array, out: Array) -> Array:
+        """``sigma(S)`` written into ``out`` (which may be ``S`` itself); returns ``out``.
+
+        Examples
+        --------
+        >>> S = np.array([-1.0, 2.0])
+        >>> ACTIVATIONS["relu"].sigma_into(S, S) is S, S
+        (True, array([0., 2.]))
+        """
+        if self.name == "relu":
+            return np.maximum(S, 0.0, out=out)
+        if self.name != "identity" or out is not S:
+            out[...] = self.sigma(S)
+        return out
 
 
 def _relu(S: Array) -> Array:

@@ -43,6 +43,10 @@ _BLOCK_BYTES = 1 << 18
 """Target size of the output block of :meth:`ConvShape.S` (kept in cache while the bias is added)."""
 
 
+_FUSED_BLOCK_BYTES = 1 << 20
+"""Target size of a block of windows in :meth:`ConvShape.conv_pool_forward` and its backward."""
+
+
 def _floating(X: object) -> np.ndarray:
     """``X`` as an array of its own float dtype (float32 stays float32), float64 otherwise."""
     arr = np.asarray(X)
@@ -726,6 +730,380 @@ class ConvShape:
             for _, t in parts[1:]:
                 np.add(res, t, out=res)
         return dW, self._db(dS3), res
+
+    # convolution and max pooling fused, window by window ------------------
+    @property
+    def window_positions(self) -> np.ndarray:
+        """Filter positions ``j`` that max pooling reads, window by window, shape ``(a^{m+1} b^{m+1} r^2,)``.
+
+        Window ``o = r' + a^{m+1} q'`` (the order of ``vec(Z^{m+1})``'s pixels)
+        reads positions ``j = (r r' + dr) + a_conv (r q' + dq)`` at offsets
+        ``k = dr + r dq`` (the order of ``vec``); entry ``r^2 o + k`` holds that
+        ``j``.  Positions in no window (a last odd row or column) are left out.
+
+        Examples
+        --------
+        >>> ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2)).window_positions.tolist()
+        [0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15]
+        >>> ConvShape(1, 3, 3, 1, ConvLayer(1, h=1, r=2)).window_positions.tolist()   # row and column 2 unread
+        [0, 1, 3, 4]
+        """
+        r = self.spec.r
+        q_o, r_o, dq, dr = np.meshgrid(np.arange(self.b_out), np.arange(self.a_out), np.arange(r), np.arange(r),
+                                       indexing="ij")
+        return ((r * r_o + dr) + self.a_conv * (r * q_o + dq)).ravel()
+
+    @property
+    def P_phipad_windows(self) -> sp.csr_array:
+        """The rows of :attr:`P_phipad` for :attr:`window_positions`, in that order.
+
+        Shape ``(h h d a^{m+1} b^{m+1} r^2, d a b)``: block ``t`` of ``h h d``
+        rows is ``phi_j`` for ``j = window_positions[t]``, so the ``r^2``
+        columns of ``phi(pad(Z))`` of each pooling window are adjacent and a
+        range of windows is a range of rows.  Cached on the layer, read-only.
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 4, 4, 1, ConvLayer(2, h=3, p=1, r=2))
+        >>> Z = np.random.default_rng(0).standard_normal((16, 2))
+        >>> Phi_w = ly.P_phipad_windows @ Z                       # h h d = 9 rows per position
+        >>> Phi = ly.phi(Z).reshape(16, 9, 2)
+        >>> np.array_equal(Phi_w.reshape(16, 9, 2), Phi[ly.window_positions])
+        True
+        """
+        P = self.__dict__.get("_P_phipad_windows")
+        if P is None:
+            rows = (self.window_positions[:, None] * self.hhd + np.arange(self.hhd)).ravel()
+            P = sp.csr_array(self.P_phipad[rows])
+            P.sort_indices()
+            P = freeze(P)
+            self.__dict__["_P_phipad_windows"] = P
+        return P
+
+    def _fuses(self, order: str) -> bool:
+        """Whether :meth:`conv_pool_forward` and :meth:`conv_pool_backward` apply: max pooling, and
+        ``sigma'`` readable from ``Z^{m+1}`` (equation (6))."""
+        return self.max_pools and self.sigma.dsigma_from_output is not None and order in ACTIVATE_ORDERS
+
+    def _windows_step(self, l: int, itemsize: int) -> int:
+        """Windows per block: the block's ``S`` (or ``dxi/dS``) within ``_FUSED_BLOCK_BYTES``."""
+        per_window = self.spec.r ** 2 * self.d_out * l * itemsize
+        return max(1, min(self.a_out * self.b_out, _FUSED_BLOCK_BYTES // per_window))
+
+    def conv_pool_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *, order: str = "slides",
+                          out: np.ndarray | None = None, out_offsets: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """``vec(Z^{m+1}) = P_pool vec(sigma(W phi(pad(Z)) + b 1^T))`` one pooling window at a time.
+
+        The products of :meth:`conv_forward` then :meth:`activate_pool`, for
+        max pooling: the rows of :attr:`P_phipad_windows` of a block of windows
+        are gathered, multiplied by ``W``, the bias added, and each window's
+        maximum taken while the block is in cache, so neither ``phi(pad(Z))``
+        nor ``S`` is ever held whole.  Positions in no window are not computed.
+        The winners come as offsets ``k = dr + r dq`` inside their window (as
+        the planner keeps them, see :func:`sparsecnn.planner.execute.winner_positions`);
+        ties go to the first entry in the order of ``vec``, as in :meth:`winners`.
+        ``order`` as in :meth:`activate_pool`.  Blocks are split over the kernel threads.
+
+        Parameters
+        ----------
+        Z : ndarray, shape ``(d a b, l)``
+        W : ndarray, shape ``(d^{m+1}, h h d^m)``
+        bias : ndarray, shape ``(d^{m+1},)``
+        order : {"slides", "pool-first"}
+        out, out_offsets : ndarray, optional
+            C-contiguous ``(d^{m+1} a^{m+1} b^{m+1}, l)`` arrays (``Z``'s dtype, and the
+            smallest unsigned integer type that holds ``r^2 - 1``) to write into.
+
+        Returns
+        -------
+        (Z_next, offsets)
+            Both of shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``.
+
+        Examples
+        --------
+        >>> from sparsecnn.planner.execute import winner_positions
+        >>> ly = ConvShape(1, 6, 6, 2, ConvLayer(3, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Z, W, bias = rng.standard_normal((72, 4)), rng.standard_normal((3, 18)), rng.standard_normal(3)
+        >>> Z_next, k = ly.conv_pool_forward(Z, W, bias)
+        >>> Z_ref, winners = ly.activate_pool(ly.conv_forward(Z, W, bias)[1])
+        >>> np.allclose(Z_next, Z_ref), np.array_equal(winner_positions(ly, k), winners), k.dtype
+        (True, True, dtype('uint8'))
+        """
+        if not self._fuses(order):
+            raise ConfigError(f"conv layer {self.m}: conv_pool_forward needs max pooling, an activation whose "
+                              f"sigma' follows from sigma and order in {ACTIVATE_ORDERS}; got pool "
+                              f"{self.spec.pool!r} with r = {self.spec.r}, activation {self.sigma.name!r}, "
+                              f"order {order!r}")
+        Z = _floating(Z)
+        if Z.ndim != 2 or Z.shape[0] != self.n_in:
+            raise ShapeError(f"conv layer {self.m}: Z must have d*a*b = {self.n_in} rows, got shape {Z.shape}")
+        dtype, l = Z.dtype, Z.shape[1]
+        W = np.asarray(W, dtype=dtype)
+        b = np.asarray(bias, dtype=dtype).reshape(-1, 1)
+        r, d, hhd = self.spec.r, self.d_out, self.hhd
+        r2, n_win = r * r, self.a_out * self.b_out
+        k_type = np.min_scalar_type(r2 - 1)
+        Zn = _result(out, (self.n_out, l), dtype, "conv_pool_forward")
+        K = _result(out_offsets, (self.n_out, l), k_type, "conv_pool_forward offsets")
+        plan = kernels.selection_plan(self.P_phipad_windows)
+        src = kernels.gather_source(plan, np.ascontiguousarray(Z))
+        take = plan.take
+        Zn3, K3 = Zn.reshape(n_win, d, l), K.reshape(n_win, d, l)
+        pool_first = order == "pool-first" and self.sigma.monotone
+        step = self._windows_step(l, dtype.itemsize)
+        pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
+
+        def run(w0: int, w1: int) -> None:
+            phi = kernels.scratch("conv_pool_forward.phi", (pstep * hhd, l), dtype)
+            S = kernels.scratch("conv_pool_forward.S", (step, r2, d, l), dtype)
+            wins = kernels.scratch("conv_pool_forward.wins", (step, d, l), bool)
+            for a in range(w0, w1, step):
+                e = min(a + step, w1)
+                n = e - a
+                Sb = S[:n]
+                Sj = Sb.reshape(n * r2, d, l)
+                for j0 in range(a * r2, e * r2, pstep):      # rows of P_phipad_windows, a few positions
+                    j1 = min(j0 + pstep, e * r2)
+                    P = phi[:(j1 - j0) * hhd]
+                    np.take(src, take[j0 * hhd:j1 * hhd], axis=0, out=P, mode="clip")
+                    np.matmul(W, P.reshape(j1 - j0, hhd, l), out=Sj[j0 - a * r2:j1 - a * r2])   # W phi_j
+                Sb += b                                                                  # + b 1^T
+                if not pool_first:
+                    self.sigma.sigma_into(Sb, Sb)                                       # sigma(S)
+                m_, k_, g = Zn3[a:e], K3[a:e], wins[:n]
+                np.copyto(m_, Sb[:, 0])                      # P_pool: a later entry wins only if larger
+                k_.fill(0)
+                for kk in range(1, r2):
+                    np.greater(Sb[:, kk], m_, out=g)
+                    np.copyto(m_, Sb[:, kk], where=g)
+                    np.copyto(k_, kk, where=g)
+                if pool_first:
+                    self.sigma.sigma_into(m_, m_)                                       # sigma of the maxima
+
+        kernels.parallel_blas(run, n_win, d * hhd * r2 * n_win * l)
+        return Zn, K
+
+    def conv_pool_backward(self, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray, Znext: np.ndarray,
+                           offsets: np.ndarray, *, need_dZ: bool = True, out: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Equation (6) then the backward step of the convolution, one pooling window at a time.
+
+        For a block of windows: ``dxi/dS`` of its positions is
+        ``P_pool^T (dxi/dvec(Z^{m+1}) ⊙ sigma'(S) read from Z^{m+1})`` (each
+        window's gradient at its winner, zeros elsewhere), then, as in
+        :meth:`conv_backward`, ``dxi/dW += sum_j dS_j phi_j^T`` with ``phi_j``
+        gathered from ``Z`` (rows of :attr:`P_phipad_windows`) and
+        ``vec(dxi/dZ) += (rows of P_phipad_windows)^T vec(W^T dS_j)``, all while
+        the block is in cache: ``phi(pad(Z))`` and ``dxi/dS`` are never held whole.
+
+        Parameters
+        ----------
+        W : ndarray, shape ``(d^{m+1}, h h d^m)``
+        Z : ndarray, shape ``(d a b, l)``
+            The layer's input ``vec(Z^{m,i})``.
+        dZnext, Znext : ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+            ``dxi/dvec(Z^{m+1})`` and ``vec(Z^{m+1})``.
+        offsets : unsigned integer ndarray, same shape
+            The winners as offsets inside their windows (from :meth:`conv_pool_forward`).
+        need_dZ : bool, default True
+        out : ndarray, optional
+            C-contiguous ``(d a b, l)`` array that receives ``dxi/dvec(Z)``.
+
+        Returns
+        -------
+        (dW, db, dZ)
+            As :meth:`conv_backward`.
+
+        Examples
+        --------
+        >>> ly = ConvShape(1, 6, 6, 2, ConvLayer(3, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Z, W, bias = rng.standard_normal((72, 4)), rng.standard_normal((3, 18)), rng.standard_normal(3)
+        >>> Z_next, k = ly.conv_pool_forward(Z, W, bias)
+        >>> dZ_next = rng.standard_normal(Z_next.shape)
+        >>> dW, db, dZ = ly.conv_pool_backward(W, Z, dZ_next, Z_next, k)
+        >>> Phi, S = ly.conv_forward(Z, W, bias)
+        >>> dS = ly.pool_T(ly.sigma.backprop_from_output(dZ_next, Z_next), ly.winners(ly.sigma.sigma(S)))
+        >>> ref = ly.conv_backward(W, Phi, dS)
+        >>> all(np.allclose(x, y) for x, y in zip((dW, db, dZ), ref))
+        True
+        """
+        if not self._fuses("slides"):
+            raise ConfigError(f"conv layer {self.m}: conv_pool_backward needs max pooling and an activation "
+                              f"whose sigma' follows from sigma; got pool {self.spec.pool!r} with "
+                              f"r = {self.spec.r}, activation {self.sigma.name!r}")
+        dZnext = _floating(dZnext)
+        dtype, l = dZnext.dtype, dZnext.shape[1]
+        r, d, hhd = self.spec.r, self.d_out, self.hhd
+        r2, n_win = r * r, self.a_out * self.b_out
+        shape = (self.n_out, l)
+        for name, arr in (("dxi/dZ^{m+1}", dZnext), ("Z^{m+1}", Znext), ("the winners' offsets", offsets)):
+            if arr.shape != shape:
+                raise ShapeError(f"conv layer {self.m}: {name} must have shape (d*a_out*b_out, l) = {shape}, "
+                                 f"got {arr.shape}")
+        if Z.shape != (self.n_in, l):
+            raise ShapeError(f"conv layer {self.m}: Z must have shape (d*a*b, l) = ({self.n_in}, {l}), "
+                             f"got {Z.shape}")
+        WT = np.asarray(W, dtype=dtype).T
+        P = self.P_phipad_windows
+        plan = kernels.selection_plan(P)
+        src = kernels.gather_source(plan, np.ascontiguousarray(Z, dtype=dtype))
+        take = plan.take
+        dZn3, Zn3, K3 = dZnext.reshape(n_win, d, l), Znext.reshape(n_win, d, l), offsets.reshape(n_win, d, l)
+        res = _result(out, (self.n_in, l), dtype, "conv_pool_backward") if need_dZ else None
+        step = self._windows_step(l, dtype.itemsize)
+        pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
+        part_name = kernels.partial_name("conv_pool_backward.dZ")
+
+        def run(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            dW = np.zeros(self.W_shape, dtype=dtype)
+            db = np.zeros(d, dtype=dtype)
+            phi = kernels.scratch("conv_pool_backward.phi", (pstep, hhd, l), dtype)
+            dS = kernels.scratch("conv_pool_backward.dS", (step, r2, d, l), dtype)
+            tmp = kernels.scratch("conv_pool_backward.dW", (pstep, d, hhd), dtype)
+            at = kernels.scratch("conv_pool_backward.at", (step, d, l), bool)
+            gb = kernels.scratch("conv_pool_backward.g", (step, d, l), dtype)
+            target = None
+            if res is not None:
+                target = res if w0 == 0 else kernels.scratch(part_name, res.shape, dtype)
+                target.fill(0)
+                dphi = kernels.scratch("conv_pool_backward.dphi", (pstep, hhd, l), dtype)
+            for a in range(w0, w1, step):
+                e = min(a + step, w1)
+                n = e - a
+                g = self.sigma.backprop_from_output(dZn3[a:e], Zn3[a:e], out=gb[:n])   # (6): dZ ⊙ sigma'
+                db += g.sum(axis=(0, 2))
+                dSb = dS[:n]
+                for kk in range(r2):                                      # P_pool^T: g at the winner
+                    np.equal(K3[a:e], kk, out=at[:n])
+                    np.multiply(g, at[:n], out=dSb[:, kk])
+                dSj = dSb.reshape(n * r2, d, l)
+                for j0 in range(a * r2, e * r2, pstep):                   # a few positions at a time
+                    j1 = min(j0 + pstep, e * r2)
+                    dSp = dSj[j0 - a * r2:j1 - a * r2]
+                    Pb = phi[:j1 - j0]
+                    np.take(src, take[j0 * hhd:j1 * hhd], axis=0, out=Pb.reshape(-1, l), mode="clip")
+                    t = np.matmul(dSp, Pb.transpose(0, 2, 1), out=tmp[:j1 - j0])
+                    dW += t.sum(axis=0)                                   # dW += sum_j dS_j phi_j^T
+                    if target is not None:
+                        dp = dphi[:j1 - j0]
+                        np.matmul(WT, dSp, out=dp)                        # dxi/dphi_j = W^T dS_j
+                        kernels.csc_add(P, (j0 * hhd, j1 * hhd), dp.reshape(-1, l), target)
+            return dW, db, target
+
+        parts = kernels.parallel_blas(run, n_win, 2 * d * hhd * r2 * n_win * l)
+        dW = _sum_dW([p[0] for p in parts])
+        db = _sum_dW([p[1] for p in parts])
+        if res is not None:
+            for _, _, t in parts[1:]:
+                np.add(res, t, out=res)
+        return dW, db, res
+
+    def conv_pool_R(self, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V: np.ndarray,
+                    v_b: np.ndarray, Znext: np.ndarray, offsets: np.ndarray, *, out: np.ndarray | None = None
+                    ) -> np.ndarray:
+        """The R-operator of :meth:`conv_pool_forward`: ``R(Z^{m+1})`` one pooling window at a time.
+
+        ``R(S) = V phi(pad(Z)) + W phi(pad(R(Z))) + v_b 1^T`` as one GEMM per
+        position (``[V W]`` times the rows of :attr:`P_phipad_windows` gathered
+        from ``Z`` and from ``R(Z)``), then ``R(Z^{m+1}) = sigma'(S) ⊙ P_pool
+        vec(R(S))`` with ``P_pool`` the forward pass's winners and ``sigma'``
+        read from ``Z^{m+1}`` at them (max pooling selects, so the mask
+        product may follow it).  ``RZ=None`` means ``R(Z) = 0`` (the first layer).
+
+        Parameters
+        ----------
+        Z, RZ : ndarray, shape ``(d a b, l)``
+            ``vec(Z^{m,i})`` and ``R(vec(Z^{m,i}))`` (or None).
+        W, V : ndarray, shape ``(d^{m+1}, h h d^m)``
+            ``W^m`` and the direction's ``V^m``.
+        v_b : ndarray, shape ``(d^{m+1},)``
+        Znext, offsets : ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+            From :meth:`conv_pool_forward`.
+        out : ndarray, optional
+            C-contiguous array of that shape and ``Z``'s dtype to write into.
+
+        Returns
+        -------
+        ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+
+        Examples
+        --------
+        A directional derivative, against central differences:
+
+        >>> ly = ConvShape(1, 6, 6, 2, ConvLayer(3, h=3, p=1, r=2))
+        >>> rng = np.random.default_rng(0)
+        >>> Z, RZ = rng.standard_normal((72, 4)), rng.standard_normal((72, 4))
+        >>> W, V, b, v_b = rng.standard_normal((3, 18)), rng.standard_normal((3, 18)), np.zeros(3), np.ones(3)
+        >>> Z_next, k = ly.conv_pool_forward(Z, W, b)
+        >>> eps = 1e-6
+        >>> plus = ly.conv_pool_forward(Z + eps * RZ, W + eps * V, b + eps * v_b)[0]
+        >>> minus = ly.conv_pool_forward(Z - eps * RZ, W - eps * V, b - eps * v_b)[0]
+        >>> np.allclose(ly.conv_pool_R(Z, RZ, W, V, v_b, Z_next, k), (plus - minus) / (2 * eps), atol=1e-6)
+        True
+        """
+        if not self._fuses("slides"):
+            raise ConfigError(f"conv layer {self.m}: conv_pool_R needs max pooling and an activation whose "
+                              f"sigma' follows from sigma; got pool {self.spec.pool!r} with r = {self.spec.r}, "
+                              f"activation {self.sigma.name!r}")
+        Z = _floating(Z)
+        dtype, l = Z.dtype, Z.shape[1]
+        r, d, hhd = self.spec.r, self.d_out, self.hhd
+        r2, n_win = r * r, self.a_out * self.b_out
+        for name, arr in (("Z", Z), ("R(Z)", Z if RZ is None else RZ)):
+            if arr.shape != (self.n_in, l):
+                raise ShapeError(f"conv layer {self.m}: {name} must have shape (d*a*b, l) = ({self.n_in}, {l}), "
+                                 f"got {arr.shape}")
+        for name, arr in (("Z^{m+1}", Znext), ("the winners' offsets", offsets)):
+            if arr.shape != (self.n_out, l):
+                raise ShapeError(f"conv layer {self.m}: {name} must have shape (d*a_out*b_out, l) = "
+                                 f"({self.n_out}, {l}), got {arr.shape}")
+        plan = kernels.selection_plan(self.P_phipad_windows)
+        m_in = plan.shape[1]
+        take = plan.take.reshape(-1, hhd)
+        if RZ is None:                                  # R(S) = V phi + v_b 1^T
+            WV = np.asarray(V, dtype=dtype)
+            src = kernels.gather_source(plan, np.ascontiguousarray(Z))
+            idx = take
+        else:                                           # [V W] [phi; R(phi)]: Z and R(Z), each with a zero row
+            WV = np.hstack([np.asarray(V, dtype=dtype), np.asarray(W, dtype=dtype)])
+            src = np.zeros((2 * (m_in + 1), l), dtype=dtype)
+            src[:m_in] = Z
+            src[m_in + 1:2 * m_in + 1] = RZ
+            idx = np.hstack([take, take + (m_in + 1)])
+        K = WV.shape[1]
+        rows = idx.ravel()
+        vb = np.asarray(v_b, dtype=dtype).reshape(-1, 1)
+        res = _result(out, (self.n_out, l), dtype, "conv_pool_R")
+        R3, Zn3, K3 = res.reshape(n_win, d, l), Znext.reshape(n_win, d, l), offsets.reshape(n_win, d, l)
+        step = self._windows_step(l, dtype.itemsize)
+        pstep = _block(max(d, K) * l * dtype.itemsize, step * r2)
+
+        def run(w0: int, w1: int) -> None:
+            phi = kernels.scratch("conv_pool_R.phi", (pstep * K, l), dtype)
+            RS = kernels.scratch("conv_pool_R.RS", (step, r2, d, l), dtype)
+            at = kernels.scratch("conv_pool_R.at", (step, d, l), bool)
+            for a in range(w0, w1, step):
+                e = min(a + step, w1)
+                n = e - a
+                RSj = RS[:n].reshape(n * r2, d, l)
+                for j0 in range(a * r2, e * r2, pstep):
+                    j1 = min(j0 + pstep, e * r2)
+                    P = phi[:(j1 - j0) * K]
+                    np.take(src, rows[j0 * K:j1 * K], axis=0, out=P, mode="clip")
+                    np.matmul(WV, P.reshape(j1 - j0, K, l), out=RSj[j0 - a * r2:j1 - a * r2])
+                RSj += vb
+                Rb = R3[a:e]
+                np.copyto(Rb, RS[:n, 0])                                      # P_pool R(S): the winners'
+                for kk in range(1, r2):
+                    np.equal(K3[a:e], kk, out=at[:n])
+                    np.copyto(Rb, RS[:n, kk], where=at[:n])
+                self.sigma.backprop_from_output(Rb, Zn3[a:e], out=Rb)         # ⊙ sigma'(S) at the winners
+
+        kernels.parallel_blas(run, n_win, d * K * r2 * n_win * l)
+        return res
 
     def winners(self, A: np.ndarray) -> np.ndarray | None:
         """Winners of max pooling on ``vec(sigma(S))``; ``None`` unless max pooling follows.

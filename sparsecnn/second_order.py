@@ -57,6 +57,7 @@ from .exceptions import ConfigError, InputTypeError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
 from .network import Network
+from .planner import Plan
 
 __all__ = [
     "JACOBIAN_MODES",
@@ -121,18 +122,29 @@ def _pool_after_mask(ly: ConvShape) -> bool:
 
 def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray],
                Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray],
-               work: Workspace | None = None) -> np.ndarray:
+               work: Workspace | None = None, X: np.ndarray | None = None) -> np.ndarray:
     """The R-operator forward pass of one batch: ``R(z^{L+1})``, shape ``(n_L, l)``.
 
     Runs in the dtype of the kept arrays (``Vs``, ``vbs`` should have it too);
     ``work`` holds the per-layer temporaries.  Where max pooling selects,
     ``P_pool (sigma'(S^m) ⊙ R(S^m))`` is formed as ``(P_pool R(S^m)) ⊙ sigma'``
     read from ``Z^{m+1}`` (the analogue of equation (6)): the same numbers, the
-    mask product on the ``r^2`` times smaller pooled array.
+    mask product on the ``r^2`` times smaller pooled array.  Where ``kept`` is
+    what :func:`windowed_plan`'s plan keeps (``X`` is then the batch's input),
+    each convolutional layer runs window by window
+    (:meth:`~sparsecnn.layers.ConvShape.conv_pool_R`).
     """
     R: np.ndarray | None = None                                   # R(Z^1) = 0
+    if X is not None:
+        kept = {"Z1": X, **kept}
     for ly in net.conv:
         m = ly.m
+        if f"phi{m}" not in kept and X is not None:               # windowed: no phi, no S kept
+            Z = kept[f"Z{m}"]
+            out_R = work.get(f"RZ{m + 1}", (ly.n_out, Z.shape[1]), Z.dtype) if work is not None else None
+            R = ly.conv_pool_R(Z, R, Ws[m - 1], Vs[m - 1], vbs[m - 1], kept[f"Z{m + 1}"], kept[f"pool{m}"],
+                               out=out_R)
+            continue
         Phi = kept[f"phi{m}"]
         l = Phi.shape[1]
         out = work.get(f"RS{m}", (ly.n_S, l), Phi.dtype) if work is not None else None
@@ -218,16 +230,26 @@ def jacobian_bytes_per_instance(net: Network) -> int:
 
 
 def forward_bytes_per_instance(net: Network) -> int:
-    """Bytes per instance the forward pass keeps for ``J v`` and ``J^T u`` (float64 arrays;
-    max-pool winners counted as int32): ``Z^m``, ``phi(pad(Z^m))``, ``S^m`` and winners for
-    conv layers, ``z^m`` and ``s^m`` for full layers, and ``z^{L+1}``.
+    """Bytes per instance the forward pass keeps for ``J v`` and ``J^T u`` with
+    ``jacobian="recompute"`` (float64 arrays).
+
+    Where :func:`windowed_plan` applies: ``Z^1`` and what its plan keeps
+    (``Z^m`` and the winners as offsets).  Otherwise everything (max-pool
+    winners counted as int32): ``Z^m``, ``phi(pad(Z^m))``, ``S^m`` and winners
+    for conv layers, ``z^m`` and ``s^m`` for full layers, and ``z^{L+1}``.
 
     Examples
     --------
     >>> from sparsecnn import ConvLayer, FullLayer, Network
     >>> forward_bytes_per_instance(Network((4, 4, 1), [ConvLayer(2, h=3), FullLayer(3)]))
     592
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> forward_bytes_per_instance(net) == 8 * 16 + windowed_plan(net).bytes_per_instance
+    True
     """
+    plan = windowed_plan(net)
+    if plan is not None:
+        return 8 * net.n_input + plan.bytes_per_instance
     total = 0
     for ly in net.conv:
         total += 8 * (ly.n_in + ly.hhd * ly.n_pos + ly.n_S)
@@ -243,7 +265,41 @@ def forward_bytes_per_instance(net: Network) -> int:
 class _Batch:
     sl: slice
     kept: dict[str, np.ndarray]
+    X: np.ndarray
     dzdS: list[np.ndarray] | None = None
+
+
+def windowed_plan(net: Network) -> Plan | None:
+    """The plan under which every convolutional layer runs window by window, or ``None``.
+
+    ``net.plan("slides")`` (``Z^m`` and the winners kept) when each
+    convolutional layer is followed by max pooling with ``sigma'`` readable
+    from ``Z^{m+1}`` (:func:`sparsecnn.planner.execute.fused`) and each full
+    layer's ``sigma'`` is too; then :class:`GaussNewton` keeps only that and
+    runs ``J v`` and ``J^T u`` window by window
+    (:meth:`~sparsecnn.layers.ConvShape.conv_pool_R`,
+    :meth:`~sparsecnn.layers.ConvShape.conv_pool_backward`).
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> windowed_plan(Network((6, 6, 1), [ConvLayer(2, h=3, r=2), FullLayer(3)])).retained
+    ('pool1', 'Z2', 'Z3')
+    >>> windowed_plan(Network((6, 6, 1), [ConvLayer(2, h=3, r=2, pool="avg"), FullLayer(3)])) is None
+    True
+    """
+    from .planner.execute import fused
+
+    plan = net.plan("slides")
+    keep = set(plan.retained)
+    if not all(fused(net, plan, ly) for ly in net.conv):
+        return None
+    for fl in net.full:
+        if f"Z{fl.m}" not in keep and fl.m > 1:
+            return None
+        if fl.sigma.name != "identity" and (fl.sigma.dsigma_from_output is None or f"Z{fl.m + 1}" not in keep):
+            return None
+    return plan
 
 
 class GaussNewton(LinearOperator):
@@ -276,6 +332,10 @@ class GaussNewton(LinearOperator):
         The part of :attr:`bytes_per_instance` that ``jacobian="store"`` adds (0 otherwise).
     n_matvec : int
         Products computed so far.
+    plan : Plan or None
+        With ``jacobian="recompute"``, :func:`windowed_plan`'s plan where it
+        applies: the forward pass keeps ``Z^m`` and the winners, and both
+        products run window by window; ``None``: everything is kept.
 
     Examples
     --------
@@ -303,6 +363,7 @@ class GaussNewton(LinearOperator):
     jacobian_bytes_per_instance: int
     n_matvec: int
     compute_dtype: np.dtype
+    plan: Plan | None
     _work: Workspace
 
     def __init__(self, net: Network, theta: np.ndarray, X: np.ndarray, *,
@@ -324,16 +385,19 @@ class GaussNewton(LinearOperator):
         self.output = np.empty((net.n_L, self.l))
         self._batches: list[_Batch] = []
         self._work = Workspace()
+        self.plan = windowed_plan(net) if jacobian == "recompute" else None
         with blas_serial():
             for sl in _batch_slices(self.l, int(batch_size)):
                 Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
-                out, kept = net._forward(self.Ws, self.bs, Xb, keep=True)
+                out, kept = net._forward(self.Ws, self.bs, Xb, keep=True, plan=self.plan)
                 self.output[:, sl] = out
-                batch = _Batch(sl, kept)
+                batch = _Batch(sl, kept, Xb)
                 if jacobian == "store":
                     batch.dzdS = _dz_dS(net, self.Ws, kept, out.shape[1])
                 self._batches.append(batch)
         forward = sum(int(v.nbytes) for b in self._batches for v in b.kept.values())
+        if self.plan is not None:                                  # Z^1 is kept apart from the plan's
+            forward += sum(int(b.X.nbytes) for b in self._batches)
         jac = sum(int(D.nbytes) for b in self._batches for D in (b.dzdS or []))
         self.jacobian_bytes_per_instance = jac // max(self.l, 1)
         self.bytes_per_instance = (forward + jac) // max(self.l, 1)
@@ -375,7 +439,8 @@ class GaussNewton(LinearOperator):
         with blas_serial():
             for b in self._batches:
                 if b.dzdS is None:
-                    out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs, work=self._work)
+                    out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs, work=self._work,
+                                              X=b.X if self.plan is not None else None)
                 else:
                     out[:, b.sl] = self._Jv_stored(b, Vs, vbs)
         return out
@@ -409,7 +474,8 @@ class GaussNewton(LinearOperator):
             for b in self._batches:
                 ub = np.ascontiguousarray(u[:, b.sl], dtype=self.compute_dtype)
                 if b.dzdS is None:
-                    dWs, dbs = self.net._backward(self.Ws, b.kept, ub, work=self._work)
+                    dWs, dbs = self.net._backward(self.Ws, b.kept, ub, plan=self.plan, bs=self.bs, X=b.X,
+                                                  work=self._work)
                 else:
                     dWs, dbs = self._JTv_stored(b, ub)
                 total += self.net.pack(dWs, dbs)

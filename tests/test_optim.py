@@ -93,6 +93,20 @@ def test_newton_trial_gradient_and_stored_jacobian_give_the_same_run():
     assert np.allclose(base, stored, rtol=1e-9, atol=1e-12) and h0.cg_iters == h2.cg_iters
 
 
+def test_newton_default_plan_runs_windowed_and_matches_store_all():
+    """The default ``plan="slides"`` (``Z^m`` and winners kept, conv layers window by window)
+    takes the steps of the store-all run, up to rounding."""
+    net, theta, X, y = problem(l=40)
+    kw = dict(C=0.4, iter_max=4, GNsize=10, seed=7)
+    windowed, h0 = newton(net, theta, X, y, **kw)
+    store_all, h1 = newton(net, theta, X, y, plan=None, **kw)
+    assert h0.cg_iters == h1.cg_iters
+    assert np.allclose(windowed, store_all, rtol=1e-9, atol=1e-12)
+    assert np.allclose(h0.f, h1.f, rtol=1e-12)
+    with pytest.raises(ConfigError, match="plan= is not supported with a Dask scheduler"):
+        newton(net, theta, X, y, C=0.4, plan=None, workers=1)
+
+
 def test_newton_learns_and_reports_validation_accuracy():
     net, theta, X, y = problem(l=90)
     Xv, yv = X[:, 60:], y[60:]

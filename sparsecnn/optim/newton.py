@@ -58,6 +58,7 @@ import numpy as np
 from ..exceptions import ConfigError
 from ..kernels import blas_serial
 from ..network import Network
+from ..planner import Plan
 from ..second_order import JACOBIAN_MODES, GaussNewton
 from ._common import (
     Callback,
@@ -274,6 +275,7 @@ class _InProcess:
     jacobian: str
     dtype: np.dtype
     gn_dtype: np.dtype | None = None
+    plan: Plan | None = None
 
     @property
     def l(self) -> int:
@@ -281,7 +283,7 @@ class _InProcess:
 
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         return self.net.objective(theta, self.X, self.labels, self.C, batch_size=self.batch_size,
-                                  dtype=self.dtype)
+                                  dtype=self.dtype, plan=self.plan)
 
     def f(self, theta: np.ndarray) -> float:
         out = self.net.output(theta, self.X, batch_size=self.batch_size, dtype=self.dtype)
@@ -299,7 +301,8 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
            batch_size: int = 1024, jacobian: str = "recompute", seed: int | None = None,
            validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
            trial_gradient: bool = True, max_ls_steps: int = 60, dtype: object = None,
-           gn_dtype: object = None, callback: Callback | None = None, scheduler: str | None = None,
+           gn_dtype: object = None, plan: Plan | str | float | None = "slides",
+           callback: Callback | None = None, scheduler: str | None = None,
            workers: int | None = None) -> tuple[np.ndarray, History]:
     """Train by the subsampled Gauss-Newton method (see the module docstring).
 
@@ -346,6 +349,12 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         The float type of the Gauss-Newton products ``G v`` inside CG alone (default:
         ``dtype``): ``gn_dtype="float32"`` keeps ``f`` and the gradient in float64
         and forms only the approximate CG solve in single precision.
+    plan : Plan, policy name or byte budget, optional
+        What each batch of ``f`` and its gradient keeps (:meth:`sparsecnn.Network.plan`).
+        The default ``"slides"`` keeps ``Z^m`` and the pooling choices, as the
+        slides do; convolutional layers followed by max pooling then run window
+        by window (:func:`sparsecnn.planner.execute.fused`), which is the
+        fastest.  ``None`` keeps everything.  Not with a Dask scheduler.
     callback : callable, optional
         Called with each history row.
     scheduler : str, optional
@@ -380,6 +389,8 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         if dtype is not None or gn_dtype is not None:
             raise ConfigError("dtype= and gn_dtype= are not supported with a Dask scheduler; "
                               "set Network(dtype=...)")
+        if plan != "slides":
+            raise ConfigError(f"plan= is not supported with a Dask scheduler, got {plan!r}")
         return newton_distributed(net, theta, X, y, C=C, scheduler=scheduler, workers=workers,
                                   iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop,
                                   boost=boost, eta=eta, batch_size=batch_size, jacobian=jacobian, seed=seed,
@@ -393,7 +404,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     if jacobian not in JACOBIAN_MODES:
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
     problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
-                         None if gn_dtype is None else net._resolve_dtype(gn_dtype))
+                         None if gn_dtype is None else net._resolve_dtype(gn_dtype), net._resolve_plan(plan))
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,

@@ -26,7 +26,7 @@ from ..layers import ConvShape, FullShape
 from . import rules
 from .plan import Plan
 
-__all__ = ["forward_planned", "backward_planned", "winner_offsets", "winner_positions"]
+__all__ = ["forward_planned", "backward_planned", "fused", "winner_offsets", "winner_positions"]
 
 
 def _window_starts(ly: ConvShape) -> np.ndarray:
@@ -118,6 +118,29 @@ def _owned(arr: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
     return arr
 
 
+def fused(net: Any, plan: Plan, ly: ConvShape) -> bool:
+    """Whether the executor runs layer ``m`` window by window (:meth:`ConvShape.conv_pool_forward`
+    and :meth:`ConvShape.conv_pool_backward`).
+
+    It does where max pooling follows, the plan keeps ``Z^{m+1}`` and the
+    winners but none of ``phi(pad(Z^m))``, ``S^m``, ``sigma'(S^m)``, and takes
+    ``dxi/dS^m`` by equation (6) (or its identity form): then nothing of the
+    layer but ``Z^{m+1}`` and the winners outlives a block of windows.
+
+    Examples
+    --------
+    >>> from sparsecnn import ConvLayer, FullLayer, Network
+    >>> net = Network((4, 4, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    >>> fused(net, net.plan("slides"), net.conv[0]), fused(net, net.plan("store-all"), net.conv[0])
+    (True, False)
+    """
+    m = ly.m
+    keep = set(plan.retained)
+    return (ly._fuses(net.activate_order) and {f"pool{m}", f"Z{m + 1}"} <= keep
+            and not keep & {f"phi{m}", f"S{m}", f"dsigma{m}"}
+            and plan.recipe(f"dS{m}").rule in ("eq6", "eq5_identity"))
+
+
 def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
                     work: Workspace | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Forward pass for one batch keeping exactly ``plan.retained``.
@@ -182,6 +205,15 @@ def forward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.ndar
     dtype, l = X.dtype, X.shape[1]
     for ly in net.conv:
         m = ly.m
+        if fused(net, plan, ly):
+            # vec(Z^{m+1}) = P_pool vec(sigma(W^m phi(pad(Z^m)) + b^m 1^T)), a block of windows at a time
+            k = rules.winners_dtype(ly.spec.r)
+            Z, kept[f"pool{m}"] = ly.conv_pool_forward(
+                Z, Ws[m - 1], bs[m - 1], order=net.activate_order,
+                out=scratch(f"Z{m + 1}", (ly.n_out, l), dtype, Z),
+                out_offsets=None if work is None else work.get(f"pool{m}", (ly.n_out, l), k))
+            put(f"Z{m + 1}", Z)
+            continue
         # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
         Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1],
                                  out_phi=scratch(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype, Z),
@@ -358,9 +390,18 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
         st.release_above(m)
     for ly in reversed(net.conv):
         m = ly.m
+        out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
+        if fused(net, plan, ly):
+            # (6) then dxi/dW^m, dxi/db^m and vec(dxi/dZ^m), a block of windows at a time
+            dWs[m - 1], dbs[m - 1], dZn = ly.conv_pool_backward(
+                Ws[m - 1], st.get(f"Z{m}"), dZ, st.get(f"Z{m + 1}"), kept[f"pool{m}"], need_dZ=m > 1,
+                out=out_dZ)
+            st.release_above(m)
+            if dZn is not None:
+                dZ = dZn
+            continue
         rule = plan.recipe(f"dS{m}").rule
         winners = st.get(f"pool{m}") if ly.max_pools else None
-        out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
         if rule == "eq6":
             dS = ly.pool_T(dZ * st.get(f"dsigmaZ{m}"), winners, out=out_dS)    # (6)
         elif rule == "eq5":

@@ -16,7 +16,8 @@ image spans 0 to 255); both then centre on the training mean.  The seeds draw di
 weights on the two sides, so the iterations differ in detail (the CG counts show how much).
 
 Run ``python benchmarks/bench_simplenn.py --simplenn ~/simpleNN/MATLAB`` (``--dtype float32``
-adds a sparsecnn row in single precision; ``--skip-sparsecnn`` times simpleNN alone).
+adds a sparsecnn row in single precision, ``--dtype gn-float32`` one in float64 with the
+``G v`` products of CG in single precision; ``--skip-sparsecnn`` times simpleNN alone).
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--octave", default="octave-cli", help="the Octave command (default octave-cli)")
     p.add_argument("--seed", type=int, default=111)
     p.add_argument("--iter-max", type=int, default=20)
-    p.add_argument("--dtype", choices=["float64", "float32"], action="append",
-                   help="sparsecnn rows to run (repeatable; default float64)")
+    p.add_argument("--dtype", choices=["float64", "float32", "gn-float32"], action="append",
+                   help="sparsecnn rows to run (repeatable; default float64; gn-float32: float64 "
+                        "with the G v products of CG in float32)")
     p.add_argument("--skip-sparsecnn", action="store_true")
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--quiet", action="store_true")
@@ -121,9 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = [(f"simpleNN ({s['version']})", s)]
     if not args.skip_sparsecnn:
         for dtype in args.dtype or ["float64"]:
+            mixed = dtype == "gn-float32"
             ns = argparse.Namespace(data=args.data, images=None, iter_max=args.iter_max, jacobian="recompute",
-                                    dtype=dtype, gn_dtype=None, batch_size=1024, quiet=args.quiet)
-            rows.append((f"sparsecnn newton, {dtype}", bench_newton.run(args.seed, ns)))
+                                    dtype="float64" if mixed else dtype, gn_dtype="float32" if mixed else None,
+                                    batch_size=1024, quiet=args.quiet)
+            name = "float64, G v in float32" if mixed else dtype
+            rows.append((f"sparsecnn newton, {name}", bench_newton.run(args.seed, ns)))
     base = float(s["time_s"])  # type: ignore[arg-type]
     print(f"\n{args.iter_max} Newton iterations, seed {args.seed}, mnist-demo-layer4 (times exclude loading)\n")
     print("| implementation | time | test accuracy | CG iterations | simpleNN time / time |")

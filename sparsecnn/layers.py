@@ -604,16 +604,16 @@ class ConvShape:
         kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
         return Phi, S
 
-    def _backward_arrays(self, work: kernels.Workspace | None, l: int, dtype: np.dtype
+    def _backward_arrays(self, work: kernels.Workspace | None, l: int, dtype: np.dtype, need_dS: bool = True
                          ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Where the backward pass of this layer forms ``dxi/dS^m`` and ``dxi/dZ^m`` (``None``:
-        fresh arrays; no ``dxi/dZ^1``): one ``"dS"`` array for all layers, and two
-        ``dxi/dZ`` arrays taken in turn, since layer ``m - 1`` reads ``dxi/dZ^m`` while it
-        writes its own."""
+        fresh arrays, or not needed: no ``dxi/dZ^1``, no ``dxi/dS^m`` with ``need_dS=False``): one
+        ``"dS"`` array for all layers, and two ``dxi/dZ`` arrays taken in turn, since layer
+        ``m - 1`` reads ``dxi/dZ^m`` while it writes its own."""
         if work is None:
             return None, None
         out_dZ = work.get(f"dZ{self.m % 2}", (self.n_in, l), dtype) if self.m > 1 else None
-        return work.get("dS", (self.n_S, l), dtype), out_dZ
+        return (work.get("dS", (self.n_S, l), dtype) if need_dS else None), out_dZ
 
     @overload
     def conv_backward(self, W: np.ndarray, Phi: np.ndarray | None, dS: np.ndarray, *,
@@ -780,10 +780,34 @@ class ConvShape:
             self.__dict__["_P_phipad_windows"] = P
         return P
 
-    def _fuses(self, order: str) -> bool:
-        """Whether :meth:`conv_pool_forward` and :meth:`conv_pool_backward` apply: max pooling, and
-        ``sigma'`` readable from ``Z^{m+1}`` (equation (6))."""
-        return self.max_pools and self.sigma.dsigma_from_output is not None and order in ACTIVATE_ORDERS
+    @property
+    def windowed(self) -> bool:
+        """Whether :meth:`conv_pool_forward`, :meth:`conv_pool_backward` and :meth:`conv_pool_R`
+        apply: max pooling follows, and ``sigma'`` is readable from ``Z^{m+1}`` (equation (6)).
+
+        Examples
+        --------
+        >>> ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2)).windowed
+        True
+        >>> ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2, pool="avg")).windowed
+        False
+        """
+        return self.max_pools and self.sigma.dsigma_from_output is not None
+
+    def _not_windowed(self, what: str) -> ConfigError:
+        return ConfigError(f"conv layer {self.m}: {what} needs max pooling and an activation whose sigma' "
+                           f"follows from sigma; got pool {self.spec.pool!r} with r = {self.spec.r}, "
+                           f"activation {self.sigma.name!r}")
+
+    def _check_windowed(self, l: int, images: dict[str, np.ndarray | None],
+                        pooled: dict[str, np.ndarray]) -> None:
+        """Shape checks of the window-by-window kernels: ``images`` ``(d a b, l)``, ``pooled``
+        ``(d^{m+1} a^{m+1} b^{m+1}, l)`` (``None`` entries skipped)."""
+        for names, rows, formula in ((images, self.n_in, "d*a*b"), (pooled, self.n_out, "d*a_out*b_out")):
+            for name, arr in names.items():
+                if arr is not None and arr.shape != (rows, l):
+                    raise ShapeError(f"conv layer {self.m}: {name} must have shape ({formula}, l) = "
+                                     f"({rows}, {l}), got {arr.shape}")
 
     def _windows_step(self, l: int, itemsize: int) -> int:
         """Windows per block: the block's ``S`` (or ``dxi/dS``) within ``_FUSED_BLOCK_BYTES``."""
@@ -831,11 +855,10 @@ class ConvShape:
         >>> np.allclose(Z_next, Z_ref), np.array_equal(winner_positions(ly, k), winners), k.dtype
         (True, True, dtype('uint8'))
         """
-        if not self._fuses(order):
-            raise ConfigError(f"conv layer {self.m}: conv_pool_forward needs max pooling, an activation whose "
-                              f"sigma' follows from sigma and order in {ACTIVATE_ORDERS}; got pool "
-                              f"{self.spec.pool!r} with r = {self.spec.r}, activation {self.sigma.name!r}, "
-                              f"order {order!r}")
+        if not self.windowed:
+            raise self._not_windowed("conv_pool_forward")
+        if order not in ACTIVATE_ORDERS:
+            raise ConfigError(f"order must be one of {ACTIVATE_ORDERS}, got {order!r}")
         Z = _floating(Z)
         if Z.ndim != 2 or Z.shape[0] != self.n_in:
             raise ShapeError(f"conv layer {self.m}: Z must have d*a*b = {self.n_in} rows, got shape {Z.shape}")
@@ -930,22 +953,14 @@ class ConvShape:
         >>> all(np.allclose(x, y) for x, y in zip((dW, db, dZ), ref))
         True
         """
-        if not self._fuses("slides"):
-            raise ConfigError(f"conv layer {self.m}: conv_pool_backward needs max pooling and an activation "
-                              f"whose sigma' follows from sigma; got pool {self.spec.pool!r} with "
-                              f"r = {self.spec.r}, activation {self.sigma.name!r}")
+        if not self.windowed:
+            raise self._not_windowed("conv_pool_backward")
         dZnext = _floating(dZnext)
         dtype, l = dZnext.dtype, dZnext.shape[1]
         r, d, hhd = self.spec.r, self.d_out, self.hhd
         r2, n_win = r * r, self.a_out * self.b_out
-        shape = (self.n_out, l)
-        for name, arr in (("dxi/dZ^{m+1}", dZnext), ("Z^{m+1}", Znext), ("the winners' offsets", offsets)):
-            if arr.shape != shape:
-                raise ShapeError(f"conv layer {self.m}: {name} must have shape (d*a_out*b_out, l) = {shape}, "
-                                 f"got {arr.shape}")
-        if Z.shape != (self.n_in, l):
-            raise ShapeError(f"conv layer {self.m}: Z must have shape (d*a*b, l) = ({self.n_in}, {l}), "
-                             f"got {Z.shape}")
+        self._check_windowed(l, {"Z": Z}, {"dxi/dZ^{m+1}": dZnext, "Z^{m+1}": Znext,
+                                           "the winners' offsets": offsets})
         WT = np.asarray(W, dtype=dtype).T
         P = self.P_phipad_windows
         plan = kernels.selection_plan(P)
@@ -1044,22 +1059,13 @@ class ConvShape:
         >>> np.allclose(ly.conv_pool_R(Z, RZ, W, V, v_b, Z_next, k), (plus - minus) / (2 * eps), atol=1e-6)
         True
         """
-        if not self._fuses("slides"):
-            raise ConfigError(f"conv layer {self.m}: conv_pool_R needs max pooling and an activation whose "
-                              f"sigma' follows from sigma; got pool {self.spec.pool!r} with r = {self.spec.r}, "
-                              f"activation {self.sigma.name!r}")
+        if not self.windowed:
+            raise self._not_windowed("conv_pool_R")
         Z = _floating(Z)
         dtype, l = Z.dtype, Z.shape[1]
         r, d, hhd = self.spec.r, self.d_out, self.hhd
         r2, n_win = r * r, self.a_out * self.b_out
-        for name, arr in (("Z", Z), ("R(Z)", Z if RZ is None else RZ)):
-            if arr.shape != (self.n_in, l):
-                raise ShapeError(f"conv layer {self.m}: {name} must have shape (d*a*b, l) = ({self.n_in}, {l}), "
-                                 f"got {arr.shape}")
-        for name, arr in (("Z^{m+1}", Znext), ("the winners' offsets", offsets)):
-            if arr.shape != (self.n_out, l):
-                raise ShapeError(f"conv layer {self.m}: {name} must have shape (d*a_out*b_out, l) = "
-                                 f"({self.n_out}, {l}), got {arr.shape}")
+        self._check_windowed(l, {"Z": Z, "R(Z)": RZ}, {"Z^{m+1}": Znext, "the winners' offsets": offsets})
         plan = kernels.selection_plan(self.P_phipad_windows)
         m_in = plan.shape[1]
         take = plan.take.reshape(-1, hhd)

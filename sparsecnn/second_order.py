@@ -67,6 +67,7 @@ __all__ = [
     "gauss_newton",
     "jacobian_bytes_per_instance",
     "forward_bytes_per_instance",
+    "windowed_plan",
 ]
 
 JACOBIAN_MODES = ("recompute", "store")
@@ -139,7 +140,7 @@ def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarra
         kept = {"Z1": X, **kept}
     for ly in net.conv:
         m = ly.m
-        if f"phi{m}" not in kept and X is not None:               # windowed: no phi, no S kept
+        if X is not None and ly.windowed and f"phi{m}" not in kept:   # windowed: no phi, no S kept
             Z = kept[f"Z{m}"]
             out_R = work.get(f"RZ{m + 1}", (ly.n_out, Z.shape[1]), Z.dtype) if work is not None else None
             R = ly.conv_pool_R(Z, R, Ws[m - 1], Vs[m - 1], vbs[m - 1], kept[f"Z{m + 1}"], kept[f"pool{m}"],

@@ -47,6 +47,14 @@ def _data(ly: ConvShape, seed: int, l: int = 3, dtype=np.float64):
     return rng, Z, W, bias
 
 
+def _forward(case):
+    """The case's layer, order, generator, data and window-by-window forward pass."""
+    ly, order, seed = case
+    rng, Z, W, bias = _data(ly, seed)
+    Z_next, k = ly.conv_pool_forward(Z, W, bias, order=order)
+    return ly, order, rng, Z, W, bias, Z_next, k
+
+
 def rel(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
 
@@ -54,9 +62,7 @@ def rel(a, b):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layers())
 def test_pool_windowed_forward_equals_conv_then_P_pool_sigma(case):
-    ly, order, seed = case
-    _, Z, W, bias = _data(ly, seed)
-    Z_next, k = ly.conv_pool_forward(Z, W, bias, order=order)
+    ly, order, _, Z, W, bias, Z_next, k = _forward(case)
     _, S = ly.conv_forward(Z, W, bias)
     Z_ref, winners = ly.activate_pool(S, order=order)
     assert rel(Z_next, Z_ref) < 1e-14
@@ -67,9 +73,7 @@ def test_pool_windowed_forward_equals_conv_then_P_pool_sigma(case):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layers())
 def test_eq6_windowed_backward_equals_P_pool_T_then_conv_backward(case):
-    ly, order, seed = case
-    rng, Z, W, bias = _data(ly, seed)
-    Z_next, k = ly.conv_pool_forward(Z, W, bias, order=order)
+    ly, _, rng, Z, W, bias, Z_next, k = _forward(case)
     dZ_next = rng.standard_normal(Z_next.shape)
     dW, db, dZ = ly.conv_pool_backward(W, Z, dZ_next, Z_next, k)
     Phi, _ = ly.conv_forward(Z, W, bias)
@@ -82,10 +86,8 @@ def test_eq6_windowed_backward_equals_P_pool_T_then_conv_backward(case):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layers())
 def test_windowed_R_operator_equals_directional_finite_differences(case):
-    ly, order, seed = case
-    rng, Z, W, bias = _data(ly, seed)
+    ly, _, rng, Z, W, bias, Z_next, k = _forward(case)
     RZ, V, v_b = rng.standard_normal(Z.shape), rng.standard_normal(W.shape), rng.standard_normal(ly.d_out)
-    Z_next, k = ly.conv_pool_forward(Z, W, bias, order=order)
     R = ly.conv_pool_R(Z, RZ, W, V, v_b, Z_next, k)
     eps = 1e-6
 
@@ -135,7 +137,7 @@ def test_windowed_kernels_refuse_what_they_cannot_do():
     with pytest.raises(ShapeError, match=r"Z must have d\*a\*b = 36 rows, got shape \(35, 2\)"):
         ly.conv_pool_forward(Z[:35], W, bias)
     Z_next, k = ly.conv_pool_forward(Z, W, bias)
-    with pytest.raises(ShapeError, match=r"Z\^\{m\+1\} must have shape"):
+    with pytest.raises(ShapeError, match=r"Z\^\{m\+1\} must have shape \(d\*a_out\*b_out, l\) = \(8, 2\), got \(7, 2\)"):
         ly.conv_pool_backward(W, Z, Z_next, Z_next[:-1], k)
     with pytest.raises(ShapeError, match=r"R\(Z\) must have shape"):
         ly.conv_pool_R(Z, Z[:, :1], W, W, bias, Z_next, k)

@@ -136,7 +136,7 @@ def fused(net: Any, plan: Plan, ly: ConvShape) -> bool:
     """
     m = ly.m
     keep = set(plan.retained)
-    return (ly._fuses(net.activate_order) and {f"pool{m}", f"Z{m + 1}"} <= keep
+    return (ly.windowed and {f"pool{m}", f"Z{m + 1}"} <= keep
             and not keep & {f"phi{m}", f"S{m}", f"dsigma{m}"}
             and plan.recipe(f"dS{m}").rule in ("eq6", "eq5_identity"))
 
@@ -390,9 +390,9 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
         st.release_above(m)
     for ly in reversed(net.conv):
         m = ly.m
-        out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
         if fused(net, plan, ly):
             # (6) then dxi/dW^m, dxi/db^m and vec(dxi/dZ^m), a block of windows at a time
+            _, out_dZ = ly._backward_arrays(work, l, dtype, need_dS=False)
             dWs[m - 1], dbs[m - 1], dZn = ly.conv_pool_backward(
                 Ws[m - 1], st.get(f"Z{m}"), dZ, st.get(f"Z{m + 1}"), kept[f"pool{m}"], need_dZ=m > 1,
                 out=out_dZ)
@@ -402,6 +402,7 @@ def backward_planned(net: Any, plan: Plan, Ws: list[np.ndarray], bs: list[np.nda
             continue
         rule = plan.recipe(f"dS{m}").rule
         winners = st.get(f"pool{m}") if ly.max_pools else None
+        out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
         if rule == "eq6":
             dS = ly.pool_T(dZ * st.get(f"dsigmaZ{m}"), winners, out=out_dS)    # (6)
         elif rule == "eq5":

@@ -800,14 +800,23 @@ class ConvShape:
                            f"activation {self.sigma.name!r}")
 
     def _check_windowed(self, l: int, images: dict[str, np.ndarray | None],
-                        pooled: dict[str, np.ndarray]) -> None:
-        """Shape checks of the window-by-window kernels: ``images`` ``(d a b, l)``, ``pooled``
-        ``(d^{m+1} a^{m+1} b^{m+1}, l)`` (``None`` entries skipped)."""
+                        pooled: dict[str, np.ndarray], offsets: np.ndarray) -> None:
+        """Checks of the window-by-window kernels: ``images`` ``(d a b, l)``, ``pooled`` and
+        ``offsets`` ``(d^{m+1} a^{m+1} b^{m+1}, l)`` (``None`` entries skipped), ``offsets``
+        integers in ``0..r^2-1`` (positions in ``vec(S)`` would give a wrong gradient, not an error)."""
+        pooled = {**pooled, "the winners' offsets": offsets}
         for names, rows, formula in ((images, self.n_in, "d*a*b"), (pooled, self.n_out, "d*a_out*b_out")):
             for name, arr in names.items():
                 if arr is not None and arr.shape != (rows, l):
                     raise ShapeError(f"conv layer {self.m}: {name} must have shape ({formula}, l) = "
                                      f"({rows}, {l}), got {arr.shape}")
+        r2 = self.spec.r ** 2
+        if offsets.dtype.kind not in "ui":
+            raise InputTypeError(f"conv layer {self.m}: the winners' offsets must be integers, got {offsets.dtype}")
+        if offsets.size and (int(offsets.min()) < 0 or int(offsets.max()) >= r2):
+            raise ShapeError(f"conv layer {self.m}: the winners' offsets must lie in 0..r^2-1 = 0..{r2 - 1} "
+                             f"(offsets inside the window, as conv_pool_forward gives them), got "
+                             f"{int(offsets.min())}..{int(offsets.max())}")
 
     def _windows_step(self, l: int, itemsize: int) -> int:
         """Windows per block: the block's ``S`` (or ``dxi/dS``) within ``_FUSED_BLOCK_BYTES``."""
@@ -959,8 +968,7 @@ class ConvShape:
         dtype, l = dZnext.dtype, dZnext.shape[1]
         r, d, hhd = self.spec.r, self.d_out, self.hhd
         r2, n_win = r * r, self.a_out * self.b_out
-        self._check_windowed(l, {"Z": Z}, {"dxi/dZ^{m+1}": dZnext, "Z^{m+1}": Znext,
-                                           "the winners' offsets": offsets})
+        self._check_windowed(l, {"Z": Z}, {"dxi/dZ^{m+1}": dZnext, "Z^{m+1}": Znext}, offsets)
         WT = np.asarray(W, dtype=dtype).T
         P = self.P_phipad_windows
         plan = kernels.selection_plan(P)
@@ -1065,7 +1073,7 @@ class ConvShape:
         dtype, l = Z.dtype, Z.shape[1]
         r, d, hhd = self.spec.r, self.d_out, self.hhd
         r2, n_win = r * r, self.a_out * self.b_out
-        self._check_windowed(l, {"Z": Z, "R(Z)": RZ}, {"Z^{m+1}": Znext, "the winners' offsets": offsets})
+        self._check_windowed(l, {"Z": Z, "R(Z)": RZ}, {"Z^{m+1}": Znext}, offsets)
         plan = kernels.selection_plan(self.P_phipad_windows)
         m_in = plan.shape[1]
         take = plan.take.reshape(-1, hhd)
@@ -1079,16 +1087,16 @@ class ConvShape:
             src[:m_in] = Z
             src[m_in + 1:2 * m_in + 1] = RZ
             idx = np.hstack([take, take + (m_in + 1)])
-        K = WV.shape[1]
+        cols = WV.shape[1]                              # h h d^m, or 2 h h d^m with R(Z)
         rows = idx.ravel()
         vb = np.asarray(v_b, dtype=dtype).reshape(-1, 1)
         res = _result(out, (self.n_out, l), dtype, "conv_pool_R")
         R3, Zn3, K3 = res.reshape(n_win, d, l), Znext.reshape(n_win, d, l), offsets.reshape(n_win, d, l)
         step = self._windows_step(l, dtype.itemsize)
-        pstep = _block(max(d, K) * l * dtype.itemsize, step * r2)
+        pstep = _block(max(d, cols) * l * dtype.itemsize, step * r2)
 
         def run(w0: int, w1: int) -> None:
-            phi = kernels.scratch("conv_pool_R.phi", (pstep * K, l), dtype)
+            phi = kernels.scratch("conv_pool_R.phi", (pstep * cols, l), dtype)
             RS = kernels.scratch("conv_pool_R.RS", (step, r2, d, l), dtype)
             at = kernels.scratch("conv_pool_R.at", (step, d, l), bool)
             for a in range(w0, w1, step):
@@ -1097,9 +1105,9 @@ class ConvShape:
                 RSj = RS[:n].reshape(n * r2, d, l)
                 for j0 in range(a * r2, e * r2, pstep):
                     j1 = min(j0 + pstep, e * r2)
-                    P = phi[:(j1 - j0) * K]
-                    np.take(src, rows[j0 * K:j1 * K], axis=0, out=P, mode="clip")
-                    np.matmul(WV, P.reshape(j1 - j0, K, l), out=RSj[j0 - a * r2:j1 - a * r2])
+                    P = phi[:(j1 - j0) * cols]
+                    np.take(src, rows[j0 * cols:j1 * cols], axis=0, out=P, mode="clip")
+                    np.matmul(WV, P.reshape(j1 - j0, cols, l), out=RSj[j0 - a * r2:j1 - a * r2])
                 RSj += vb
                 Rb = R3[a:e]
                 np.copyto(Rb, RS[:n, 0])                                      # P_pool R(S): the winners'
@@ -1108,7 +1116,7 @@ class ConvShape:
                     np.copyto(Rb, RS[:n, kk], where=at[:n])
                 self.sigma.backprop_from_output(Rb, Zn3[a:e], out=Rb)         # ⊙ sigma'(S) at the winners
 
-        kernels.parallel_blas(run, n_win, d * K * r2 * n_win * l)
+        kernels.parallel_blas(run, n_win, d * cols * r2 * n_win * l)
         return res
 
     def winners(self, A: np.ndarray) -> np.ndarray | None:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sparsecnn import ConvLayer, FullLayer, Network
-from sparsecnn.exceptions import ConfigError, ShapeError
+from sparsecnn.exceptions import ConfigError, InputTypeError, ShapeError
 from sparsecnn.layers import ConvShape
 from sparsecnn.planner.execute import fused, winner_offsets, winner_positions
 from sparsecnn.second_order import GaussNewton, windowed_plan
@@ -139,6 +139,11 @@ def test_windowed_kernels_refuse_what_they_cannot_do():
     Z_next, k = ly.conv_pool_forward(Z, W, bias)
     with pytest.raises(ShapeError, match=r"Z\^\{m\+1\} must have shape \(d\*a_out\*b_out, l\) = \(8, 2\), got \(7, 2\)"):
         ly.conv_pool_backward(W, Z, Z_next, Z_next[:-1], k)
+    winners = winner_positions(ly, k)                               # positions, not offsets
+    with pytest.raises(ShapeError, match=r"offsets must lie in 0..r\^2-1 = 0..3"):
+        ly.conv_pool_backward(W, Z, Z_next, Z_next, winners)
+    with pytest.raises(InputTypeError, match="offsets must be integers"):
+        ly.conv_pool_R(Z, None, W, W, bias, Z_next, k.astype(float))
     with pytest.raises(ShapeError, match=r"R\(Z\) must have shape"):
         ly.conv_pool_R(Z, Z[:, :1], W, W, bias, Z_next, k)
 

@@ -107,6 +107,22 @@ def test_newton_default_plan_runs_windowed_and_matches_store_all():
         newton(net, theta, X, y, C=0.4, plan=None, workers=1)
 
 
+@pytest.mark.parametrize("pool, expected", [("max", ("pool1", "Z2", "Z3")), ("avg", None)])
+def test_newton_auto_plan_is_slides_only_where_a_layer_runs_windowed(monkeypatch, pool, expected):
+    net, theta, X, y = problem(l=20)
+    net = Network((6, 6, 1), [ConvLayer(3, h=3, p=1, r=2, pool=pool), FullLayer(3)])
+    plans = []
+    original = Network.objective
+
+    def spy(self, *args, **kw):
+        plans.append(kw.get("plan"))
+        return original(self, *args, **kw)
+
+    monkeypatch.setattr(Network, "objective", spy)
+    newton(net, net.init_params(seed=0), X, y, C=0.2, iter_max=1, GNsize=10, seed=0)
+    assert plans and all((p.retained if p is not None else None) == expected for p in plans)
+
+
 def test_newton_learns_and_reports_validation_accuracy():
     net, theta, X, y = problem(l=90)
     Xv, yv = X[:, 60:], y[60:]

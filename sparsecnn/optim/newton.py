@@ -295,13 +295,24 @@ class _InProcess:
                            batch_size=self.batch_size, dtype=self.gn_dtype or self.dtype)
 
 
+def _objective_plan(net: Network, plan: object) -> Plan | None:
+    """``plan`` resolved for :func:`newton`; ``"auto"``: ``"slides"`` where some conv layer then runs
+    window by window, else ``None`` (store-all)."""
+    if isinstance(plan, str) and plan == "auto":
+        from ..planner.execute import fused
+
+        slides = net.plan("slides")
+        return slides if any(fused(net, slides, ly) for ly in net.conv) else None
+    return net._resolve_plan(plan)
+
+
 def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
            iter_max: int = 100, GNsize: int | None = None, xi: float = 0.1, CGmax: int = 250,
            lam: float = 1.0, drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4,
            batch_size: int = 1024, jacobian: str = "recompute", seed: int | None = None,
            validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
            trial_gradient: bool = True, max_ls_steps: int = 60, dtype: object = None,
-           gn_dtype: object = None, plan: Plan | str | float | None = "slides",
+           gn_dtype: object = None, plan: Plan | str | float | None = "auto",
            callback: Callback | None = None, scheduler: str | None = None,
            workers: int | None = None) -> tuple[np.ndarray, History]:
     """Train by the subsampled Gauss-Newton method (see the module docstring).
@@ -349,12 +360,13 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         The float type of the Gauss-Newton products ``G v`` inside CG alone (default:
         ``dtype``): ``gn_dtype="float32"`` keeps ``f`` and the gradient in float64
         and forms only the approximate CG solve in single precision.
-    plan : Plan, policy name or byte budget, optional
+    plan : "auto", Plan, policy name or byte budget, optional
         What each batch of ``f`` and its gradient keeps (:meth:`sparsecnn.Network.plan`).
-        The default ``"slides"`` keeps ``Z^m`` and the pooling choices, as the
-        slides do; convolutional layers followed by max pooling then run window
-        by window (:func:`sparsecnn.planner.execute.fused`), which is the
-        fastest.  ``None`` keeps everything.  Not with a Dask scheduler.
+        ``"auto"`` (default): ``"slides"`` (``Z^m`` and the pooling choices, as
+        the slides keep them) where that lets a convolutional layer followed by
+        max pooling run window by window (:func:`sparsecnn.planner.execute.fused`),
+        which is the fastest, else ``None``.  ``None`` keeps everything.  Not
+        with a Dask scheduler.
     callback : callable, optional
         Called with each history row.
     scheduler : str, optional
@@ -389,7 +401,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         if dtype is not None or gn_dtype is not None:
             raise ConfigError("dtype= and gn_dtype= are not supported with a Dask scheduler; "
                               "set Network(dtype=...)")
-        if plan != "slides":
+        if not (isinstance(plan, str) and plan == "auto"):
             raise ConfigError(f"plan= is not supported with a Dask scheduler, got {plan!r}")
         return newton_distributed(net, theta, X, y, C=C, scheduler=scheduler, workers=workers,
                                   iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop,
@@ -404,7 +416,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     if jacobian not in JACOBIAN_MODES:
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
     problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
-                         None if gn_dtype is None else net._resolve_dtype(gn_dtype), net._resolve_plan(plan))
+                         None if gn_dtype is None else net._resolve_dtype(gn_dtype), _objective_plan(net, plan))
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,

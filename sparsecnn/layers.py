@@ -891,6 +891,10 @@ class ConvShape:
             phi = kernels.scratch("conv_pool_forward.phi", (pstep * hhd, l), dtype)
             S = kernels.scratch("conv_pool_forward.S", (step, r2, d, l), dtype)
             wins = kernels.scratch("conv_pool_forward.wins", (step, d, l), bool)
+            if r == 2:
+                pair = kernels.scratch("conv_pool_forward.pair", (step, d, l), dtype)
+                wins23 = kernels.scratch("conv_pool_forward.wins23", (step, d, l), bool)
+                k_hi = kernels.scratch("conv_pool_forward.k23", (step, d, l), k_type)
             for a in range(w0, w1, step):
                 e = min(a + step, w1)
                 n = e - a
@@ -905,12 +909,24 @@ class ConvShape:
                 if not pool_first:
                     self.sigma.sigma_into(Sb, Sb)                                       # sigma(S)
                 m_, k_, g = Zn3[a:e], K3[a:e], wins[:n]
-                np.copyto(m_, Sb[:, 0])                      # P_pool: a later entry wins only if larger
-                k_.fill(0)
-                for kk in range(1, r2):
-                    np.greater(Sb[:, kk], m_, out=g)
-                    np.copyto(m_, Sb[:, kk], where=g)
-                    np.copyto(k_, kk, where=g)
+                if r == 2:                                   # P_pool by pairs; a later entry wins only if larger
+                    hi, g23, k23 = pair[:n], wins23[:n], k_hi[:n]
+                    np.greater(Sb[:, 1], Sb[:, 0], out=g)
+                    np.maximum(Sb[:, 0], Sb[:, 1], out=m_)
+                    np.greater(Sb[:, 3], Sb[:, 2], out=g23)
+                    np.maximum(Sb[:, 2], Sb[:, 3], out=hi)
+                    np.copyto(k_, g)                         # 0 or 1
+                    np.add(g23, k_type.type(2), out=k23)     # 2 or 3
+                    np.greater(hi, m_, out=g)
+                    np.copyto(k_, k23, where=g)
+                    np.maximum(m_, hi, out=m_)
+                else:
+                    np.copyto(m_, Sb[:, 0])                  # P_pool: a later entry wins only if larger
+                    k_.fill(0)
+                    for kk in range(1, r2):
+                        np.greater(Sb[:, kk], m_, out=g)
+                        np.copyto(m_, Sb[:, kk], where=g)
+                        np.copyto(k_, kk, where=g)
                 if pool_first:
                     self.sigma.sigma_into(m_, m_)                                       # sigma of the maxima
 
@@ -1099,6 +1115,7 @@ class ConvShape:
             phi = kernels.scratch("conv_pool_R.phi", (pstep * cols, l), dtype)
             RS = kernels.scratch("conv_pool_R.RS", (step, r2, d, l), dtype)
             at = kernels.scratch("conv_pool_R.at", (step, d, l), bool)
+            part = kernels.scratch("conv_pool_R.part", (step, d, l), dtype)
             for a in range(w0, w1, step):
                 e = min(a + step, w1)
                 n = e - a
@@ -1110,10 +1127,11 @@ class ConvShape:
                     np.matmul(WV, P.reshape(j1 - j0, cols, l), out=RSj[j0 - a * r2:j1 - a * r2])
                 RSj += vb
                 Rb = R3[a:e]
-                np.copyto(Rb, RS[:n, 0])                                      # P_pool R(S): the winners'
-                for kk in range(1, r2):
+                for kk in range(r2):                 # P_pool R(S): sum_k R(S)_k [k = winner], exact for finite R(S)
                     np.equal(K3[a:e], kk, out=at[:n])
-                    np.copyto(Rb, RS[:n, kk], where=at[:n])
+                    np.multiply(RS[:n, kk], at[:n], out=Rb if kk == 0 else part[:n])
+                    if kk:
+                        np.add(Rb, part[:n], out=Rb)
                 self.sigma.backprop_from_output(Rb, Zn3[a:e], out=Rb)         # ⊙ sigma'(S) at the winners
 
         kernels.parallel_blas(run, n_win, d * cols * r2 * n_win * l)

@@ -31,7 +31,7 @@ from .activations import Activation, get_activation
 from .exceptions import ArchitectureError, ConfigError, InputTypeError, ShapeError
 from .operators import P_pad, P_phi, P_pool_avg, conv_size, max_pool_winners
 from .operators._common import freeze
-from .operators.pool import _P_pool_from_winners
+from .operators.pool import _P_pool_from_winners, window_max
 
 __all__ = ["ConvLayer", "FullLayer", "ConvShape", "FullShape", "POOL_BACKWARDS", "ACTIVATE_ORDERS"]
 
@@ -886,15 +886,15 @@ class ConvShape:
         pool_first = order == "pool-first" and self.sigma.monotone
         step = self._windows_step(l, dtype.itemsize)
         pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
+        codes = list(range(r2))                                             # offsets k = dr + r dq
 
         def run(w0: int, w1: int) -> None:
             phi = kernels.scratch("conv_pool_forward.phi", (pstep * hhd, l), dtype)
             S = kernels.scratch("conv_pool_forward.S", (step, r2, d, l), dtype)
-            wins = kernels.scratch("conv_pool_forward.wins", (step, d, l), bool)
-            if r == 2:
-                pair = kernels.scratch("conv_pool_forward.pair", (step, d, l), dtype)
-                wins23 = kernels.scratch("conv_pool_forward.wins23", (step, d, l), bool)
-                k_hi = kernels.scratch("conv_pool_forward.k23", (step, d, l), k_type)
+            tmp = (kernels.scratch("conv_pool_forward.wins", (step, d, l), bool),
+                   kernels.scratch("conv_pool_forward.wins23", (step, d, l), bool),
+                   kernels.scratch("conv_pool_forward.pair", (step, d, l), dtype),
+                   kernels.scratch("conv_pool_forward.k23", (step, d, l), k_type))
             for a in range(w0, w1, step):
                 e = min(a + step, w1)
                 n = e - a
@@ -908,25 +908,9 @@ class ConvShape:
                 Sb += b                                                                  # + b 1^T
                 if not pool_first:
                     self.sigma.sigma_into(Sb, Sb)                                       # sigma(S)
-                m_, k_, g = Zn3[a:e], K3[a:e], wins[:n]
-                if r == 2:                                   # P_pool by pairs; a later entry wins only if larger
-                    hi, g23, k23 = pair[:n], wins23[:n], k_hi[:n]
-                    np.greater(Sb[:, 1], Sb[:, 0], out=g)
-                    np.maximum(Sb[:, 0], Sb[:, 1], out=m_)
-                    np.greater(Sb[:, 3], Sb[:, 2], out=g23)
-                    np.maximum(Sb[:, 2], Sb[:, 3], out=hi)
-                    np.copyto(k_, g)                         # 0 or 1
-                    np.add(g23, k_type.type(2), out=k23)     # 2 or 3
-                    np.greater(hi, m_, out=g)
-                    np.copyto(k_, k23, where=g)
-                    np.maximum(m_, hi, out=m_)
-                else:
-                    np.copyto(m_, Sb[:, 0])                  # P_pool: a later entry wins only if larger
-                    k_.fill(0)
-                    for kk in range(1, r2):
-                        np.greater(Sb[:, kk], m_, out=g)
-                        np.copyto(m_, Sb[:, kk], where=g)
-                        np.copyto(k_, kk, where=g)
+                m_ = Zn3[a:e]                                # P_pool: each window's maximum and its offset
+                window_max([Sb[:, kk] for kk in range(r2)], codes, m_, K3[a:e],
+                           (tmp[0][:n], tmp[1][:n], tmp[2][:n], tmp[3][:n]))
                 if pool_first:
                     self.sigma.sigma_into(m_, m_)                                       # sigma of the maxima
 

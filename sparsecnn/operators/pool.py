@@ -103,6 +103,51 @@ _BLOCK = 1 << 15
 """Windows per block in :func:`_winners`: the temporaries of a block stay in cache."""
 
 
+def window_max(views: list[np.ndarray], codes: list[int], best: np.ndarray, which: np.ndarray,
+               tmp: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, final_max: bool = True) -> None:
+    """The maximum of each window and which entry holds it, from one view per entry.
+
+    ``views[k]`` holds entry ``k`` (in the order of ``vec``) of every window;
+    ``which`` receives ``codes[k]`` of the winning entry (a later entry wins only
+    if strictly larger, so ties go to the first), ``best`` the maximum (with
+    ``final_max=False`` and ``r = 2``, the larger of the first pair only, when the
+    caller does not need the values).  For ``r = 2`` the maxima go by pairs
+    (``np.maximum`` and comparisons, no masked float copy); ``tmp`` holds two
+    ``bool`` arrays, one of ``best``'s dtype and one of ``which``'s, all of its shape.
+
+    Examples
+    --------
+    >>> v = [np.array([1., 5.]), np.array([3., 5.]), np.array([3., 2.]), np.array([0., 9.])]
+    >>> best, which = np.empty(2), np.empty(2, dtype=np.uint8)
+    >>> tmp = (np.empty(2, bool), np.empty(2, bool), np.empty(2), np.empty(2, np.uint8))
+    >>> window_max(v, [0, 1, 2, 3], best, which, tmp); best, which     # ties: the first
+    (array([3., 9.]), array([1, 3], dtype=uint8))
+    """
+    g, g2, hi, which2 = tmp
+    codes = [which.dtype.type(c) for c in codes]           # products stay in which's integer type
+    if len(views) == 4:
+        v0, v1, v2, v3 = views
+        np.greater(v1, v0, out=g)                          # first max of (v0, v1)
+        np.maximum(v0, v1, out=best)
+        np.greater(v3, v2, out=g2)                         # first max of (v2, v3)
+        np.maximum(v2, v3, out=hi)
+        np.multiply(g, codes[1] - codes[0], out=which)
+        which += codes[0]
+        np.multiply(g2, codes[3] - codes[2], out=which2)
+        which2 += codes[2]
+        np.greater(hi, best, out=g)                        # (v2, v3) wins only if strictly larger
+        np.copyto(which, which2, where=g)
+        if final_max:
+            np.maximum(best, hi, out=best)
+        return
+    np.copyto(best, views[0])
+    which.fill(codes[0])
+    for kk in range(1, len(views)):
+        np.greater(views[kk], best, out=g)
+        np.copyto(best, views[kk], where=g)
+        np.copyto(which, codes[kk], where=g)
+
+
 def _winners(V: np.ndarray, a: int, b: int, d: int, r: int, single: bool = False) -> np.ndarray:
     """:func:`max_pool_winners` without the checks (``V`` of shape ``(d a b, l)``).
 
@@ -132,37 +177,18 @@ def _winners(V: np.ndarray, a: int, b: int, d: int, r: int, single: bool = False
               for q0 in range(0, b_out, cols_per_blk) for r0 in range(0, a_out, rows_per_blk)]
 
     def run(k0: int, k1: int) -> None:                # blocks k0:k1, temporaries of this thread
-        m_lo = np.empty(shape, dtype=V.dtype)
-        m_hi = np.empty(shape, dtype=V.dtype)
-        g = np.empty(shape, dtype=bool)
-        g_lo = np.empty(shape, dtype=bool)
-        t = np.empty(shape, dtype=idx_type)
+        best = np.empty(shape, dtype=V.dtype)
         u = np.empty(shape, dtype=idx_type)
+        tmp = (np.empty(shape, dtype=bool), np.empty(shape, dtype=bool), np.empty(shape, dtype=V.dtype),
+               np.empty(shape, dtype=idx_type))
         for q0, q1, r0, r1 in blocks[k0:k1]:
             nq, nr = q1 - q0, r1 - r0
             blk = T[q0:q1, :, r0:r1]
             views = [blk[:, dq, :, dr] for dq in range(r) for dr in range(r)]
             sl = (slice(0, nq), slice(0, nr))
-            if r == 2:
-                v0, v1, v2, v3 = views
-                ml, mh, gg, gl, tt, uu = m_lo[sl], m_hi[sl], g[sl], g_lo[sl], t[sl], u[sl]
-                np.greater(v1, v0, out=gl)                         # first max of (v0, v1)
-                np.maximum(v0, v1, out=ml)
-                np.greater(v3, v2, out=gg)                         # first max of (v2, v3)
-                np.maximum(v2, v3, out=mh)
-                np.multiply(gg, offsets[3] - offsets[2], out=tt)
-                tt += offsets[2]
-                np.multiply(gl, offsets[1], out=uu)
-                np.greater(mh, ml, out=gg)                         # (v2, v3) wins only if strictly larger
-                np.copyto(uu, tt, where=gg)
-            else:
-                ml, gg, uu = m_lo[sl], g[sl], u[sl]
-                np.copyto(ml, views[0])
-                uu.fill(0)
-                for kk in range(1, r * r):
-                    np.greater(views[kk], ml, out=gg)
-                    np.copyto(ml, views[kk], where=gg)
-                    np.copyto(uu, offsets[kk], where=gg)
+            uu = u[sl]
+            window_max(views, offsets, best[sl], uu, (tmp[0][sl], tmp[1][sl], tmp[2][sl], tmp[3][sl]),
+                       final_max=False)
             np.add(uu.reshape(nq, nr, d, l), base[q0:q1, r0:r1],
                    out=W4[q0:q1, r0:r1].reshape(nq, nr, d, l))
 

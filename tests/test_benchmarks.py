@@ -71,3 +71,9 @@ def test_bench_simplenn_says_what_is_missing(tmp_path):
     done = subprocess.run([sys.executable, str(BENCH / "bench_simplenn.py"), "--simplenn", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and f"cnn_train.m not found in {tmp_path}" in done.stderr
+
+
+def test_bench_scaling_prints_time_and_memory_per_l():
+    out = run("bench_scaling.py", "--l", "8", "--l", "16", "--rows", "objective", "--plans", "default,min-memory")
+    rows = [line for line in out.splitlines() if line.startswith("| objective |")]
+    assert len(rows) == 4 and all(" MiB |" in line for line in rows)

@@ -1,0 +1,54 @@
+"""The machine the kernels run on, and the threads and block sizes chosen from it (issue: speed on a user's machine)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from sparsecnn import machine
+from sparsecnn.machine import Machine, choose, detect, report
+
+
+def test_detect_reads_the_cpus_this_process_may_use():
+    m = detect()
+    assert m.cores == len(os.sched_getaffinity(0))
+    assert m.cores_source == "sched_getaffinity"
+    assert m.l2 is None or m.l2 >= 64 * 1024
+
+
+@pytest.mark.parametrize(("l2", "block", "fused"), [
+    (2 * 1024**2, 256 * 1024, 1024**2),       # 2 MiB L2: an eighth and a half
+    (512 * 1024, 64 * 1024, 256 * 1024),      # 512 KiB: 64 KiB and 256 KiB
+    (256 * 1024, 64 * 1024, 256 * 1024),      # clipped from below
+    (32 * 1024**2, 1024**2, 4 * 1024**2),     # clipped from above
+])
+def test_block_sizes_follow_the_L2_size(l2, block, fused):
+    c = choose(Machine(cores=4, cores_source="test", l1d=None, l2=l2, l3=None), env={})
+    assert (c.block_bytes, c.fused_block_bytes) == (block, fused)
+    assert f"{l2 // 1024} KiB" in c.block_why
+
+
+def test_unknown_L2_is_said_and_a_default_assumed():
+    c = choose(Machine(cores=1, cores_source="test", l1d=None, l2=None, l3=None), env={})
+    assert c.block_bytes == machine.DEFAULT_L2 // 8 and "not reported" in c.block_why
+
+
+def test_threads_follow_the_cpus_unless_SPARSECNN_NUM_THREADS_says_otherwise():
+    m = Machine(cores=6, cores_source="test", l1d=None, l2=None, l3=None)
+    assert choose(m, env={}).threads == 6
+    c = choose(m, env={"SPARSECNN_NUM_THREADS": "3"})
+    assert c.threads == 3 and "SPARSECNN_NUM_THREADS=3" in c.threads_why
+    assert choose(m, env={"SPARSECNN_NUM_THREADS": "zero"}).threads == 6
+
+
+def test_sizes_read_as_the_kernel_writes_them():
+    assert machine._size("48K") == 48 * 1024 and machine._size("2048K") == 2 * 1024**2
+    assert machine._size("1M") == 1024**2 and machine._size("?") is None
+
+
+def test_report_names_the_blas_its_kernel_and_every_choice():
+    text = report()
+    assert "CPUs available:" in text and "caches: L1d" in text
+    assert "kernel threads:" in text and "GEMM output block:" in text and "window block:" in text
+    assert "blas:" in text and "kernel " in text

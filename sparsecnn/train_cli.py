@@ -256,6 +256,17 @@ def preprocess(X: np.ndarray, scaling: str, mean: np.ndarray | None = None
     return center(scale_pixels(X, scaling), mean)
 
 
+def _prepared(text: str, shape: tuple[int, int, int], option: str, scaling: str, mean: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_load` then :func:`preprocess`; a scaling error names the option and the file."""
+    X, y = _load(text, shape, option)
+    try:
+        X, mean = preprocess(X, scaling, mean)
+    except DataFormatError as exc:
+        raise DataFormatError(f"{option} {text}: {exc}") from None
+    return X, y, mean
+
+
 def _model_scaling(model: Model) -> str:
     """The pixel scaling a saved model was trained with (models before ``--scale``: by ``meta["scale"]``)."""
     scaling = model.meta.get("scaling")
@@ -282,18 +293,15 @@ def _train(args: argparse.Namespace) -> int:
         raise SparseCNNError("--gn-dtype is for --solver newton")
     net = Network.from_simplenn_config(datasets.resolve(args.config, "config")).replace(dtype=args.dtype)
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
-    Xtr, ytr = _load(args.train, shape, "--train")
-    Xtr, mean = preprocess(Xtr, args.scale)
+    Xtr, ytr, mean = _prepared(args.train, shape, "--train", args.scale, None)
     l = Xtr.shape[1]
     ytr = net.check_y(ytr, l)
     test = val = None
     if args.test is not None:
-        Xte, yte = _load(args.test, shape, "--test")
-        Xte, _ = preprocess(Xte, args.scale, mean)
+        Xte, yte, _ = _prepared(args.test, shape, "--test", args.scale, mean)
         test = (Xte, net.check_y(yte, Xte.shape[1]))
     if args.val is not None:
-        Xva, yva = _load(args.val, shape, "--val")
-        Xva, _ = preprocess(Xva, args.scale, mean)
+        Xva, yva, _ = _prepared(args.val, shape, "--val", args.scale, mean)
         val = (Xva, net.check_y(yva, Xva.shape[1]))
     validation = val if val is not None else test
     C = args.C * l
@@ -466,11 +474,12 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         model = load_model(args.model)
         shape = (model.net.input_shape[0], model.net.input_shape[1], model.net.input_shape[2])
-        X, y = _load(args.data, shape, "--data")
         scaling = _model_scaling(model)
         if scaling:
-            X, _ = preprocess(X, scaling, model.mean if model.mean is not None else np.zeros(X.shape[0]))
+            mean = model.mean if model.mean is not None else np.zeros(model.net.n_input)
+            X, y, _ = _prepared(args.data, shape, "--data", scaling, mean)
         else:
+            X, y = _load(args.data, shape, "--data")
             X = model.preprocess(X)
         labels = model.net.check_y(y, X.shape[1])
         bsize = args.bsize if args.bsize is not None else 1024

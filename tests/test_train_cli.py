@@ -344,7 +344,7 @@ def test_scale_minmax_with_a_constant_image_is_an_error(files, capsys):
             "--quiet"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "image 1 (column 1 of X) is constant" in err and "--scale 255" in err
+    assert "--train " in err and "image 1 (column 1 of X) is constant" in err and "--scale 255" in err
     assert main(argv[:-3] + ["--iter-max", "1", "--quiet"]) == 0             # --scale 255 is defined there
 
 

@@ -3,14 +3,11 @@
 Four files sit beside this module, copied byte for byte from simpleNN (licence
 in ``COPYRIGHT.simpleNN``, kept with them):
 
-=====================  ==========================  ==========================================
-name                   file                        what it holds
-=====================  ==========================  ==========================================
-``mnist-demo``         ``mnist-demo.mat``          2,000 MNIST training images: ``Z`` of shape
-                                                   ``2000 x 784`` (raw pixels 0..255), ``y``
-``mnist-demo.t``       ``mnist-demo.t.mat``        1,000 test images, the same layout
-``mnist-demo-layer4``  ``mnist-demo-layer4.config``  the network: three conv layers, one full
-=====================  ==========================  ==========================================
+- ``mnist-demo`` (``mnist-demo.mat``): 2,000 MNIST training images, ``Z`` of
+  shape ``2000 x 784`` (raw pixels 0..255, one image per row) and labels ``y``;
+- ``mnist-demo.t`` (``mnist-demo.t.mat``): 1,000 test images, the same layout;
+- ``mnist-demo-layer4`` (``mnist-demo-layer4.config``): the network, three
+  convolutional layers and one full layer.
 
 - :func:`path` gives a packaged file's path from its name (or its file name);
 - :func:`mnist_demo` reads both ``.mat`` files with

@@ -3,7 +3,7 @@
 The network is the one of simpleNN's ``mnist-demo-layer4.config`` (input 28x28x1;
 ``ConvLayer(32, h=5, p=2, r=2)``, ``ConvLayer(64, h=3, p=1, r=2)``,
 ``ConvLayer(64, h=3, p=1, r=2)``, ``FullLayer(10)``); the data are the first ``l``
-images of ``../shared/data/mnist-demo.mat`` read by :func:`sparsecnn.data.load_simplenn_mat`
+images of the packaged ``mnist-demo.mat`` (:mod:`sparsecnn.datasets`) read by :func:`sparsecnn.data.load_simplenn_mat`
 and scaled by 1/255, or random pixels of the same shape where the file is absent.
 """
 
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecnn import ConvLayer, FullLayer, Network
+from sparsecnn import ConvLayer, FullLayer, Network, datasets
 from sparsecnn.data import load_simplenn_mat, scale
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-"""simpleNN's data and configuration, beside the repository (never copied into it)."""
+DATA = datasets.DIRECTORY
+"""simpleNN's data and configuration, packaged in :mod:`sparsecnn.datasets`."""
 
 
 def mnist_demo_network() -> Network:

@@ -3,7 +3,7 @@
 The mnist-demo network of simpleNN's ``mnist-demo-layer4.config`` (input
 28x28x1; ``ConvLayer(32, h=5, p=2, r=2)``, ``ConvLayer(64, h=3, p=1, r=2)``,
 ``ConvLayer(64, h=3, p=1, r=2)``, ``FullLayer(10)``), on the 2,000 images of
-``../shared/data/mnist-demo.mat`` (``Z`` is ``l x 784``, each image row by
+the packaged ``mnist-demo.mat`` (:mod:`sparsecnn.datasets`; ``Z`` is ``l x 784``, each image row by
 row; ``vec(Z^{1,i})`` is the transposed image; pixels scaled by 1/255), or on
 random data of the same shape when the file is absent.
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecnn import Network
+from sparsecnn import Network, datasets
 from sparsecnn.data import center, load_simplenn_mat, scale
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = datasets.DIRECTORY                  # simpleNN's mnist-demo files, packaged
 
 
 def timed(fn, repeat: int) -> tuple[float, list[float]]:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sparsecnn import Network
+from sparsecnn import Network, datasets
 from sparsecnn.data import center, load_simplenn_mat, scale
 from sparsecnn.optim import newton
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = datasets.DIRECTORY                  # simpleNN's mnist-demo files, packaged
 
 
 def run(seed: int, args: argparse.Namespace) -> dict[str, object]:

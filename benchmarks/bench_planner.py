@@ -2,7 +2,7 @@
 
 The mnist-demo network (input 28x28x1; ``ConvLayer(32, h=5, p=2, r=2)``,
 ``ConvLayer(64, h=3, p=1, r=2)``, ``ConvLayer(64, h=3, p=1, r=2)``,
-``FullLayer(10)``), on the first 1,024 images of ``../shared/data/mnist-demo.mat``
+``FullLayer(10)``), on the first 1,024 images of the packaged ``mnist-demo.mat``
 (``Z`` is ``l x 784``, each image row by row; ``vec(Z^{1,i})`` is the transposed
 image; pixels scaled by 1/255), or on random data of the same shape when the
 file is absent.

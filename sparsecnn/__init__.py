@@ -5,6 +5,7 @@ Every operation is a literal ``scipy.sparse`` matrix (``P_pad``, ``P_phi``,
 ``vec``/``mat`` notation.
 """
 
+from . import datasets
 from .data import load_simplenn_mat
 from .exceptions import (
     ArchitectureError,
@@ -26,7 +27,7 @@ from .oracle import check
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat",
+    "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat", "datasets",
     "from_torch", "to_torch", "check",
     "vec", "mat", "vec_batch", "mat_batch",
     "P_pad", "P_phi", "P_pool", "max_pool_winners",

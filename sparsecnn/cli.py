@@ -1,4 +1,8 @@
-"""Command line: ``sparsecnn demo`` (and the other subcommands as they come).
+"""Command line: ``sparsecnn demo``, ``train``, ``predict``, ``check``, ``golden``, ``check-golden``.
+
+Where a subcommand takes a file (``--config``, ``--train``, ``--test``, ``--val``,
+``predict --data``), the packaged names ``mnist-demo-layer4``, ``mnist-demo`` and
+``mnist-demo.t`` (:mod:`sparsecnn.datasets`) work from any folder.
 
 Each subcommand lives in its own module, which provides ``add_parser(subparsers)``
 registering its arguments and setting ``func`` to the function that runs it.
@@ -10,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, demo, oracle_cli, train_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +33,6 @@ def build_parser() -> argparse.ArgumentParser:
     >>> args.command, args.solver, args.epochs, callable(args.func)
     ('demo', 'sgd', 1, True)
     """
-    from . import demo, train_cli
-
     parser = argparse.ArgumentParser(
         prog="sparsecnn",
         description="CNNs computed with the slides' sparse matrices.",
@@ -39,8 +41,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo.add_parser(sub)
     train_cli.add_parser(sub)
-    from . import oracle_cli
-
     oracle_cli.add_parser(sub)
     return parser
 

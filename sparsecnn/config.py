@@ -2,7 +2,7 @@
 
 simpleNN (the slides' MATLAB reference implementation) describes a network in
 a text file of ``name = value;`` lines, for example
-``../shared/data/mnist-demo-layer4.config``::
+``mnist-demo-layer4.config`` (packaged: :func:`sparsecnn.datasets.path`)::
 
     % 4 layers: 3 convolutional layers and 1 fully-connected layer.
     L = 4;

@@ -3,9 +3,15 @@
 - :func:`load_simplenn_mat` reads simpleNN's ``.mat`` files (``Z`` of shape
   ``l x (d a b)``, ``y`` of shape ``l x 1``) with :func:`scipy.io.loadmat`;
   nothing is ever unpickled.
-- :func:`scale` and :func:`center` are the preprocessing of simpleNN's MNIST
-  example (multiply by ``1/255``, subtract the training mean of each pixel),
-  kept separate so that the loader returns the pixel values unchanged.
+- :func:`scale_minmax` maps each image to ``[0, 1]`` by its own minimum and
+  maximum, as simpleNN's MNIST example (``example_mnist.m``) and its Python
+  version do; :func:`scale_255` divides by 255 (:func:`scale` by any factor);
+  :func:`scale_pixels` picks one by name (``"minmax"`` or ``"255"``).  The two
+  differ wherever an image does not span 0 to 255 (202 of the 2,000
+  ``mnist-demo`` training images peak at 254).
+- :func:`center` subtracts the training mean of each pixel, as simpleNN's
+  example does after scaling.  Both are kept separate from the loader, which
+  returns the pixel values unchanged.
 - :func:`load_digits_data` gives scikit-learn's bundled 8x8 digits (no
   download) in the same layout, for the demo.
 
@@ -34,7 +40,11 @@ import scipy.sparse as sp
 
 from .exceptions import DataFormatError, InputTypeError, ShapeError
 
-__all__ = ["load_simplenn_mat", "scale", "center", "load_digits_data", "DIGITS_N_TEST"]
+__all__ = ["load_simplenn_mat", "scale", "scale_minmax", "scale_255", "scale_pixels", "SCALINGS", "center",
+           "load_digits_data", "DIGITS_N_TEST"]
+
+SCALINGS = ("minmax", "255")
+"""The names :func:`scale_pixels` accepts: ``"minmax"`` (simpleNN's example) and ``"255"``."""
 
 DIGITS_N_TEST = 450
 """Number of test images in :func:`load_digits_data`: the last 450 of the 1,797."""
@@ -236,6 +246,105 @@ def scale(X: np.ndarray, factor: float) -> np.ndarray:
     if isinstance(factor, bool) or not isinstance(factor, (int, float, np.number)):
         raise InputTypeError(f"factor must be a number, got {factor!r}")
     return np.asarray(X, dtype=np.float64) * float(factor)
+
+
+def scale_255(X: np.ndarray) -> np.ndarray:
+    """``X / 255`` as a new float64 array: pixels 0..255 to ``[0, 1]``.
+
+    Parameters
+    ----------
+    X : ndarray, shape ``(d a b, l)``
+
+    Examples
+    --------
+    >>> scale_255(np.array([[0., 51.], [255., 102.]]))
+    array([[0. , 0.2],
+           [1. , 0.4]])
+    """
+    return scale(X, 1 / 255)
+
+
+def scale_minmax(X: np.ndarray) -> np.ndarray:
+    """Each image by its own range: ``(x - min_i) / (max_i - min_i)`` on column ``i`` of ``X``.
+
+    This is the "max-min normalization" of simpleNN's MNIST example: the minimum
+    and maximum are taken over all ``d a b`` entries of one image (one row of
+    simpleNN's ``Z``, one column of ``X``), so every image spans ``[0, 1]``.
+
+    Parameters
+    ----------
+    X : ndarray, shape ``(d a b, l)``
+        Column ``i`` is ``vec(Z^{1,i})``.
+
+    Returns
+    -------
+    ndarray of float64, shape ``(d a b, l)``
+
+    Raises
+    ------
+    ShapeError
+        If ``X`` is not a matrix.
+    DataFormatError
+        If an image is constant (``max_i = min_i``).  simpleNN divides by zero
+        there and trains on NaN; this names the image instead.  Use
+        :func:`scale_255` for such data, or remove the image.
+
+    Examples
+    --------
+    >>> scale_minmax(np.array([[10., 0.], [20., 254.], [30., 127.]]))   # 2 images of 3 pixels
+    array([[0. , 0. ],
+           [0.5, 1. ],
+           [1. , 0.5]])
+    >>> scale_minmax(np.array([[1., 7.], [2., 7.]]))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.DataFormatError: image 1 (column 1 of X) is constant: all its d*a*b = 2 pixels are 7, ...
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ShapeError(f"X must be a matrix (d a b, l), got shape {X.shape}")
+    if X.size == 0:
+        return X.copy()
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    flat = np.flatnonzero(hi == lo)
+    if flat.size:
+        i = int(flat[0])
+        raise DataFormatError(
+            f"image {i} (column {i} of X) is constant: all its d*a*b = {X.shape[0]} pixels are {lo[i]:g}, "
+            f"so min-max scaling would divide by max - min = 0 (simpleNN's example gets NaN there); "
+            f"{flat.size} such image{'s' if flat.size > 1 else ''} in all; scale by 255 instead "
+            "(--scale 255) or remove the image"
+        )
+    return (X - lo) / (hi - lo)
+
+
+def scale_pixels(X: np.ndarray, method: str) -> np.ndarray:
+    """Scale raw pixels by name: ``"minmax"`` (:func:`scale_minmax`) or ``"255"`` (:func:`scale_255`).
+
+    Parameters
+    ----------
+    X : ndarray, shape ``(d a b, l)``
+    method : {"minmax", "255"}
+
+    Returns
+    -------
+    ndarray of float64, shape ``(d a b, l)``
+
+    Examples
+    --------
+    >>> X = np.array([[0., 51.], [204., 102.]])
+    >>> scale_pixels(X, "255")
+    array([[0. , 0.2],
+           [0.8, 0.4]])
+    >>> scale_pixels(X, "minmax")
+    array([[0., 0.],
+           [1., 1.]])
+    """
+    if method == "minmax":
+        return scale_minmax(X)
+    if method == "255":
+        return scale_255(X)
+    raise InputTypeError(f"the pixel scaling must be one of {SCALINGS}, got {method!r}")
 
 
 def center(X: np.ndarray, mean: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

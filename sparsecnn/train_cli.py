@@ -1,46 +1,73 @@
 """``sparsecnn train`` and ``sparsecnn predict``: simpleNN's workflow from the command line.
 
-``sparsecnn train --config CONFIG --train TRAIN.mat [--test TEST.mat] --solver newton|sgd|adam ...``
-reads a simpleNN configuration and simpleNN ``.mat`` data, scales the pixels by
-1/255 and centres them on the training mean (as simpleNN's MNIST example does),
-trains with a progress bar showing ``f``, ``|g|``, CG iterations and the accuracy
-on ``--test`` per iteration (epoch for SGD and Adam), and with ``--test`` ends
-with the line ``test_acc: <fraction>``.  ``--C`` is simpleNN's: the objective
-uses ``C = (--C) * l``.  ``--save`` writes the model (network, ``theta``, the
-training mean and the scale) with :func:`sparsecnn.model_io.save_model`;
-``--plot`` draws ``f`` and the test accuracy per iteration.
+``sparsecnn train --config CONFIG --train TRAIN [--test TEST] [--val VAL] --solver newton|sgd|adam ...``
+reads a simpleNN configuration and simpleNN ``.mat`` data, scales the pixels
+(``--scale 255``: by 1/255, the default; ``--scale minmax``: each image by its own
+minimum and maximum, which is what simpleNN's MNIST example does) and centres
+them on the training mean, then trains.  Each of ``--config``, ``--train``,
+``--test``, ``--val`` (and ``predict --data``) is a path or one of the packaged
+names ``mnist-demo-layer4``, ``mnist-demo``, ``mnist-demo.t``
+(:mod:`sparsecnn.datasets`), so
 
-``sparsecnn predict --model MODEL.npz --data TEST.mat`` applies the saved
-preprocessing and prints ``accuracy: <fraction>``.
+    sparsecnn train --config mnist-demo-layer4 --train mnist-demo --test mnist-demo.t --iter-max 5
+
+works from any folder.  ``--C`` is simpleNN's: the objective uses ``C = (--C) * l``.
+
+Output, as simpleNN's: ``initial f: ...``, one line per Newton iteration
+(``k-iter f: ... |g|: ... alpha: ... ratio: ... lambda: ... #CG: ... actred: ...
+prered: ...`` and ``val_acc: ...`` with validation data) or per epoch, and
+``total_#CG: ...``; a progress bar on stderr; ``--log FILE`` writes the same
+lines to a file.  ``--val`` keeps the model of the iteration (epoch) with the best
+validation accuracy, prints that iteration and saves that model; without it the
+last iterate is kept, and ``--test`` only reports accuracies (it never chooses
+the model).  With ``--test`` the run ends with the line ``test_acc: <fraction>``.
+``--save`` writes the model (network, ``theta``, the training mean and the
+scaling) with :func:`sparsecnn.model_io.save_model`; ``--plot`` draws ``f`` and
+the validation accuracy per iteration.
+
+``sparsecnn predict --model MODEL.npz --data TEST [--bsize N] [--output LABELS.txt]``
+applies the saved preprocessing, prints ``accuracy: <fraction>`` and, on
+request, writes the predicted labels, one per line.
 
 Examples
 --------
->>> import argparse
 >>> parser = argparse.ArgumentParser(prog="sparsecnn")
 >>> add_parser(parser.add_subparsers(dest="command"))
 >>> args = parser.parse_args(["train", "--config", "c", "--train", "t.mat", "--C", "0.01"])
->>> args.solver, args.C, args.GNsize, args.CGmax
-('newton', 0.01, None, 250)
+>>> args.solver, args.C, args.GNsize, args.CGmax, args.scale
+('newton', 0.01, None, 250, '255')
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+import scipy.io
+from tqdm import tqdm
 
+from . import datasets
 from ._argtypes import integer, number
-from .exceptions import SparseCNNError
+from .data import SCALINGS, center, load_simplenn_mat, scale_pixels
+from .exceptions import DataFormatError, SparseCNNError
+from .model_io import Model, load_model, save_model
+from .network import Network
+from .optim import adam, newton, sgd
 from .optim._common import History
 
-__all__ = ["add_parser", "run_train", "run_predict"]
+__all__ = ["add_parser", "run_train", "run_predict", "plot_history", "preprocess"]
 
 PIXEL_SCALE = 1 / 255
+"""The factor of ``--scale 255``."""
+
+_NAMES = ", ".join(datasets.NAMES)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,24 +81,30 @@ def add_parser(subparsers: Any) -> None:
 
     Examples
     --------
-    >>> import argparse
     >>> parser = argparse.ArgumentParser(prog="sparsecnn")
     >>> add_parser(parser.add_subparsers(dest="command"))
-    >>> args = parser.parse_args(["predict", "--model", "m.npz", "--data", "t.mat"])
-    >>> args.func is run_predict, args.model.name, args.data.name
-    (True, 'm.npz', 't.mat')
+    >>> args = parser.parse_args(["predict", "--model", "m.npz", "--data", "mnist-demo.t", "--bsize", "64"])
+    >>> args.func is run_predict, args.model.name, args.data, args.bsize, args.output
+    (True, 'm.npz', 'mnist-demo.t', 64, None)
     >>> args = parser.parse_args(["train", "--config", "c", "--train", "t.mat", "--solver", "adam"])
-    >>> args.bsize, args.lr, args.epoch_max         # None: the solver's own default
-    (None, None, 500)
+    >>> args.bsize, args.lr, args.epoch_max, args.val, args.log        # None: the solver's own default
+    (None, None, 500, None, None)
     """
     t = subparsers.add_parser(
         "train", help="train a CNN (Newton, SGD or Adam) on simpleNN .mat data",
-        description="Train a CNN described by a simpleNN configuration file. Pixels are scaled by 1/255 "
+        description="Train a CNN described by a simpleNN configuration file. Pixels are scaled (--scale) "
                     "and centred on the training mean; the objective is "
-                    "theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2 with C = (--C) * l.")
-    t.add_argument("--config", required=True, type=Path, help="simpleNN configuration file")
-    t.add_argument("--train", required=True, type=Path, help="training data (.mat with Z and y)")
-    t.add_argument("--test", type=Path, help="test data: accuracy per iteration and at the end")
+                    "theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2 with C = (--C) * l. "
+                    f"Files are paths or the packaged names {_NAMES}.")
+    t.add_argument("--config", required=True, help="simpleNN configuration file, or mnist-demo-layer4")
+    t.add_argument("--train", required=True, help="training data (.mat with Z and y), or mnist-demo")
+    t.add_argument("--test", help="test data: accuracy per iteration (without --val) and at the end")
+    t.add_argument("--val", metavar="FILE",
+                   help="validation data (.mat with Z and y): keep, print and save the model of the "
+                        "iteration (epoch) with the best validation accuracy, as simpleNN does")
+    t.add_argument("--scale", choices=SCALINGS, default="255",
+                   help="pixel scaling before centring: 255 divides by 255 (default); minmax maps each "
+                        "image to [0, 1] by its own minimum and maximum, as simpleNN's example does")
     t.add_argument("--solver", choices=["newton", "sgd", "adam"], default="newton")
     t.add_argument("--C", type=number(0, strict=True, finite=True), default=0.01,
                    help="simpleNN's C: the objective uses C * l (default 0.01)")
@@ -103,14 +136,18 @@ def add_parser(subparsers: Any) -> None:
                    help="Newton: float type of the Gauss-Newton products in CG alone (default: --dtype)")
     t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
     t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
-    t.add_argument("--plot", type=Path, help="draw f and test accuracy per iteration to this image")
-    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--log", type=Path, metavar="FILE", help="write the per-iteration lines to this file too")
+    t.add_argument("--plot", type=Path, help="draw f and validation accuracy per iteration to this image")
+    t.add_argument("--quiet", action="store_true", help="no progress bar and no per-iteration lines")
     t.set_defaults(func=run_train)
 
     p = subparsers.add_parser("predict", help="accuracy of a saved model on simpleNN .mat data",
-                              description="Apply a model saved by 'sparsecnn train --save' to data.")
+                              description="Apply a model saved by 'sparsecnn train --save' to data "
+                                          f"(a path or one of the packaged names {_NAMES}).")
     p.add_argument("--model", required=True, type=Path, help="model file written by train --save")
-    p.add_argument("--data", required=True, type=Path, help="data (.mat with Z and y)")
+    p.add_argument("--data", required=True, help="data (.mat with Z and y), or mnist-demo.t")
+    p.add_argument("--bsize", type=integer(1), help="instances per forward pass (default 1024)")
+    p.add_argument("--output", type=Path, metavar="FILE", help="write the predicted labels here, one per line")
     p.set_defaults(func=run_predict)
 
 
@@ -124,8 +161,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     Reads ``--config`` and ``--train`` (``Z`` of shape ``(l, d^1 a^1 b^1)``, ``y`` of
     shape ``(l, 1)``), turns the data into ``X`` of shape ``(d^1 a^1 b^1, l)``, scales
-    by 1/255, centres, trains with ``C = (--C) l`` and prints a summary line; with
-    ``--save``, ``--plot`` and ``--test``, what it wrote and ``test_acc: <fraction>``.
+    (``--scale``), centres, trains with ``C = (--C) l`` and prints simpleNN's lines and
+    a summary line; with ``--val`` the best iteration, with ``--save``, ``--plot`` and
+    ``--test`` what it wrote and ``test_acc: <fraction>``.
 
     Parameters
     ----------
@@ -142,7 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
     --------
     Two Newton iterations on 30 random ``6 x 6`` images in a temporary folder:
 
-    >>> import tempfile, pathlib, scipy.io
+    >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = (folder / "tiny.config").write_text(
     ...     "L = 2; LC = 1; LF = 1; wd_input = 6; ht_input = 6; ch_input = [1,2]; wd_pad_added = [1]; "
@@ -166,90 +204,182 @@ def run_train(args: argparse.Namespace) -> int:
         return _fail("train", exc)
 
 
-def _load(path: Path, net_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
-    from .data import load_simplenn_mat
+def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarray, np.ndarray]:
+    """``--train``/``--test``/``--val``/``--data`` read into ``(X, y)``; errors name the option."""
+    path = datasets.resolve(text, "data")
+    try:
+        return load_simplenn_mat(path, shape=shape)
+    except DataFormatError as exc:
+        labels = True
+        with contextlib.suppress(Exception):           # only to word the message
+            labels = "y" in {name for name, _, _ in scipy.io.whosmat(path)}
+        if not labels:
+            need = {"--val": "the best model is chosen by validation accuracy",
+                    "--test": "the test accuracy is measured",
+                    "--data": "the accuracy is measured"}.get(option, "training fits")
+            raise DataFormatError(f"{option} {text}: the file has images Z but no labels y (l x 1); "
+                                  f"{need} against the labels, so they are required") from None
+        a, b, d = shape
+        raise DataFormatError(f"{option} {text}: {exc} (the configuration's input is "
+                              f"a^1 x b^1 x d^1 = {a} x {b} x {d}: Z needs {a * b * d} columns)") from None
 
-    return load_simplenn_mat(path, shape=net_shape)
+
+def preprocess(X: np.ndarray, scaling: str, mean: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` scaled by ``scaling`` (``"minmax"`` or ``"255"``), then centred.
+
+    Parameters
+    ----------
+    X : ndarray, shape ``(d^1 a^1 b^1, l)``
+        Raw pixels.
+    scaling : {"minmax", "255"}
+    mean : ndarray, shape ``(d^1 a^1 b^1,)``, optional
+        The training mean; by default the mean of the scaled ``X``.
+
+    Returns
+    -------
+    Xc : ndarray, shape ``(d^1 a^1 b^1, l)``
+    mean : ndarray, shape ``(d^1 a^1 b^1,)``
+
+    Examples
+    --------
+    Two images of 3 pixels, each mapped to [0, 1] by its own range, then centred:
+
+    >>> Xc, mean = preprocess(np.array([[0., 10.], [255., 30.], [51., 20.]]), "minmax")
+    >>> mean
+    array([0.  , 1.  , 0.35])
+    >>> Xc
+    array([[ 0.  ,  0.  ],
+           [ 0.  ,  0.  ],
+           [-0.15,  0.15]])
+    """
+    return center(scale_pixels(X, scaling), mean)
+
+
+def _prepared(text: str, shape: tuple[int, int, int], option: str, scaling: str, mean: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_load` then :func:`preprocess`; a scaling error names the option and the file."""
+    X, y = _load(text, shape, option)
+    try:
+        X, mean = preprocess(X, scaling, mean)
+    except DataFormatError as exc:
+        raise DataFormatError(f"{option} {text}: {exc}") from None
+    return X, y, mean
+
+
+def _model_scaling(model: Model) -> str:
+    """The pixel scaling a saved model was trained with (models before ``--scale``: by ``meta["scale"]``)."""
+    scaling = model.meta.get("scaling")
+    if scaling is None:
+        return "255" if math.isclose(model.scale, PIXEL_SCALE) else ""
+    if scaling not in SCALINGS:
+        raise DataFormatError(f"the model's pixel scaling must be one of {SCALINGS}, got {scaling!r}")
+    return str(scaling)
+
+
+@contextlib.contextmanager
+def _log_file(path: Path | None) -> Iterator[IO[str] | None]:
+    if path is None:
+        yield None
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        yield fh
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .data import center, scale
-    from .model_io import save_model
-    from .network import Network
-    from .optim import adam, newton, sgd
-
     if args.solver != "newton" and (args.scheduler is not None or args.workers is not None):
         raise SparseCNNError("--scheduler and --workers are for --solver newton")
     if args.solver != "newton" and args.gn_dtype is not None:
         raise SparseCNNError("--gn-dtype is for --solver newton")
-    net = Network.from_simplenn_config(args.config).replace(dtype=args.dtype)
+    net = Network.from_simplenn_config(datasets.resolve(args.config, "config")).replace(dtype=args.dtype)
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
-    Xtr, ytr = _load(args.train, shape)
-    Xtr, mean = center(scale(Xtr, PIXEL_SCALE))
+    Xtr, ytr, mean = _prepared(args.train, shape, "--train", args.scale, None)
     l = Xtr.shape[1]
     ytr = net.check_y(ytr, l)
-    validation = None
+    test = val = None
     if args.test is not None:
-        Xte, yte = _load(args.test, shape)
-        Xte, _ = center(scale(Xte, PIXEL_SCALE), mean)
-        validation = (Xte, net.check_y(yte, Xte.shape[1]))
+        Xte, yte, _ = _prepared(args.test, shape, "--test", args.scale, mean)
+        test = (Xte, net.check_y(yte, Xte.shape[1]))
+    if args.val is not None:
+        Xva, yva, _ = _prepared(args.val, shape, "--val", args.scale, mean)
+        val = (Xva, net.check_y(yva, Xva.shape[1]))
+    validation = val if val is not None else test
     C = args.C * l
     theta0 = net.init_params(seed=args.seed)
+    unit = "iteration" if args.solver == "newton" else "epoch"
 
-    total = args.iter_max if args.solver == "newton" else args.epoch_max
-    bar = None
-    if not args.quiet:
-        from tqdm import tqdm
+    with _log_file(args.log) as log_fh:
+        bar: Any = None
 
-        bar = tqdm(total=total, desc=f"{args.solver}", unit="it" if args.solver == "newton" else "epoch",
-                   file=sys.stderr, dynamic_ncols=True)
+        def say(line: str, always: bool = False) -> None:
+            """A line to stdout (above the progress bar; not with --quiet unless ``always``) and the log."""
+            if log_fh is not None:
+                log_fh.write(line + "\n")
+                log_fh.flush()
+            if always or not args.quiet:
+                tqdm.write(line, file=sys.stdout)
 
-    def progress(row: dict[str, Any]) -> None:
-        if bar is None:
-            return
-        post = {"f": f"{row['f']:.4g}", "|g|": f"{row['gnorm']:.3g}"}
-        if args.solver == "newton":
-            post["#CG"] = str(row["cg_iters"])
-        if not math.isnan(row["val_acc"]):
-            post["val_acc"] = f"{row['val_acc']:.4f}"
-        bar.set_postfix(post, refresh=False)
-        bar.update(1)
+        if not args.quiet:
+            total = args.iter_max if args.solver == "newton" else args.epoch_max
+            bar = tqdm(total=total, desc=args.solver, unit="it" if args.solver == "newton" else "epoch",
+                       file=sys.stderr, dynamic_ncols=True)
 
-    start = time.perf_counter()
-    hist: History
-    try:
-        if args.solver == "newton":
-            theta, hist = newton(net, theta0, Xtr, ytr, C=C, iter_max=args.iter_max, GNsize=args.GNsize,
-                                 xi=args.xi, CGmax=args.CGmax, lam=args.lam, batch_size=args.bsize or 1024,
-                                 jacobian=args.jacobian, seed=args.seed, validation=validation,
-                                 gn_dtype=args.gn_dtype, callback=progress, scheduler=args.scheduler,
-                                 workers=args.workers)
-        elif args.solver == "sgd":
-            theta, hist = sgd(net, theta0, Xtr, ytr, C=C, lr=args.lr or 0.01, momentum=args.momentum,
-                              decay=args.decay, bsize=args.bsize or 128, epoch_max=args.epoch_max,
-                              seed=args.seed, validation=validation, callback=progress)
-        else:
-            theta, hist = adam(net, theta0, Xtr, ytr, C=C, lr=args.lr or 1e-3, bsize=args.bsize or 128,
-                               epoch_max=args.epoch_max, seed=args.seed, validation=validation,
-                               callback=progress)
-    finally:
-        if bar is not None:
-            bar.close()
-    elapsed = time.perf_counter() - start
-    extra = f", total #CG {sum(hist.cg_iters)}" if args.solver == "newton" else ""
-    print(f"{args.solver}: {len(hist)} iterations in {elapsed:.1f} s, f {hist.f[-1]:.6g}, "
-          f"|g| {hist.gnorm[-1]:.4g}{extra}")
-    if args.save is not None:
-        save_model(args.save, net, theta, mean=mean,
-                   meta={"scale": PIXEL_SCALE, "solver": args.solver, "C": C, "seed": args.seed,
-                         "train": str(args.train), "iterations": len(hist)})
-        print(f"model saved to {args.save}")
-    if args.plot is not None:
-        plot_history(hist, args.plot, title=f"{args.solver} on {args.train.name}")
-        print(f"curves drawn to {args.plot}")
-    if validation is not None:
-        acc = float(np.mean(net.predict(theta, validation[0]) == validation[1]))
-        print(f"test_acc: {acc:g}")
+        def progress(row: dict[str, Any]) -> None:
+            if bar is None:
+                return
+            post = {"f": f"{row['f']:.4g}", "|g|": f"{row['gnorm']:.3g}"}
+            if args.solver == "newton":
+                post["#CG"] = str(row["cg_iters"])
+            if not math.isnan(row["val_acc"]):
+                post["val_acc"] = f"{row['val_acc']:.4f}"
+            bar.set_postfix(post, refresh=False)
+            bar.update(1)
+
+        start = time.perf_counter()
+        hist: History
+        keep_best = val is not None
+        try:
+            if args.solver == "newton":
+                theta, hist = newton(net, theta0, Xtr, ytr, C=C, iter_max=args.iter_max, GNsize=args.GNsize,
+                                     xi=args.xi, CGmax=args.CGmax, lam=args.lam, batch_size=args.bsize or 1024,
+                                     jacobian=args.jacobian, seed=args.seed, validation=validation,
+                                     keep_best=keep_best, gn_dtype=args.gn_dtype, callback=progress,
+                                     scheduler=args.scheduler, workers=args.workers, log=say)
+            elif args.solver == "sgd":
+                theta, hist = sgd(net, theta0, Xtr, ytr, C=C, lr=args.lr or 0.01, momentum=args.momentum,
+                                  decay=args.decay, bsize=args.bsize or 128, epoch_max=args.epoch_max,
+                                  seed=args.seed, validation=validation, keep_best=keep_best,
+                                  callback=progress, log=say)
+            else:
+                theta, hist = adam(net, theta0, Xtr, ytr, C=C, lr=args.lr or 1e-3, bsize=args.bsize or 128,
+                                   epoch_max=args.epoch_max, seed=args.seed, validation=validation,
+                                   keep_best=keep_best, callback=progress, log=say)
+        finally:
+            if bar is not None:
+                bar.close()
+                bar = None
+        elapsed = time.perf_counter() - start
+        extra = f", total #CG {sum(hist.cg_iters)}" if args.solver == "newton" else ""
+        print(f"{args.solver}: {len(hist)} iterations in {elapsed:.1f} s, f {hist.f[-1]:.6g}, "
+              f"|g| {hist.gnorm[-1]:.4g}{extra}")
+        if val is not None:
+            say(f"best val_acc: {hist.best_val_acc:g} at {unit} {hist.best_iter} of {len(hist)} "
+                "(the model kept)", always=True)
+        if args.save is not None:
+            meta: dict[str, Any] = {"scaling": args.scale, "solver": args.solver, "C": C, "seed": args.seed,
+                                    "train": str(args.train), "iterations": len(hist)}
+            if args.scale == "255":
+                meta["scale"] = PIXEL_SCALE
+            if val is not None:
+                meta.update(best_iteration=hist.best_iter, best_val_acc=hist.best_val_acc, val=str(args.val))
+            save_model(args.save, net, theta, mean=mean, meta=meta)
+            print(f"model saved to {args.save}")
+        if args.plot is not None:
+            plot_history(hist, args.plot, title=f"{args.solver} on {Path(args.train).name}")
+            print(f"curves drawn to {args.plot}")
+        if test is not None:
+            acc = float(np.mean(net.predict(theta, test[0]) == test[1]))
+            say(f"test_acc: {acc:g}", always=True)
     return 0
 
 
@@ -308,12 +438,14 @@ def run_predict(args: argparse.Namespace) -> int:
     """Run ``sparsecnn predict``; returns the exit status.
 
     Loads the model, reads ``--data`` into ``X`` of shape ``(d^1 a^1 b^1, l)``,
-    applies the saved scaling and centring, and prints ``accuracy: <fraction>``.
+    applies the saved scaling and centring, predicts ``argmax_k z^{L+1,i}_k`` in
+    batches of ``--bsize`` instances, prints ``accuracy: <fraction>`` and with
+    ``--output`` writes the ``l`` predicted labels, one per line.
 
     Parameters
     ----------
     args : argparse.Namespace
-        The parsed ``predict`` arguments (``model`` and ``data`` paths).
+        The parsed ``predict`` arguments (``model``, ``data``, ``bsize``, ``output``).
 
     Returns
     -------
@@ -322,9 +454,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     Examples
     --------
-    >>> import tempfile, pathlib, scipy.io
-    >>> from sparsecnn import FullLayer, Network
-    >>> from sparsecnn.model_io import save_model
+    >>> import tempfile, pathlib
+    >>> from sparsecnn import FullLayer
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> net = Network((2, 2, 1), [FullLayer(2)])
     >>> save_model(folder / "model.npz", net, np.zeros(net.n_params), meta={"scale": 1 / 255})
@@ -332,20 +463,33 @@ def run_predict(args: argparse.Namespace) -> int:
     >>> parser = argparse.ArgumentParser(prog="sparsecnn")
     >>> add_parser(parser.add_subparsers(dest="command"))
     >>> run_predict(parser.parse_args(["predict", "--model", str(folder / "model.npz"),
-    ...                                "--data", str(folder / "test.mat")]))
+    ...                                "--data", str(folder / "test.mat"), "--bsize", "3",
+    ...                                "--output", str(folder / "labels.txt")]))  # doctest: +ELLIPSIS
     accuracy: 0.75
+    predicted labels written to .../labels.txt
     0
+    >>> (folder / "labels.txt").read_text().split()
+    ['0', '0', '0', '0']
     """
-    from .model_io import load_model
-
     try:
         model = load_model(args.model)
         shape = (model.net.input_shape[0], model.net.input_shape[1], model.net.input_shape[2])
-        X, y = _load(args.data, shape)
-        X = model.preprocess(X)
+        scaling = _model_scaling(model)
+        if scaling:
+            mean = model.mean if model.mean is not None else np.zeros(model.net.n_input)
+            X, y, _ = _prepared(args.data, shape, "--data", scaling, mean)
+        else:
+            X, y = _load(args.data, shape, "--data")
+            X = model.preprocess(X)
         labels = model.net.check_y(y, X.shape[1])
-        acc = float(np.mean(model.net.predict(model.theta, X) == labels))
+        bsize = args.bsize if args.bsize is not None else 1024
+        predicted = model.net.predict(model.theta, X, batch_size=bsize)
+        acc = float(np.mean(predicted == labels))
+        if args.output is not None:
+            args.output.write_text("".join(f"{int(k)}\n" for k in predicted), encoding="utf-8")
     except (SparseCNNError, OSError) as exc:
         return _fail("predict", exc)
     print(f"accuracy: {acc:g}")
+    if args.output is not None:
+        print(f"predicted labels written to {args.output}")
     return 0

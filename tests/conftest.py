@@ -1,4 +1,4 @@
-"""Shared fixtures: the simpleNN data in ../shared (tests that need it skip cleanly where absent)."""
+"""Shared fixtures: simpleNN's mnist-demo files, packaged in :mod:`sparsecnn.datasets`."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SHARED_DATA = SHARED / "data"
+from sparsecnn import datasets
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    """Folder with mnist-demo.mat, mnist-demo.t.mat and mnist-demo-layer4.config."""
-    if not (SHARED_DATA / "mnist-demo.mat").is_file():
-        pytest.skip(f"simpleNN data not found in {SHARED_DATA}")
-    return SHARED_DATA
+    """Folder with mnist-demo.mat, mnist-demo.t.mat and mnist-demo-layer4.config (inside the package)."""
+    return datasets.DIRECTORY

@@ -166,3 +166,28 @@ def test_readme_commands_are_what_ci_runs() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     assert "pip install -e '.[test]'" in ci and "python -m pytest" in ci
     assert not re.search(r"TODO|TBD|XXX|DEMO_TIME", readme)
+
+
+# ------------------------------------------------------------------ demo --data mnist-demo
+def test_demo_mnist_demo_trains_simplenns_example(capsys: pytest.CaptureFixture[str]) -> None:
+    """The packaged network and data, Newton with the progress bar, simpleNN's lines, test_acc last."""
+    assert main(["demo", "--data", "mnist-demo", "--iters", "1"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.rstrip().splitlines()
+    assert "simpleNN's mnist-demo, 2000 training and 1000 test images of 28 x 28 x 1" in lines[0]
+    assert "n = 62026 parameters; Newton, 1 iterations" in out
+    f0 = float(next(line for line in lines if line.startswith("initial f: ")).split()[-1])
+    row = re.search(r"^1-iter f: (\S+) \|g\|: \S+ alpha: \S+ ratio: \S+ lambda: \S+ #CG: (\d+) actred: (\S+) "
+                    r"prered: \S+$", out, re.M)
+    assert row, out
+    assert float(row.group(1)) < f0 and float(row.group(3)) < 0 and int(row.group(2)) >= 1
+    assert re.fullmatch(r"test_acc: 0\.\d{4}", lines[-1]), lines[-1]
+    assert "newton" in err and "1/1" in err                             # the progress bar
+
+
+def test_demo_mnist_demo_is_newton_only(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--data", "mnist-demo", "--solver", "sgd"]) == 2
+    assert "--data mnist-demo trains by Newton" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--data", "mnist"])
+    assert "invalid choice" in capsys.readouterr().err

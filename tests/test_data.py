@@ -10,12 +10,20 @@ import numpy as np
 import pytest
 import scipy.io
 
-from sparsecnn import DataFormatError, Network
-from sparsecnn.data import center, load_digits_data, load_simplenn_mat, scale
+from sparsecnn import DataFormatError, InputTypeError, Network, ShapeError
+from sparsecnn.data import (
+    center,
+    load_digits_data,
+    load_simplenn_mat,
+    scale,
+    scale_255,
+    scale_minmax,
+    scale_pixels,
+)
 from sparsecnn.notation import mat
 
 
-# ------------------------------------------------------------------ the shared files
+# ------------------------------------------------------------------ the packaged files
 def test_shared_training_file(shared_data: Path) -> None:
     X, y = load_simplenn_mat(shared_data / "mnist-demo.mat")
     Z = scipy.io.loadmat(shared_data / "mnist-demo.mat")["Z"]
@@ -220,6 +228,40 @@ def test_scale_and_center() -> None:
     assert np.allclose(mean, [0.4, 1.0]) and np.allclose(Xc.mean(axis=1), 0)
     Xt, same = center(np.array([[1.0], [1.0]]), mean)
     assert same is not None and np.allclose(Xt, [[0.6], [0.0]])
+
+
+def test_scale_minmax_is_simplenns_max_min_normalization(shared_data: Path) -> None:
+    """simpleNN's example_mnist.m: Z = (Z - min(Z, [], 2)) ./ (max(Z, [], 2) - min(Z, [], 2)), per row of Z."""
+    Z = scipy.io.loadmat(shared_data / "mnist-demo.mat")["Z"].astype(np.float64)
+    lo, hi = Z.min(axis=1, keepdims=True), Z.max(axis=1, keepdims=True)
+    simplenn = (Z - lo) / (hi - lo)                              # one image per row, as simpleNN has it
+    X, _ = load_simplenn_mat(shared_data / "mnist-demo.mat")
+    assert np.array_equal(scale_minmax(X), simplenn.T)          # X = Z^T for d = 1
+    assert np.array_equal(scale_pixels(X, "minmax"), simplenn.T)
+    # the two scalings differ on this data: some images peak at 254, not 255
+    peak = X.max(axis=0)
+    assert (peak < 255).any() and not np.array_equal(scale_255(X), scale_minmax(X))
+    assert np.allclose(scale_255(X)[:, peak == 255], scale_minmax(X)[:, peak == 255], rtol=0, atol=1e-15)
+    assert np.allclose(scale_pixels(X, "255"), X / 255, rtol=0, atol=1e-15)
+
+
+def test_scale_minmax_channels_share_one_range() -> None:
+    X = np.array([[0., 5.], [2., 5.], [4., 9.], [8., 6.]])      # d a b = 4 entries (all channels) per image
+    assert np.allclose(scale_minmax(X), [[0, 0], [0.25, 0], [0.5, 1], [1, 0.25]])
+
+
+def test_scale_minmax_constant_image_is_an_error() -> None:
+    X = np.array([[0., 3., 3.], [255., 3., 3.]])
+    with pytest.raises(DataFormatError) as info:
+        scale_minmax(X)
+    message = str(info.value)
+    assert "image 1 (column 1 of X) is constant" in message and "pixels are 3" in message
+    assert "2 such images" in message and "--scale 255" in message
+    assert np.isfinite(scale_255(X)).all()                     # the other scaling is defined
+    with pytest.raises(ShapeError):
+        scale_minmax(np.zeros(3))
+    with pytest.raises(InputTypeError, match="minmax"):
+        scale_pixels(X, "max")
 
 
 def test_center_checks() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import scipy.io
 
 from sparsecnn import ConvLayer, FullLayer, Network
 from sparsecnn.cli import main
+from sparsecnn.data import load_simplenn_mat
 from sparsecnn.exceptions import DataFormatError
 from sparsecnn.model_io import load_model, network_from_dict, network_to_dict, save_model
 
@@ -202,3 +204,165 @@ def test_load_rejects_tampered_models(tmp_path):
             load_model(path)
     np.savez(tmp_path / "ok.npz", **good)
     assert np.array_equal(load_model(tmp_path / "ok.npz").theta, theta)
+
+
+# ---------------------------------------------------------------- packaged names (sparsecnn.datasets)
+def test_packaged_names_work_from_any_folder(tmp_path, monkeypatch, capsys):
+    """The README's command, from an empty folder: the files come from inside the package."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--config", "mnist-demo-layer4", "--train", "mnist-demo", "--test", "mnist-demo.t",
+            "--iter-max", "1", "--CGmax", "2", "--quiet", "--save", "m.npz"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("newton: 1 iterations") and out[-1].startswith("test_acc: ")
+    acc = float(out[-1].split()[1])
+    assert main(["predict", "--model", "m.npz", "--data", "mnist-demo.t", "--bsize", "100"]) == 0
+    assert capsys.readouterr().out.strip() == f"accuracy: {acc:g}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--train", "mnist-dmeo", "mnist-dmeo: no such file, and not a packaged name (did you mean 'mnist-demo'?)"),
+    ("--config", "mnist-demo-layer3", "not a packaged name (did you mean 'mnist-demo-layer4'?)"),
+    ("--config", "mnist-demo", "'mnist-demo' is packaged data (mnist-demo.mat), not a configuration"),
+    ("--train", "mnist-demo-layer4", "'mnist-demo-layer4' is a packaged configuration"),
+    ("--val", "mnist-demo.tt", "mnist-demo.tt: no such file"),
+])
+def test_unknown_packaged_name_lists_the_names(files, tmp_path, monkeypatch, capsys, option, value, message):
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--config", "mnist-demo-layer4", "--train", "mnist-demo", "--iter-max", "1", "--quiet"]
+    if option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sparsecnn train: error: ") and message in err
+    if "no such file" in message:
+        for name in ("mnist-demo-layer4", "mnist-demo", "mnist-demo.t"):
+            assert name in err
+
+
+# ---------------------------------------------------------------- --val, --log, --scale (simpleNN's options)
+NEWTON_LINE = re.compile(r"(\d+)-iter f: \S+ \|g\|: \S+ alpha: \S+ ratio: \S+ lambda: \S+ #CG: \d+ "
+                         r"actred: \S+ prered: \S+ val_acc: (\S+)")
+
+
+def test_val_keeps_saves_and_prints_the_best_iteration(files, capsys):
+    d = files["dir"]
+    write_data(d / "val.mat", 30, 2)
+    argv = base(files) + ["--val", str(d / "val.mat"), "--iter-max", "6", "--GNsize", "10",
+                          "--save", str(d / "best.npz"), "--log", str(d / "train.log"), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    log = (d / "train.log").read_text().splitlines()
+    rows = [NEWTON_LINE.fullmatch(line) for line in log[1:7]]
+    assert all(rows), log
+    accs = [float(m.group(2)) for m in rows if m]
+    k = accs.index(max(accs)) + 1
+    assert k < 6                                  # on this data the best model is not the last one
+    best_line = f"best val_acc: {max(accs):g} at iteration {k} of 6 (the model kept)"
+    assert best_line in out.splitlines() and log[-1] == best_line
+    assert log[0].startswith("initial f: ") and log[7].startswith("total_#CG: ")
+    model = load_model(d / "best.npz")
+    assert model.meta["best_iteration"] == k and model.meta["scaling"] == "255"
+    # independently: the run stopped at iteration k saves the same theta
+    stop = base(files) + ["--iter-max", str(k), "--GNsize", "10", "--save", str(d / "k.npz"), "--quiet"]
+    assert main(stop) == 0
+    assert np.array_equal(load_model(d / "k.npz").theta, model.theta)
+    assert main(["predict", "--model", str(d / "best.npz"), "--data", str(d / "val.mat")]) == 0
+    assert f"accuracy: {max(accs):g}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_val_for_sgd_and_adam_counts_epochs(files, capsys, solver):
+    d = files["dir"]
+    argv = base(files) + ["--val", str(files["test"]), "--solver", solver, "--epoch-max", "3", "--bsize", "16",
+                          "--log", str(d / "e.log")]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    lines = (d / "e.log").read_text().splitlines()
+    epochs = [re.fullmatch(r"(\d)-epoch f: \S+ \|g\|: \S+ lr: \S+ val_acc: (\S+)", line) for line in lines[:3]]
+    assert all(epochs), lines
+    accs = [float(m.group(2)) for m in epochs if m]
+    assert lines[3] == f"best val_acc: {max(accs):g} at epoch {accs.index(max(accs)) + 1} of 3 (the model kept)"
+    for line in lines:                                                    # the same lines on the terminal
+        assert line in out.splitlines()
+    assert "epoch" in err                                                # the progress bar
+
+
+def test_log_file_holds_what_the_terminal_shows(files, capsys):
+    d = files["dir"]
+    argv = base(files) + ["--test", str(files["test"]), "--iter-max", "3", "--GNsize", "20",
+                          "--log", str(d / "run.log")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    log = (d / "run.log").read_text().splitlines()
+    assert [line for line in out if not line.startswith("newton: ")] == log
+    assert [NEWTON_LINE.fullmatch(line) is not None for line in log] == [False, True, True, True, False, False]
+    assert log[-1].startswith("test_acc: ")
+
+
+def test_val_without_labels_is_an_error(files, capsys):
+    d = files["dir"]
+    scipy.io.savemat(d / "nolabels.mat", {"Z": np.zeros((5, 36))})
+    assert main(base(files) + ["--val", str(d / "nolabels.mat"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "--val" in err and "no labels y" in err and "validation accuracy" in err
+
+
+def test_val_with_another_image_size_is_an_error(files, capsys):
+    d = files["dir"]
+    scipy.io.savemat(d / "big.mat", {"Z": np.zeros((5, 49)), "y": np.zeros((5, 1))})
+    assert main(base(files) + ["--val", str(d / "big.mat"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "--val" in err and "got 49" in err and "6 x 6 x 1: Z needs 36 columns" in err
+
+
+def test_scale_minmax_trains_and_predict_applies_it(files, capsys):
+    d = files["dir"]
+    argv = base(files) + ["--test", str(files["test"]), "--iter-max", "3", "--GNsize", "20", "--scale", "minmax",
+                          "--save", str(d / "mm.npz"), "--quiet"]
+    assert main(argv) == 0
+    acc = capsys.readouterr().out.strip().splitlines()[-1]
+    model = load_model(d / "mm.npz")
+    assert model.meta["scaling"] == "minmax" and "scale" not in model.meta
+    assert main(["predict", "--model", str(d / "mm.npz"), "--data", str(files["test"])]) == 0
+    assert capsys.readouterr().out.strip() == acc.replace("test_acc", "accuracy")
+    # the training mean is that of the min-max scaled images: (x - min_i) / (max_i - min_i)
+    Z = scipy.io.loadmat(files["train"])["Z"]
+    scaled = (Z - Z.min(axis=1, keepdims=True)) / (Z.max(axis=1, keepdims=True) - Z.min(axis=1, keepdims=True))
+    assert np.allclose(model.mean, scaled.mean(axis=0), rtol=0, atol=1e-14)   # X = Z^T for d = 1
+
+
+def test_scale_minmax_with_a_constant_image_is_an_error(files, capsys):
+    d = files["dir"]
+    Z = np.full((4, 36), 7.0)
+    Z[0, 0] = 200.0
+    scipy.io.savemat(d / "flat.mat", {"Z": Z, "y": np.zeros((4, 1))})
+    argv = ["train", "--config", str(files["config"]), "--train", str(d / "flat.mat"), "--scale", "minmax",
+            "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--train " in err and "image 1 (column 1 of X) is constant" in err and "--scale 255" in err
+    assert main(argv[:-3] + ["--iter-max", "1", "--quiet"]) == 0             # --scale 255 is defined there
+
+
+def test_predict_writes_labels_and_batches(files, capsys):
+    d = files["dir"]
+    assert main(base(files) + ["--iter-max", "2", "--GNsize", "20", "--save", str(d / "m.npz"), "--quiet"]) == 0
+    capsys.readouterr()
+    accs = []
+    for bsize in ("1", "7", "1000"):
+        out_file = d / f"labels{bsize}.txt"
+        assert main(["predict", "--model", str(d / "m.npz"), "--data", str(files["test"]), "--bsize", bsize,
+                     "--output", str(out_file)]) == 0
+        accs.append(capsys.readouterr().out.splitlines()[0])
+        labels = np.array([int(v) for v in out_file.read_text().split()])
+        model = load_model(d / "m.npz")
+        X, y = load_simplenn_mat(files["test"], shape=(6, 6, 1))
+        assert np.array_equal(labels, model.net.predict(model.theta, model.preprocess(X)))
+        assert accs[-1] == f"accuracy: {np.mean(labels == y):g}"
+    assert len(set(accs)) == 1
+    with pytest.raises(SystemExit):
+        main(["predict", "--model", str(d / "m.npz"), "--data", str(files["test"]), "--bsize", "0"])

@@ -13,10 +13,48 @@ import numpy as np
 from ..exceptions import ConfigError, InputTypeError
 from ..network import Network
 
-__all__ = ["History", "accuracy", "Callback"]
+__all__ = ["History", "accuracy", "Callback", "Log", "log_line"]
 
 Callback = Callable[[dict[str, Any]], None]
 """Called after every iteration (Newton) or epoch (SGD, Adam) with that row of the history."""
+
+Log = Callable[[str], None]
+"""Receives the log's lines (:func:`log_line`), e.g. ``print`` or a file's ``write`` plus newline."""
+
+
+def log_line(row: dict[str, Any]) -> str:
+    """One history row as simpleNN prints it: ``k-iter f: ... |g|: ... alpha: ...``.
+
+    Newton rows (those with ``ratio``) give ``f``, ``|g|``, ``alpha``, ``ratio``,
+    ``lambda``, ``#CG``, ``actred`` and ``prered``, as simpleNN's ``newton.m``;
+    SGD and Adam rows ``k-epoch`` with ``f``, ``|g|`` and ``lr``.  ``val_acc``
+    ends the line when it was measured.
+
+    Parameters
+    ----------
+    row : dict
+        A row as the optimisers pass it to ``callback``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> log_line({"iter": 2, "f": 0.5, "gnorm": 0.25, "step": 1.0, "ratio": 0.8, "lam": 2 / 3,
+    ...           "cg_iters": 7, "actred": -0.1, "prered": -0.125, "val_acc": 0.9})
+    '2-iter f: 0.5 |g|: 0.25 alpha: 1 ratio: 0.8 lambda: 0.666667 #CG: 7 actred: -0.1 prered: -0.125 val_acc: 0.9'
+    >>> log_line({"iter": 3, "f": 1.5, "gnorm": 2.0, "step": 0.01, "val_acc": float("nan")})
+    '3-epoch f: 1.5 |g|: 2 lr: 0.01'
+    """
+    if "ratio" in row:
+        text = (f"{row['iter']}-iter f: {row['f']:g} |g|: {row['gnorm']:g} alpha: {row['step']:g} "
+                f"ratio: {row['ratio']:g} lambda: {row['lam']:g} #CG: {row['cg_iters']} "
+                f"actred: {row['actred']:g} prered: {row['prered']:g}")
+    else:
+        text = f"{row['iter']}-epoch f: {row['f']:g} |g|: {row['gnorm']:g} lr: {row['step']:g}"
+    acc = row.get("val_acc", math.nan)
+    return text if math.isnan(acc) else f"{text} val_acc: {acc:g}"
 
 
 @dataclass
@@ -43,6 +81,12 @@ class History:
         evaluations in the line search).
     f0, gnorm0 : float
         At the initial ``theta`` (NaN where not computed).
+    best_iter : int
+        With validation data: the iteration (epoch) of the best validation
+        accuracy, the first one on ties (0 without validation data); the
+        optimisers return that ``theta`` with ``keep_best=True``.
+    best_val_acc : float
+        That accuracy (NaN without validation data).
     timing : dict of str to float
         Seconds by phase, summed over the run (Newton: ``f+g`` for the first
         evaluation and any gradient not computed in the line search,
@@ -72,6 +116,8 @@ class History:
     f0: float = math.nan
     gnorm0: float = math.nan
     timing: dict[str, float] = field(default_factory=dict)
+    best_iter: int = 0
+    best_val_acc: float = math.nan
 
     def append(self, row: dict[str, Any]) -> None:
         """Add one row; keys other than the named lists go to :attr:`extra`.
@@ -102,15 +148,34 @@ class History:
         --------
         >>> import json
         >>> h = History(f0=1.0, gnorm0=2.0)
-        >>> h.append({"iter": 1, "f": 0.5, "gnorm": 1.0, "time": 0.01})
-        >>> d = h.as_dict(); d["f"], d["f0"], sorted(d)[:4]
-        ([0.5], 1.0, ['cg_iters', 'extra', 'f', 'f0'])
+        >>> h.append({"iter": 1, "f": 0.5, "gnorm": 1.0, "time": 0.01, "val_acc": 0.75})
+        >>> h.record_validation(1, 0.75)
+        True
+        >>> d = h.as_dict(); d["f"], d["f0"], sorted(d)[:5]
+        ([0.5], 1.0, ['best_iter', 'best_val_acc', 'cg_iters', 'extra', 'f'])
         >>> json.loads(json.dumps(d)) == d
         True
         """
         return {"f": self.f, "gnorm": self.gnorm, "cg_iters": self.cg_iters, "step": self.step,
                 "lam": self.lam, "val_acc": self.val_acc, "time": self.time, "extra": self.extra,
-                "f0": self.f0, "gnorm0": self.gnorm0, "timing": self.timing}
+                "f0": self.f0, "gnorm0": self.gnorm0, "timing": self.timing,
+                "best_iter": self.best_iter, "best_val_acc": self.best_val_acc}
+
+    def record_validation(self, k: int, acc: float) -> bool:
+        """Note the validation accuracy of iteration ``k``; True if it is the best so far.
+
+        Examples
+        --------
+        >>> h = History()
+        >>> [h.record_validation(k, acc) for k, acc in enumerate([0.5, 0.7, 0.7, 0.6], start=1)]
+        [True, True, False, False]
+        >>> h.best_iter, h.best_val_acc
+        (2, 0.7)
+        """
+        if math.isnan(acc) or (self.best_iter and not acc > self.best_val_acc):
+            return False
+        self.best_iter, self.best_val_acc = k, acc
+        return True
 
 
 def positive_int(name: str, value: object) -> int:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..exceptions import ConfigError
 from ..network import Network
-from ._common import Callback, History, positive_float
+from ._common import Callback, History, Log, positive_float
 from .sgd import minibatch_train
 
 __all__ = ["adam"]
@@ -38,7 +38,8 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
          lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
          bsize: int = 128, epoch_max: int = 500, seed: int | None = None,
          validation: tuple[np.ndarray, np.ndarray] | None = None, full_objective: bool = False,
-         callback: Callback | None = None, dtype: object = None) -> tuple[np.ndarray, History]:
+         callback: Callback | None = None, dtype: object = None, keep_best: bool = False,
+         log: Log | None = None) -> tuple[np.ndarray, History]:
     """Train by Adam (see the module docstring).
 
     Parameters
@@ -47,7 +48,7 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
         As for :func:`sparsecnn.optim.newton`.
     lr, beta1, beta2, eps : float
         Adam's constants.
-    bsize, epoch_max, seed, validation, full_objective, callback, dtype
+    bsize, epoch_max, seed, validation, keep_best, full_objective, callback, dtype, log
         As for :func:`sparsecnn.optim.sgd`.
 
     Returns
@@ -90,4 +91,4 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback, dtype=dtype)
+                           callback=callback, dtype=dtype, keep_best=keep_best, log=log)

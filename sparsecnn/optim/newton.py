@@ -63,8 +63,10 @@ from ..second_order import JACOBIAN_MODES, GaussNewton
 from ._common import (
     Callback,
     History,
+    Log,
     accuracy,
     check_validation,
+    log_line,
     positive_float,
     positive_int,
 )
@@ -314,7 +316,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
            trial_gradient: bool = True, max_ls_steps: int = 60, dtype: object = None,
            gn_dtype: object = None, plan: Plan | str | float | None = "auto",
            callback: Callback | None = None, scheduler: str | None = None,
-           workers: int | None = None) -> tuple[np.ndarray, History]:
+           workers: int | None = None, log: Log | None = None) -> tuple[np.ndarray, History]:
     """Train by the subsampled Gauss-Newton method (see the module docstring).
 
     Parameters
@@ -344,9 +346,11 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     seed : int, optional
         Seed of the subsampling.
     validation : (X_val, y_val), optional
-        Accuracy after every iteration goes to the history.
+        Accuracy after every iteration goes to the history, and the iteration
+        with the best one to ``history.best_iter`` (``best_val_acc``).
     keep_best : bool
-        Return the iterate with the best validation accuracy (simpleNN's choice).
+        Return the iterate with the best validation accuracy (simpleNN's choice,
+        and its ``cnn_train`` with validation data).
     trial_gradient : bool
         Compute the gradient with ``f`` at every line-search trial (default), so the
         accepted trial's gradient is ready; ``False``: ``f`` alone in the trials, then
@@ -375,6 +379,10 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         (:func:`sparsecnn.distributed.newton_distributed`; same steps up to rounding).
     workers : int, optional
         As ``scheduler``, on a ``LocalCluster`` of this many worker processes started for the run.
+    log : callable, optional
+        Receives simpleNN's log lines: ``initial f: ...``, one :func:`~sparsecnn.optim._common.log_line`
+        per iteration (``f``, ``|g|``, ``alpha``, ``ratio``, ``lambda``, ``#CG``, ``actred``,
+        ``prered``, ``val_acc``) and ``total_#CG: ...`` (with a Dask scheduler, no initial line).
 
     Returns
     -------
@@ -403,11 +411,14 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
                               "set Network(dtype=...)")
         if not (isinstance(plan, str) and plan == "auto"):
             raise ConfigError(f"plan= is not supported with a Dask scheduler, got {plan!r}")
-        return newton_distributed(net, theta, X, y, C=C, scheduler=scheduler, workers=workers,
-                                  iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop,
-                                  boost=boost, eta=eta, batch_size=batch_size, jacobian=jacobian, seed=seed,
-                                  validation=validation, keep_best=keep_best, trial_gradient=trial_gradient,
-                                  max_ls_steps=max_ls_steps, callback=callback)
+        out = newton_distributed(net, theta, X, y, C=C, scheduler=scheduler, workers=workers,
+                                 iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax, lam=lam, drop=drop,
+                                 boost=boost, eta=eta, batch_size=batch_size, jacobian=jacobian, seed=seed,
+                                 validation=validation, keep_best=keep_best, trial_gradient=trial_gradient,
+                                 max_ls_steps=max_ls_steps, callback=_logged(callback, log))
+        if log is not None:
+            log(f"total_#CG: {sum(out[1].cg_iters)}")
+        return out
     theta = net._check_theta(theta).copy()
     X = net.check_X(X)
     labels = net.check_y(y, X.shape[1])
@@ -420,7 +431,20 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
-                       callback=callback, batch_size=batch_size)
+                       callback=callback, batch_size=batch_size, log=log)
+
+
+def _logged(callback: Callback | None, log: Log | None) -> Callback | None:
+    """``callback`` followed by ``log(log_line(row))``."""
+    if log is None:
+        return callback
+
+    def both(row: dict[str, Any]) -> None:
+        if callback is not None:
+            callback(row)
+        log(log_line(row))
+
+    return both
 
 
 @blas_serial()
@@ -429,7 +453,7 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
                 drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4, seed: int | None = None,
                 validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
                 trial_gradient: bool = True, max_ls_steps: int = 60, callback: Callback | None = None,
-                batch_size: int = 1024) -> tuple[np.ndarray, History]:
+                batch_size: int = 1024, log: Log | None = None) -> tuple[np.ndarray, History]:
     """The Newton iteration of the module docstring on any :class:`NewtonProblem`.
 
     :func:`newton` runs it in this process and
@@ -468,7 +492,9 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
     f, grad = problem.objective(theta)
     timing["f+g"] += time.perf_counter() - t0
     hist.f0, hist.gnorm0 = f, float(np.linalg.norm(grad))
-    best_theta, best_acc = theta, -1.0
+    if log is not None:
+        log(f"initial f: {f:g}")
+    best_theta = theta
     n_splits = math.ceil(l / GNsize)
     chunks: list[np.ndarray] = []
 
@@ -529,14 +555,18 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
             t = time.perf_counter()
             acc = accuracy(net, theta, val[0], val[1], batch_size)
             timing["validation"] += time.perf_counter() - t
-            if acc > best_acc:
-                best_theta, best_acc = theta, acc
+            if hist.record_validation(k, acc):
+                best_theta = theta
         row = {"iter": k, "f": f, "gnorm": gnorm, "cg_iters": res.iters, "step": alpha, "lam": lam,
                "val_acc": acc, "time": elapsed, "actred": actred, "prered": prered, "ratio": ratio,
                "ls_steps": steps}
         hist.append(row)
         if callback is not None:
             callback(row)
+        if log is not None:
+            log(log_line(row))
+    if log is not None:
+        log(f"total_#CG: {sum(hist.cg_iters)}")
     if keep_best and val is not None:
         return best_theta.copy(), hist
     return theta, hist

@@ -35,8 +35,10 @@ from ..network import Network
 from ._common import (
     Callback,
     History,
+    Log,
     accuracy,
     check_validation,
+    log_line,
     positive_float,
     positive_int,
 )
@@ -51,7 +53,8 @@ Update = Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, float]]
 def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
                     update: Update, bsize: int, epoch_max: int, seed: int | None,
                     validation: tuple[np.ndarray, np.ndarray] | None, full_objective: bool,
-                    callback: Callback | None, dtype: object = None) -> tuple[np.ndarray, History]:
+                    callback: Callback | None, dtype: object = None, keep_best: bool = False,
+                    log: Log | None = None) -> tuple[np.ndarray, History]:
     """The loop SGD and Adam share: epochs of ``ceil(l/bsize)`` random mini-batches.
 
     Each step draws ``bsize`` distinct instances ``B``, computes
@@ -72,7 +75,7 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     update : callable
         ``(theta, grad, t) -> (new theta, learning rate used)``, ``t = 1, 2, ...``
         counting steps.
-    bsize, epoch_max, seed, validation, full_objective, callback, dtype
+    bsize, epoch_max, seed, validation, full_objective, callback, dtype, keep_best, log
         As for :func:`sgd`.
 
     Returns
@@ -112,6 +115,9 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     if full_objective:
         f0, g0 = net.objective(theta, X, labels, C)
         hist.f0, hist.gnorm0 = f0, float(np.linalg.norm(g0))
+        if log is not None:
+            log(f"initial f: {f0:g}")
+    best_theta = theta
     t_step = 0
     for epoch in range(1, epoch_max + 1):
         t_epoch = time.perf_counter()
@@ -137,11 +143,17 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
             t = time.perf_counter()
             acc = accuracy(net, theta, val[0], val[1])
             timing["validation"] += time.perf_counter() - t
+            if hist.record_validation(epoch, acc):
+                best_theta = theta
         row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr, "lam": math.nan,
                "val_acc": acc, "time": elapsed}
         hist.append(row)
         if callback is not None:
             callback(row)
+        if log is not None:
+            log(log_line(row))
+    if keep_best and val is not None:
+        return best_theta.copy(), hist
     return theta, hist
 
 
@@ -149,7 +161,8 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
         lr: float = 0.01, momentum: float = 0.0, decay: float = 0.0, bsize: int = 128,
         epoch_max: int = 500, seed: int | None = None,
         validation: tuple[np.ndarray, np.ndarray] | None = None, full_objective: bool = False,
-        callback: Callback | None = None, dtype: object = None) -> tuple[np.ndarray, History]:
+        callback: Callback | None = None, dtype: object = None, keep_best: bool = False,
+        log: Log | None = None) -> tuple[np.ndarray, History]:
     """Train by SGD with momentum (see the module docstring).
 
     Parameters
@@ -173,6 +186,11 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
     seed : int, optional
         Seed of the mini-batch draws.
     validation : (X_val, y_val), optional
+        Accuracy after every epoch goes to the history, and the epoch with the
+        best one to ``history.best_iter`` (``best_val_acc``).
+    keep_best : bool
+        Return the ``theta`` of the epoch with the best validation accuracy
+        (simpleNN's ``sgd.m`` with validation data) instead of the last one.
     full_objective : bool
         Record ``f`` and ``|grad f|`` on the whole training set after each epoch (one more
         pass); otherwise the history holds their means over the epoch's mini-batches.
@@ -181,6 +199,9 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
         ``f`` and the gradient stay float64.
     callback : callable, optional
         Called with each history row (one per epoch).
+    log : callable, optional
+        Receives one :func:`~sparsecnn.optim._common.log_line` per epoch (``f``, ``|g|``,
+        ``lr``, ``val_acc``), after ``initial f: ...`` with ``full_objective``.
 
     Returns
     -------
@@ -217,4 +238,4 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback, dtype=dtype)
+                           callback=callback, dtype=dtype, keep_best=keep_best, log=log)

@@ -1,4 +1,4 @@
-"""Command line: ``sparsecnn demo``, ``train``, ``predict``, ``check``, ``golden``, ``check-golden``.
+"""Command line: ``sparsecnn demo``, ``train``, ``predict``, ``check``, ``golden``, ``check-golden``, ``info``.
 
 Where a subcommand takes a file (``--config``, ``--train``, ``--test``, ``--val``,
 ``predict --data``), the packaged names ``mnist-demo-layer4``, ``mnist-demo`` and
@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__, demo, oracle_cli, train_cli
+from . import __version__, demo, machine, oracle_cli, train_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     argparse.ArgumentParser
         Its subcommands are ``demo`` (:mod:`sparsecnn.demo`), ``train`` and
         ``predict`` (:mod:`sparsecnn.train_cli`) and ``check``, ``golden`` and
-        ``check-golden`` (:mod:`sparsecnn.oracle_cli`); each sets ``func``.
+        ``check-golden`` (:mod:`sparsecnn.oracle_cli`) and ``info``
+        (:mod:`sparsecnn.machine`); each sets ``func``.
 
     Examples
     --------
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     train_cli.add_parser(sub)
     oracle_cli.add_parser(sub)
+    machine.add_parser(sub)
     return parser
 
 

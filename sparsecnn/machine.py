@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import argparse
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -27,7 +28,7 @@ from typing import Any
 
 from threadpoolctl import threadpool_info
 
-__all__ = ["Machine", "Choices", "detect", "choose", "chosen", "blas_info", "report", "DEFAULT_L2"]
+__all__ = ["Machine", "Choices", "detect", "choose", "chosen", "blas_info", "report", "add_parser", "DEFAULT_L2"]
 
 DEFAULT_L2 = 2 * 1024**2
 """L2 size assumed where the operating system does not report one (bytes)."""
@@ -177,3 +178,15 @@ def report(machine: Machine | None = None, choices: Choices | None = None) -> st
               f"GEMM output block: {_kib(choices.block_bytes)} ({choices.block_why})",
               f"window block: {_kib(choices.fused_block_bytes)} ({choices.fused_why})"]
     return "\n".join(lines)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    print(report())
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``sparsecnn info``: the machine, the BLAS in use, and the kernels' choices."""
+    p = subparsers.add_parser("info", help="the machine, the BLAS in use and the kernel sizes chosen from them",
+                              description=report.__doc__)
+    p.set_defaults(func=_run_info)

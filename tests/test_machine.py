@@ -52,3 +52,11 @@ def test_report_names_the_blas_its_kernel_and_every_choice():
     assert "CPUs available:" in text and "caches: L1d" in text
     assert "kernel threads:" in text and "GEMM output block:" in text and "window block:" in text
     assert "blas:" in text and "kernel " in text
+
+
+def test_sparsecnn_info_prints_the_report(capsys):
+    from sparsecnn.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == report().strip()

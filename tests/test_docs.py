@@ -1,16 +1,16 @@
 """The documentation cannot go stale.
 
-- The equation table (``docs/equations.md``) names, for every equation of the
-  slides and every formula of the library, the functions that compute it and
-  the tests that check it: every one of them must exist, and every equation of
-  the slides must have a row.
+- The equation blocks (``docs/equations.md``) show, for every equation of the
+  slides and every formula of the library, its TeX, the functions that compute
+  it and the tests that check it: every one of them must exist, and every
+  equation of the slides must have a block.
 - The code blocks of the home page and the tutorial run, in order, as a reader
   would paste them.
 - The ``>>>`` examples in the Markdown pages hold.
 - Every module of the package has an API page, and every notebook a line on the
   notebooks page.
-- ``mkdocs build --strict`` succeeds (skipped where mkdocs, mkdocs-material or
-  mkdocstrings-python is not installed: ``pip install -e '.[docs]'``).
+- ``mkdocs build --strict`` succeeds, the notebooks converted without being run
+  (skipped where the docs extra is not installed: ``pip install -e '.[docs]'``).
 """
 
 from __future__ import annotations
@@ -46,27 +46,27 @@ SLIDE_EQUATIONS = (
 
 FUNCTION = re.compile(r"`(sparsecnn(?:\.\w+)+)`")
 TEST = re.compile(r"`(tests/[\w/]+\.py)::(\w+(?:::\w+)?)(?:\[([^\]`]+)\])?`")
-HEADER = ["Id", "Formula", "Computed by", "Checked by"]
+BLOCK = re.compile(r'^<div class="eq-block" markdown>\n(.*?)^</div>', flags=re.S | re.M)
+HEADING = re.compile(r"^### `([^`]+)` (.+)$", flags=re.M)
+DISPLAY = re.compile(r"^\$\$\n(.+?)\n\$\$$", flags=re.S | re.M)
+ITEM = re.compile(r"^(\S[^\n]*)\n:   (.+?)(?=\n\n|\Z)", flags=re.S | re.M)
+SLIDES_FUNCTIONS = "In `sparsecnn.equations`"
+"""The item naming the functions of ``sparsecnn.equations`` (one per slide equation) and their tests."""
 
 
-# ------------------------------------------------------------------ the table
+# ------------------------------------------------------------------ the blocks
 def table_rows() -> list[dict[str, str]]:
-    """Rows of every table in equations.md whose header is ``HEADER``."""
+    """One dict per equation block of equations.md: ``Id``, ``Title``, ``Formula`` (the TeX of its
+    display math) and its items (``Computed by``, ``Checked by``, ``In `sparsecnn.equations```)."""
     rows: list[dict[str, str]] = []
-    header: list[str] | None = None
-    for line in EQUATIONS.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("|"):
-            header = None
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if header is None:
-            header = cells
-            continue
-        if set("".join(cells)) <= set("-: "):
-            continue
-        if header == HEADER:
-            assert len(cells) == len(HEADER), f"equations.md: a row with {len(cells)} cells: {line[:80]}"
-            rows.append(dict(zip(HEADER, cells, strict=True)))
+    for block in BLOCK.findall(EQUATIONS.read_text(encoding="utf-8")):
+        heading = HEADING.search(block)
+        assert heading, f"equations.md: a block without a '### `id` title' heading: {block[:80]}"
+        display = DISPLAY.findall(block)
+        row = {"Id": heading.group(1), "Title": heading.group(2), "Formula": "\n".join(display)}
+        for label, text in ITEM.findall(block):
+            row[label.strip()] = " ".join(text.split())
+        rows.append(row)
     return rows
 
 
@@ -103,6 +103,25 @@ def defined_tests(path: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def check_tests(row: dict[str, str], cell: str) -> None:
+    found = TEST.findall(cell)
+    assert found, f"block {row_id(row)}: no `tests/...py::test_...` in: {cell}"
+    for path, name, param in found:
+        assert (ROOT / path).is_file(), f"block {row_id(row)}: {path} does not exist"
+        assert name in defined_tests(path), f"block {row_id(row)}: {path} has no test {name}"
+        if name == "test_notebook_runs" and param:
+            assert (ROOT / "notebooks" / f"{param}.ipynb").is_file(), f"block {row_id(row)}: no notebook {param}"
+
+
+def check_functions(row: dict[str, str], names: list[str]) -> None:
+    for dotted in names:
+        try:
+            obj = resolve(dotted)
+        except (ImportError, AttributeError) as err:
+            pytest.fail(f"block {row_id(row)}: {dotted} does not exist ({type(err).__name__}: {err})")
+        assert obj is not None, f"block {row_id(row)}: {dotted} is None"
+
+
 def test_equation_table_has_rows_with_unique_ids() -> None:
     rows = table_rows()
     assert len(rows) >= len(SLIDE_EQUATIONS)
@@ -118,27 +137,53 @@ def test_every_slide_equation_has_a_row() -> None:
 
 @pytest.mark.parametrize("row", table_rows(), ids=row_id)
 def test_every_function_in_the_table_exists(row: dict[str, str]) -> None:
-    names = FUNCTION.findall(row["Computed by"])
-    assert names, f"row {row_id(row)}: no `sparsecnn....` function in 'Computed by'"
-    for dotted in names:
-        try:
-            obj = resolve(dotted)
-        except (ImportError, AttributeError) as err:
-            pytest.fail(f"row {row_id(row)}: {dotted} does not exist ({type(err).__name__}: {err})")
-        assert obj is not None, f"row {row_id(row)}: {dotted} is None"
+    names = FUNCTION.findall(row.get("Computed by", ""))
+    assert names, f"block {row_id(row)}: no `sparsecnn....` function under 'Computed by'"
+    check_functions(row, names)
 
 
 @pytest.mark.parametrize("row", table_rows(), ids=row_id)
 def test_every_test_in_the_table_exists(row: dict[str, str]) -> None:
-    cell = row["Checked by"]
-    found = TEST.findall(cell)
-    assert found, f"row {row_id(row)}: no `tests/...py::test_...` in 'Checked by'"
-    assert len(found) == cell.count("`") // 2, f"row {row_id(row)}: an entry of 'Checked by' is malformed: {cell}"
-    for path, name, param in found:
-        assert (ROOT / path).is_file(), f"row {row_id(row)}: {path} does not exist"
-        assert name in defined_tests(path), f"row {row_id(row)}: {path} has no test {name}"
-        if name == "test_notebook_runs" and param:
-            assert (ROOT / "notebooks" / f"{param}.ipynb").is_file(), f"row {row_id(row)}: no notebook {param}"
+    cell = row.get("Checked by", "")
+    assert cell.count("`") // 2 == len(TEST.findall(cell)), f"block {row_id(row)}: a 'Checked by' entry is malformed: {cell}"
+    check_tests(row, cell)
+
+
+@pytest.mark.parametrize("row", table_rows(), ids=row_id)
+def test_every_formula_is_display_tex(row: dict[str, str]) -> None:
+    """Each block shows its formula as TeX display math, not as ASCII in a code span."""
+    tex = row["Formula"]
+    assert tex.strip(), f"block {row_id(row)}: no $$ ... $$ display math"
+    assert "\\" in tex or "_" in tex or "^" in tex, f"block {row_id(row)}: the formula does not look like TeX: {tex}"
+    assert "`" not in tex, f"block {row_id(row)}: a code span inside the display math: {tex}"
+    assert tex.count("{") == tex.count("}"), f"block {row_id(row)}: unbalanced braces in {tex}"
+    assert "$" not in row["Title"] and "\\(" not in row["Title"], f"block {row_id(row)}: TeX in the heading"
+
+
+SLIDES_ROWS = [r for r in table_rows() if SLIDES_FUNCTIONS in r]
+
+
+def test_slides_functions_name_their_tests() -> None:
+    """The numbered equations and the conv layer's formulas point at ``sparsecnn.equations``."""
+    ids = {row_id(r) for r in SLIDES_ROWS}
+    wanted = {"(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)", "conv-dW", "conv-db", "conv-S", "conv-dZ", "pooling"}
+    assert wanted <= ids, f"blocks without an '{SLIDES_FUNCTIONS}' item: {sorted(wanted - ids)}"
+    for row in SLIDES_ROWS:
+        cell = row[SLIDES_FUNCTIONS]
+        assert [n for n in FUNCTION.findall(cell) if n.startswith("sparsecnn.equations.")], row_id(row)
+        assert TEST.findall(cell), f"block {row_id(row)}: no test of tests/test_equations.py named"
+
+
+@pytest.mark.parametrize("row", SLIDES_ROWS, ids=row_id)
+def test_slides_functions_exist(row: dict[str, str]) -> None:
+    """Checked once ``sparsecnn.equations`` (issue 13) is part of the package; skipped before."""
+    try:
+        importlib.import_module("sparsecnn.equations")
+    except ImportError:
+        pytest.skip("sparsecnn.equations is not in this tree yet (issue 13): its names are not checked")
+    cell = row[SLIDES_FUNCTIONS]
+    check_functions(row, [n for n in FUNCTION.findall(cell) if n.startswith("sparsecnn.equations.")])
+    check_tests(row, cell)
 
 
 # ------------------------------------------------------------------ the pages
@@ -196,9 +241,11 @@ def test_every_notebook_is_on_the_notebooks_page() -> None:
 
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
-    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter", "mathjax"):
         pytest.importorskip(module, reason="the docs extra is not installed: pip install -e '.[docs]'")
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    # the notebooks are converted but not run here: tests/test_notebooks.py runs them, and
+    # tests/test_site.py builds the site with them executed, as it is published
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SPARSECNN_DOCS_EXECUTE="false")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
          "--site-dir", str(tmp_path / "site")],

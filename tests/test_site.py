@@ -138,39 +138,52 @@ def screenshot(chromium: str, url: str, profile: Path, path: Path, height: int) 
 
 
 class PageText(HTMLParser):
-    """What a reader sees as text: outside scripts, styles, code blocks and rendered math.
+    """What a reader sees as text: outside scripts, styles, code blocks, rendered math and the hidden
+    copies of the notebooks' code cells (``clipboard-copy-txt``, the copy button's source).
 
     Also counts the rendered math (``mjx-container``), the formulas arithmatex marked
     (``class="arithmatex"``) and the images, with their ``src``.
     """
 
-    SKIP = {"script", "style", "code", "pre", "mjx-container", "textarea", "svg"}
+    SKIP = {"script", "style", "code", "pre", "mjx-container", "textarea", "svg", "title"}
+    SKIP_CLASSES = {"clipboard-copy-txt"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
     def __init__(self) -> None:
         super().__init__()
-        self.depth = 0
+        self.stack: list[tuple[str, bool]] = []      # open elements, and whether each hides its text
         self.text: list[str] = []
         self.rendered = 0
         self.arithmatex = 0
         self.images: list[str] = []
 
+    def hidden(self) -> bool:
+        return any(skip for _, skip in self.stack)
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
+        classes = set((a.get("class") or "").split())
         if tag == "mjx-container":
             self.rendered += 1
-        if "arithmatex" in (a.get("class") or "").split():
+        if "arithmatex" in classes:
             self.arithmatex += 1
         if tag == "img":
             self.images.append(a.get("src") or "")
-        if tag in self.SKIP:
-            self.depth += 1
+        if tag not in self.VOID:
+            self.stack.append((tag, tag in self.SKIP or bool(classes & self.SKIP_CLASSES)))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images.append(dict(attrs).get("src") or "")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP and self.depth:
-            self.depth -= 1
+        for k in range(len(self.stack) - 1, -1, -1):     # close up to the matching open element
+            if self.stack[k][0] == tag:
+                del self.stack[k:]
+                break
 
     def handle_data(self, data: str) -> None:
-        if not self.depth:
+        if not self.hidden():
             self.text.append(data)
 
 
@@ -188,10 +201,13 @@ def tex_left(page: PageText) -> list[str]:
 def test_site_page_text_reader_finds_unrendered_tex() -> None:
     """The checker itself: TeX outside rendered math is found, inside code or rendered math it is not."""
     raw = read_page('<p>see <span class="arithmatex">\\(\\partial \\xi_i\\)</span> and $a_{i}$</p>')
-    assert raw.arithmatex == 1 and raw.rendered == 0 and len(tex_left(raw)) >= 2
+    assert raw.arithmatex == 1 and raw.rendered == 0 and tex_left(raw)
+    assert {"\\(", "\\partial", "$a_{i}$"} <= set(TEX_LEFT.findall(" ".join(raw.text)))
     done = read_page('<p><span class="arithmatex"><mjx-container><mjx-math>x</mjx-math></mjx-container>'
-                     '</span> costs $5 and <code>\\partial</code></p>')
+                     '</span> costs $5 and <code>\\partial</code></p>'
+                     '<div class="clipboard-copy-txt"><div>print("a\\n")</div></div><p>after</p>')
     assert done.arithmatex == 1 and done.rendered == 1 and tex_left(done) == []
+    assert "after" in " ".join(done.text)
 
 
 def test_site_no_page_loads_from_another_host(site: Path) -> None:

@@ -21,12 +21,15 @@ import importlib
 import os
 import pkgutil
 import re
+import shlex
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+from sparsecnn.oracle import read_golden
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -213,12 +216,23 @@ def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
     assert blocks, f"docs/{page} has no python block"
     monkeypatch.chdir(ROOT)
+    try:
+        importlib.import_module("sparsecnn.datasets")
+        have_datasets = True
+    except ImportError:
+        have_datasets = False
     namespace: dict[str, object] = {"__name__": page}
+    not_run = []
     for k, block in enumerate(blocks, start=1):
+        if "datasets" in block and not have_datasets:
+            not_run.append(k)          # the packaged data (issue 15) are not in this tree
+            continue
         try:
             exec(compile(block, f"docs/{page} (block {k})", "exec"), namespace)
         except Exception as err:  # pragma: no cover - the message is the point
             raise AssertionError(f"block {k} of docs/{page} fails: {type(err).__name__}: {err}\n{block}") from err
+    if not_run:
+        pytest.skip(f"docs/{page}: every block ran except {not_run}, which read sparsecnn.datasets (not installed)")
 
 
 def test_every_module_has_an_api_page() -> None:
@@ -266,3 +280,62 @@ def test_docstring_markdown_extension() -> None:
     spec.loader.exec_module(module)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# ------------------------------------------------------------------ the commands
+def readme_commands() -> dict[str, list[str]]:
+    """The ``sparsecnn <command> ...`` lines of the README's "Use it" section, by command."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Use it", 1)[1].split("\n## ", 1)[0]
+    lines = re.findall(r"^```bash\n(sparsecnn [^\n]+)\n```", section, flags=re.M)
+    return {line.split()[1]: shlex.split(line)[1:] for line in lines}
+
+
+def test_readme_use_it_has_one_complete_command_each() -> None:
+    commands = readme_commands()
+    assert set(commands) == {"train", "predict", "check", "golden"}, sorted(commands)
+    train = commands["train"]
+    assert train[train.index("--iter-max") + 1] == "5" and "--save" in train and "--test" in train
+    page = (DOCS / "commands.md").read_text(encoding="utf-8")
+    for args in commands.values():
+        assert "sparsecnn " + " ".join(args) in page, f"docs/commands.md lacks: sparsecnn {' '.join(args)}"
+
+
+def run_sparsecnn(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from sparsecnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_readme_check_command_passes_on_the_example_model() -> None:
+    pytest.importorskip("torch", reason="sparsecnn check needs PyTorch")
+    proc = run_sparsecnn(readme_commands()["check"], ROOT)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "PASSED" in proc.stdout and re.search(r"^Gv\s.*\sok$", proc.stdout, flags=re.M)
+
+
+def test_readme_golden_command_writes_a_golden_file(tmp_path: Path) -> None:
+    args = readme_commands()["golden"]
+    out = args.index("--out") + 1
+    args[out] = str(tmp_path / args[out])
+    proc = run_sparsecnn(args, ROOT)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    golden = read_golden(args[out])
+    assert golden.theta.size == 690                  # conv 4 x (3*3*1) + 4, full 10 x 64 + 10
+
+
+def test_readme_train_then_predict_on_the_packaged_data(tmp_path: Path) -> None:
+    """The README's train command, with one iteration instead of five to keep the suite quick, then
+    its predict command on the saved model, from a folder outside the repository."""
+    try:
+        importlib.import_module("sparsecnn.datasets")
+    except ImportError:
+        pytest.skip("sparsecnn.datasets (the packaged mnist-demo, issue 15) is not in this tree")
+    train = readme_commands()["train"]
+    train[train.index("--iter-max") + 1] = "1"
+    proc = run_sparsecnn([*train, "--quiet"], tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert (tmp_path / "model.npz").is_file()
+    proc = run_sparsecnn(readme_commands()["predict"], tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -9,6 +9,7 @@ reads the DOM after the scripts ran (``--dump-dom``) and asserts that
 - MathJax produced rendered math elements (``mjx-container``), one for every formula of the page;
 - no TeX source is left in the text a reader sees (outside code blocks and the rendered math);
 - the notebook page holds its pictures (PNG images produced when the notebook ran);
+- an API page renders the formulas its docstrings write with ``:math:``;
 
 and saves a screenshot of each page, 1280 px wide, in a folder printed in the test output
 (``SPARSECNN_SITE_ARTEFACTS`` chooses the folder).  Marked ``site``; skipped, with the reason, where
@@ -40,6 +41,8 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 WIDTH = 1280
 NOTEBOOK_PAGE = "notebooks/01_operators/"
 EQUATIONS_PAGE = "equations/"
+API_PAGE = "api/notation/"
+"""An API page: its docstrings write formulas with Sphinx's :math: role and ``.. math::``."""
 
 TEX_LEFT = re.compile(r"\\[A-Za-z]+|\\[(\[]|\$\$|\$[^$\s][^$]*\$")
 """TeX source: a control word (``\\partial``), a ``\\(`` or ``\\[`` delimiter, or ``$...$``."""
@@ -66,11 +69,14 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def artefacts(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Path:
+    """The folder of the screenshots and DOM dumps, named in the test output even when it passes."""
     named = os.environ.get("SPARSECNN_SITE_ARTEFACTS")
     folder = Path(named) if named else tmp_path_factory.mktemp("site-screenshots")
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nsite screenshots go to {folder}")
+    reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\ntests/test_site.py: screenshots and DOM dumps of the site in {folder}")
     return folder
 
 
@@ -248,3 +254,12 @@ def test_site_notebook_page_has_pictures_and_math(chromium: str, server: str, ar
     assert not left, f"TeX source left unrendered on {NOTEBOOK_PAGE}: {left[:5]}"
     (artefacts / "notebook-01.html").write_text(html, encoding="utf-8")
     screenshot(chromium, server + NOTEBOOK_PAGE, tmp_path / "profile", artefacts / "notebook-01.png", 3600)
+
+
+def test_site_api_page_docstring_math_rendered(chromium: str, server: str, tmp_path: Path) -> None:
+    html = dump_dom(chromium, server + API_PAGE, tmp_path / "profile")
+    page = read_page(html)
+    assert page.arithmatex >= 5, f"{API_PAGE}: only {page.arithmatex} formulas from the docstrings"
+    assert page.rendered >= page.arithmatex, f"{API_PAGE}: MathJax rendered {page.rendered} of {page.arithmatex}"
+    left = tex_left(page)
+    assert not left, f"TeX source left unrendered on {API_PAGE}: {left[:5]}"

@@ -8,6 +8,8 @@
   package ``django-static-mathjax`` (the ``docs`` extra; the package needs no Django
   to be read), is copied to ``assets/mathjax/``.  No page loads anything from
   another host.
+- Notebook pages hide the right-hand table of contents, so that code and pictures
+  get the width of the page (1280 px reads without horizontal scrolling).
 - nbconvert's page template links MathJax 2 and mermaid from a CDN; those tags are
   removed from the notebook pages, whose math the site's MathJax typesets.
 """
@@ -53,6 +55,15 @@ def on_files(files: Files, config: Any) -> Files:
         files.append(File(f"notebooks/{path.name}", src_dir=str(NOTEBOOKS.parent), dest_dir=config["site_dir"],
                           use_directory_urls=config["use_directory_urls"]))
     return files
+
+
+def on_page_context(context: Any, page: Any, config: Any, nav: Any) -> Any:
+    """Notebook pages without the right-hand table of contents: their code and pictures get the width."""
+    if page.file.src_uri.endswith(".ipynb"):
+        page.meta.setdefault("hide", [])
+        if "toc" not in page.meta["hide"]:
+            page.meta["hide"].append("toc")
+    return context
 
 
 def on_post_page(output: str, page: Any, config: Any) -> str:

@@ -284,10 +284,13 @@ def test_docstring_markdown_extension() -> None:
 
 # ------------------------------------------------------------------ the commands
 def readme_commands() -> dict[str, list[str]]:
-    """The ``sparsecnn <command> ...`` lines of the README's "Use it" section, by command."""
+    """The ``sparsecnn <command> ...`` lines of the README's "Use it" section, by command.
+
+    They are ``sh`` blocks: the README's two ``bash`` blocks are the two commands of a fresh
+    machine, which ``tests/test_cli.py`` compares with what CI runs."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Use it", 1)[1].split("\n## ", 1)[0]
-    lines = re.findall(r"^```bash\n(sparsecnn [^\n]+)\n```", section, flags=re.M)
+    lines = re.findall(r"^```sh\n(sparsecnn [^\n]+)\n```", section, flags=re.M)
     return {line.split()[1]: shlex.split(line)[1:] for line in lines}
 
 

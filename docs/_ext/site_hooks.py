@@ -16,11 +16,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 
@@ -47,6 +49,20 @@ def mathjax_source() -> Path:
     if not (es5 / "tex-chtml.js").is_file():
         raise RuntimeError(f"no tex-chtml.js in {es5}: reinstall django-static-mathjax")
     return es5
+
+
+NEEDS_TORCH = ("05_checking_pytorch.ipynb",)
+"""Notebooks that run a PyTorch model."""
+
+
+def on_pre_build(config: Any) -> None:
+    """Stop early, saying what to install, when the notebooks are to run and PyTorch is missing."""
+    jupyter = config["plugins"].get("mkdocs-jupyter")
+    executes = bool(jupyter is not None and jupyter.config.get("execute"))
+    if executes and importlib.util.find_spec("torch") is None:
+        raise PluginError(f"the site runs the notebooks, and {', '.join(NEEDS_TORCH)} needs PyTorch: "
+                          "pip install -e '.[docs,torch]' (CPU build: see the installation page), "
+                          "or build without running them: SPARSECNN_DOCS_EXECUTE=false mkdocs build")
 
 
 @event_priority(100)            # before mkdocs-jupyter's on_files, which wraps the .ipynb files

@@ -1,10 +1,16 @@
-"""``vec`` and ``mat``: the column-major reshapes of the slides.
+r"""``vec`` and ``mat``: the column-major reshapes of the slides.
 
-``vec`` stacks the columns of a matrix (MATLAB order): entry ``(c, j)`` of a
-``d x ab`` matrix lands at position ``c + d*j`` (0-based).  ``mat`` is the
-inverse reshape.  A batch of ``l`` instances is held as a matrix with one
-column per instance, column ``i`` being ``vec(Z^{m,i})``; :func:`vec_batch`
-and :func:`mat_batch` convert between that and a stack ``(l, d, ab)``.
+``vec`` stacks the columns of a matrix (MATLAB order): entry :math:`(c, j)` of a
+:math:`d \times ab` matrix lands at position :math:`c + dj` (0-based),
+
+.. math::
+
+    \mathrm{vec}(Z)_{c + dj} = Z_{cj},
+
+and ``mat`` is the inverse reshape.  A batch of :math:`l` instances is held as a
+matrix with one column per instance, column :math:`i` being
+:math:`\mathrm{vec}(Z^{m,i})`; :func:`vec_batch` and :func:`mat_batch` convert
+between that and a stack ``(l, d, ab)``.
 
 Examples
 --------
@@ -27,7 +33,7 @@ __all__ = ["vec", "mat", "vec_batch", "mat_batch"]
 
 
 def vec(Z: np.ndarray) -> np.ndarray:
-    """Stack the columns of ``Z`` into one vector (column-major).
+    r"""Stack the columns of ``Z`` into one vector (column-major): :math:`\mathrm{vec}(Z)_{c + dj} = Z_{cj}`.
 
     Parameters
     ----------
@@ -36,7 +42,7 @@ def vec(Z: np.ndarray) -> np.ndarray:
     Returns
     -------
     ndarray, shape ``(d*ab,)``
-        Entry ``(c, j)`` of ``Z`` at position ``c + d*j``.
+        Entry :math:`(c, j)` of :math:`Z` at position :math:`c + dj`.
 
     Examples
     --------

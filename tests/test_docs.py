@@ -1,16 +1,16 @@
 """The documentation cannot go stale.
 
-- The equation table (``docs/equations.md``) names, for every equation of the
-  slides and every formula of the library, the functions that compute it and
-  the tests that check it: every one of them must exist, and every equation of
-  the slides must have a row.
+- The equation blocks (``docs/equations.md``) show, for every equation of the
+  slides and every formula of the library, its TeX, the functions that compute
+  it and the tests that check it: every one of them must exist, and every
+  equation of the slides must have a block.
 - The code blocks of the home page and the tutorial run, in order, as a reader
   would paste them.
 - The ``>>>`` examples in the Markdown pages hold.
 - Every module of the package has an API page, and every notebook a line on the
   notebooks page.
-- ``mkdocs build --strict`` succeeds (skipped where mkdocs, mkdocs-material or
-  mkdocstrings-python is not installed: ``pip install -e '.[docs]'``).
+- ``mkdocs build --strict`` succeeds, the notebooks converted without being run
+  (skipped where the docs extra is not installed: ``pip install -e '.[docs]'``).
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ import importlib
 import os
 import pkgutil
 import re
+import shlex
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+
+from sparsecnn.oracle import read_golden
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -46,27 +49,27 @@ SLIDE_EQUATIONS = (
 
 FUNCTION = re.compile(r"`(sparsecnn(?:\.\w+)+)`")
 TEST = re.compile(r"`(tests/[\w/]+\.py)::(\w+(?:::\w+)?)(?:\[([^\]`]+)\])?`")
-HEADER = ["Id", "Formula", "Computed by", "Checked by"]
+BLOCK = re.compile(r'^<div class="eq-block" markdown>\n(.*?)^</div>', flags=re.S | re.M)
+HEADING = re.compile(r"^### `([^`]+)` (.+)$", flags=re.M)
+DISPLAY = re.compile(r"^\$\$\n(.+?)\n\$\$$", flags=re.S | re.M)
+ITEM = re.compile(r"^(\S[^\n]*)\n:   (.+?)(?=\n\n|\Z)", flags=re.S | re.M)
+SLIDES_FUNCTIONS = "In `sparsecnn.equations`"
+"""The item naming the functions of ``sparsecnn.equations`` (one per slide equation) and their tests."""
 
 
-# ------------------------------------------------------------------ the table
+# ------------------------------------------------------------------ the blocks
 def table_rows() -> list[dict[str, str]]:
-    """Rows of every table in equations.md whose header is ``HEADER``."""
+    """One dict per equation block of equations.md: ``Id``, ``Title``, ``Formula`` (the TeX of its
+    display math) and its items (``Computed by``, ``Checked by``, ``In `sparsecnn.equations```)."""
     rows: list[dict[str, str]] = []
-    header: list[str] | None = None
-    for line in EQUATIONS.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("|"):
-            header = None
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if header is None:
-            header = cells
-            continue
-        if set("".join(cells)) <= set("-: "):
-            continue
-        if header == HEADER:
-            assert len(cells) == len(HEADER), f"equations.md: a row with {len(cells)} cells: {line[:80]}"
-            rows.append(dict(zip(HEADER, cells, strict=True)))
+    for block in BLOCK.findall(EQUATIONS.read_text(encoding="utf-8")):
+        heading = HEADING.search(block)
+        assert heading, f"equations.md: a block without a '### `id` title' heading: {block[:80]}"
+        display = DISPLAY.findall(block)
+        row = {"Id": heading.group(1), "Title": heading.group(2), "Formula": "\n".join(display)}
+        for label, text in ITEM.findall(block):
+            row[label.strip()] = " ".join(text.split())
+        rows.append(row)
     return rows
 
 
@@ -103,6 +106,25 @@ def defined_tests(path: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def check_tests(row: dict[str, str], cell: str) -> None:
+    found = TEST.findall(cell)
+    assert found, f"block {row_id(row)}: no `tests/...py::test_...` in: {cell}"
+    for path, name, param in found:
+        assert (ROOT / path).is_file(), f"block {row_id(row)}: {path} does not exist"
+        assert name in defined_tests(path), f"block {row_id(row)}: {path} has no test {name}"
+        if name == "test_notebook_runs" and param:
+            assert (ROOT / "notebooks" / f"{param}.ipynb").is_file(), f"block {row_id(row)}: no notebook {param}"
+
+
+def check_functions(row: dict[str, str], names: list[str]) -> None:
+    for dotted in names:
+        try:
+            obj = resolve(dotted)
+        except (ImportError, AttributeError) as err:
+            pytest.fail(f"block {row_id(row)}: {dotted} does not exist ({type(err).__name__}: {err})")
+        assert obj is not None, f"block {row_id(row)}: {dotted} is None"
+
+
 def test_equation_table_has_rows_with_unique_ids() -> None:
     rows = table_rows()
     assert len(rows) >= len(SLIDE_EQUATIONS)
@@ -118,27 +140,53 @@ def test_every_slide_equation_has_a_row() -> None:
 
 @pytest.mark.parametrize("row", table_rows(), ids=row_id)
 def test_every_function_in_the_table_exists(row: dict[str, str]) -> None:
-    names = FUNCTION.findall(row["Computed by"])
-    assert names, f"row {row_id(row)}: no `sparsecnn....` function in 'Computed by'"
-    for dotted in names:
-        try:
-            obj = resolve(dotted)
-        except (ImportError, AttributeError) as err:
-            pytest.fail(f"row {row_id(row)}: {dotted} does not exist ({type(err).__name__}: {err})")
-        assert obj is not None, f"row {row_id(row)}: {dotted} is None"
+    names = FUNCTION.findall(row.get("Computed by", ""))
+    assert names, f"block {row_id(row)}: no `sparsecnn....` function under 'Computed by'"
+    check_functions(row, names)
 
 
 @pytest.mark.parametrize("row", table_rows(), ids=row_id)
 def test_every_test_in_the_table_exists(row: dict[str, str]) -> None:
-    cell = row["Checked by"]
-    found = TEST.findall(cell)
-    assert found, f"row {row_id(row)}: no `tests/...py::test_...` in 'Checked by'"
-    assert len(found) == cell.count("`") // 2, f"row {row_id(row)}: an entry of 'Checked by' is malformed: {cell}"
-    for path, name, param in found:
-        assert (ROOT / path).is_file(), f"row {row_id(row)}: {path} does not exist"
-        assert name in defined_tests(path), f"row {row_id(row)}: {path} has no test {name}"
-        if name == "test_notebook_runs" and param:
-            assert (ROOT / "notebooks" / f"{param}.ipynb").is_file(), f"row {row_id(row)}: no notebook {param}"
+    cell = row.get("Checked by", "")
+    assert cell.count("`") // 2 == len(TEST.findall(cell)), f"block {row_id(row)}: a 'Checked by' entry is malformed: {cell}"
+    check_tests(row, cell)
+
+
+@pytest.mark.parametrize("row", table_rows(), ids=row_id)
+def test_every_formula_is_display_tex(row: dict[str, str]) -> None:
+    """Each block shows its formula as TeX display math, not as ASCII in a code span."""
+    tex = row["Formula"]
+    assert tex.strip(), f"block {row_id(row)}: no $$ ... $$ display math"
+    assert "\\" in tex or "_" in tex or "^" in tex, f"block {row_id(row)}: the formula does not look like TeX: {tex}"
+    assert "`" not in tex, f"block {row_id(row)}: a code span inside the display math: {tex}"
+    assert tex.count("{") == tex.count("}"), f"block {row_id(row)}: unbalanced braces in {tex}"
+    assert "$" not in row["Title"] and "\\(" not in row["Title"], f"block {row_id(row)}: TeX in the heading"
+
+
+SLIDES_ROWS = [r for r in table_rows() if SLIDES_FUNCTIONS in r]
+
+
+def test_slides_functions_name_their_tests() -> None:
+    """The numbered equations and the conv layer's formulas point at ``sparsecnn.equations``."""
+    ids = {row_id(r) for r in SLIDES_ROWS}
+    wanted = {"(1)", "(2)", "(3)", "(4)", "(5)", "(6)", "(7)", "conv-dW", "conv-db", "conv-S", "conv-dZ", "pooling"}
+    assert wanted <= ids, f"blocks without an '{SLIDES_FUNCTIONS}' item: {sorted(wanted - ids)}"
+    for row in SLIDES_ROWS:
+        cell = row[SLIDES_FUNCTIONS]
+        assert [n for n in FUNCTION.findall(cell) if n.startswith("sparsecnn.equations.")], row_id(row)
+        assert TEST.findall(cell), f"block {row_id(row)}: no test of tests/test_equations.py named"
+
+
+@pytest.mark.parametrize("row", SLIDES_ROWS, ids=row_id)
+def test_slides_functions_exist(row: dict[str, str]) -> None:
+    """Checked once ``sparsecnn.equations`` (issue 13) is part of the package; skipped before."""
+    try:
+        importlib.import_module("sparsecnn.equations")
+    except ImportError:
+        pytest.skip("sparsecnn.equations is not in this tree yet (issue 13): its names are not checked")
+    cell = row[SLIDES_FUNCTIONS]
+    check_functions(row, [n for n in FUNCTION.findall(cell) if n.startswith("sparsecnn.equations.")])
+    check_tests(row, cell)
 
 
 # ------------------------------------------------------------------ the pages
@@ -168,12 +216,23 @@ def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
     assert blocks, f"docs/{page} has no python block"
     monkeypatch.chdir(ROOT)
+    try:
+        importlib.import_module("sparsecnn.datasets")
+        have_datasets = True
+    except ImportError:
+        have_datasets = False
     namespace: dict[str, object] = {"__name__": page}
+    not_run = []
     for k, block in enumerate(blocks, start=1):
+        if "datasets" in block and not have_datasets:
+            not_run.append(k)          # the packaged data (issue 15) are not in this tree
+            continue
         try:
             exec(compile(block, f"docs/{page} (block {k})", "exec"), namespace)
         except Exception as err:  # pragma: no cover - the message is the point
             raise AssertionError(f"block {k} of docs/{page} fails: {type(err).__name__}: {err}\n{block}") from err
+    if not_run:
+        pytest.skip(f"docs/{page}: every block ran except {not_run}, which read sparsecnn.datasets (not installed)")
 
 
 def test_every_module_has_an_api_page() -> None:
@@ -196,9 +255,11 @@ def test_every_notebook_is_on_the_notebooks_page() -> None:
 
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
-    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python", "mkdocs_jupyter", "mathjax"):
         pytest.importorskip(module, reason="the docs extra is not installed: pip install -e '.[docs]'")
-    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    # the notebooks are converted but not run here: tests/test_notebooks.py runs them, and
+    # tests/test_site.py builds the site with them executed, as it is published
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", SPARSECNN_DOCS_EXECUTE="false")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
          "--site-dir", str(tmp_path / "site")],
@@ -219,3 +280,65 @@ def test_docstring_markdown_extension() -> None:
     spec.loader.exec_module(module)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 3 and result.failed == 0
+
+
+# ------------------------------------------------------------------ the commands
+def readme_commands() -> dict[str, list[str]]:
+    """The ``sparsecnn <command> ...`` lines of the README's "Use it" section, by command.
+
+    They are ``sh`` blocks: the README's two ``bash`` blocks are the two commands of a fresh
+    machine, which ``tests/test_cli.py`` compares with what CI runs."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Use it", 1)[1].split("\n## ", 1)[0]
+    lines = re.findall(r"^```sh\n(sparsecnn [^\n]+)\n```", section, flags=re.M)
+    return {line.split()[1]: shlex.split(line)[1:] for line in lines}
+
+
+def test_readme_use_it_has_one_complete_command_each() -> None:
+    commands = readme_commands()
+    assert set(commands) == {"train", "predict", "check", "golden"}, sorted(commands)
+    train = commands["train"]
+    assert train[train.index("--iter-max") + 1] == "5" and "--save" in train and "--test" in train
+    page = (DOCS / "commands.md").read_text(encoding="utf-8")
+    for args in commands.values():
+        assert "sparsecnn " + " ".join(args) in page, f"docs/commands.md lacks: sparsecnn {' '.join(args)}"
+
+
+def run_sparsecnn(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from sparsecnn.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_readme_check_command_passes_on_the_example_model() -> None:
+    pytest.importorskip("torch", reason="sparsecnn check needs PyTorch")
+    proc = run_sparsecnn(readme_commands()["check"], ROOT)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "PASSED" in proc.stdout and re.search(r"^Gv\s.*\sok$", proc.stdout, flags=re.M)
+
+
+def test_readme_golden_command_writes_a_golden_file(tmp_path: Path) -> None:
+    args = readme_commands()["golden"]
+    out = args.index("--out") + 1
+    args[out] = str(tmp_path / args[out])
+    proc = run_sparsecnn(args, ROOT)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    golden = read_golden(args[out])
+    assert golden.theta.size == 690                  # conv 4 x (3*3*1) + 4, full 10 x 64 + 10
+
+
+def test_readme_train_then_predict_on_the_packaged_data(tmp_path: Path) -> None:
+    """The README's train command, with one iteration instead of five to keep the suite quick, then
+    its predict command on the saved model, from a folder outside the repository."""
+    try:
+        importlib.import_module("sparsecnn.datasets")
+    except ImportError:
+        pytest.skip("sparsecnn.datasets (the packaged mnist-demo, issue 15) is not in this tree")
+    train = readme_commands()["train"]
+    train[train.index("--iter-max") + 1] = "1"
+    proc = run_sparsecnn([*train, "--quiet"], tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert (tmp_path / "model.npz").is_file()
+    proc = run_sparsecnn(readme_commands()["predict"], tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

@@ -1,4 +1,5 @@
-"""The teaching notebooks in ``notebooks/`` run from top to bottom, and are stored without outputs.
+"""The teaching notebooks in ``notebooks/`` run from top to bottom, are stored without outputs, and
+write their formulas in TeX.
 
 Each notebook is executed with nbclient in a ``python3`` kernel that runs *this*
 interpreter (a temporary kernelspec put first on ``JUPYTER_PATH``, so a
@@ -13,6 +14,7 @@ number fails the test, not only an exception.  Tests skip cleanly where nbclient
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -52,6 +54,21 @@ def test_notebook_is_stored_without_outputs(path: Path) -> None:
             continue
         assert cell.get("outputs") == [], f"cell {k} of {path.name} has outputs: clear them before saving"
         assert cell.get("execution_count") is None, f"cell {k} of {path.name} has an execution count"
+
+
+ASCII_FORMULA = re.compile(r"dxi|sum_|⊙|\^\{|_\{|\^T\b|(?<![\w.])(?:sigma|phi)\(|\|\|")
+"""A formula written in ASCII inside a code span (``dxi/dS^{m}``, ``sum_i``, ``⊙``, ``||v||``)."""
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_markdown_writes_formulas_in_tex(path: Path) -> None:
+    """The markdown cells state formulas in TeX (``$...$``, rendered on the site), not in code spans."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    texts = ["".join(cell["source"]) for cell in nb["cells"] if cell["cell_type"] == "markdown"]
+    ascii_spans = [span for text in texts for span in re.findall(r"`([^`\n]+)`", text) if ASCII_FORMULA.search(span)]
+    assert not ascii_spans, f"{path.name}: formulas in code spans, write them in TeX: {ascii_spans}"
+    assert sum(text.count("$") for text in texts) >= 10, f"{path.name}: its markdown cells have hardly any TeX"
+    assert all(text.count("$") % 2 == 0 for text in texts), f"{path.name}: a $ without its partner"
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,14 @@
 """A griffe extension for the API pages: read the docstrings' reStructuredText bits as Markdown.
 
 The library's docstrings are numpy-style and use a few Sphinx conventions that
-Markdown does not know: roles such as :func:`vec` or :class:`~sparsecnn.Network`
-and a paragraph ending in ``::`` before an indented literal block.  This
-extension rewrites them, at load time, into inline code and a plain colon, so
-that the pages read cleanly without changing the docstrings (which also serve
-``help()`` and the doctests).  Registered in mkdocs.yml under the python
-handler's ``extensions``.
+Markdown does not know: roles such as :func:`vec` or :class:`~sparsecnn.Network`,
+a paragraph ending in ``::`` before an indented literal block, and formulas
+written as :math:`...` roles or ``.. math::`` directives.  This extension
+rewrites them, at load time, into inline code, a plain colon and the TeX
+delimiters that pymdownx.arithmatex hands to MathJax (``\\( \\)`` inline,
+``$$ $$`` displayed), so that the pages read cleanly and show the formulas
+typeset, without changing the docstrings (which also serve ``help()`` and the
+doctests).  Registered in mkdocs.yml under the python handler's ``extensions``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,33 @@ from griffe import Extension, Object
 
 _ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|data|attr|exc|obj|const|ref|term):`(~?)([^`]+)`")
 _LITERAL_BLOCK = re.compile(r"(\S)::[ \t]*\n(?=[ \t]*\n)")
+_MATH_ROLE = re.compile(r":math:`([^`]+)`")
+_MATH_DIRECTIVE = re.compile(r"^([ \t]*)\.\. math::[ \t]*\n((?:[ \t]*\n)*)((?:\1[ \t]+\S[^\n]*\n?|[ \t]*\n)+)",
+                             flags=re.M)
+
+
+def _math_block(match: re.Match[str]) -> str:
+    indent, body = match.group(1), match.group(3)
+    lines = [line.strip() for line in body.rstrip().split("\n")]
+    return f"{indent}$$\n" + "".join(f"{indent}{line}\n" for line in lines) + f"{indent}$$\n\n"
+
+
+def math_to_tex(text: str) -> str:
+    r"""Sphinx's math role and directive to the delimiters of pymdownx.arithmatex.
+
+    >>> math_to_tex(r"the product :math:`P_{\mathrm{pool}} \mathrm{vec}(S)` of (5)")
+    'the product \\(P_{\\mathrm{pool}} \\mathrm{vec}(S)\\) of (5)'
+    >>> print(math_to_tex("Entry by entry:\n\n.. math::\n\n    \\mathrm{vec}(Z)_{c + dj} = Z_{cj}\n\nso."))
+    Entry by entry:
+    <BLANKLINE>
+    $$
+    \mathrm{vec}(Z)_{c + dj} = Z_{cj}
+    $$
+    <BLANKLINE>
+    so.
+    """
+    text = _MATH_DIRECTIVE.sub(_math_block, text)
+    return _MATH_ROLE.sub(lambda m: "\\(" + m.group(1) + "\\)", text)
 
 
 def _role(match: re.Match[str]) -> str:
@@ -78,6 +107,7 @@ def markdownify(text: str) -> str:
     >>> markdownify("Returns\\n-------\\nndarray, shape ``(n,)``\\n    The ``theta``.")
     'Returns\\n-------\\nndarray,\\xa0shape\\xa0(n,)\\n    The ``theta``.'
     """
+    text = math_to_tex(text)
     text = _ROLE.sub(_role, text)
     text = _LITERAL_BLOCK.sub(r"\1:\n", text)
     return _plain_types(text)

@@ -156,6 +156,21 @@ def _fail(command: str, exc: BaseException) -> int:
     return 1
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` for a person: ``"40 s"``, ``"7 min"``, ``"2.5 h"``.
+
+    Examples
+    --------
+    >>> _duration(40.2), _duration(420), _duration(9000)
+    ('40 s', '7 min', '2.5 h')
+    """
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Run ``sparsecnn train``; returns the exit status.
 
@@ -319,12 +334,21 @@ def _train(args: argparse.Namespace) -> int:
             if always or not args.quiet:
                 tqdm.write(line, file=sys.stdout)
 
+        total = args.iter_max if args.solver == "newton" else args.epoch_max
         if not args.quiet:
-            total = args.iter_max if args.solver == "newton" else args.epoch_max
             bar = tqdm(total=total, desc=args.solver, unit="it" if args.solver == "newton" else "epoch",
                        file=sys.stderr, dynamic_ncols=True)
 
+        done = 0
+
         def progress(row: dict[str, Any]) -> None:
+            nonlocal done
+            done += 1
+            if done == 1 and total > 1:
+                took = time.perf_counter() - start
+                more = " (later iterations often take more CG steps)" if args.solver == "newton" else ""
+                say(f"{unit} 1 took {took:.1f} s: {total} {unit}s will take roughly "
+                    f"{_duration(took * total)}{more}", always=True)
             if bar is None:
                 return
             post = {"f": f"{row['f']:.4g}", "|g|": f"{row['gnorm']:.3g}"}

@@ -256,6 +256,8 @@ def test_val_keeps_saves_and_prints_the_best_iteration(files, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     log = (d / "train.log").read_text().splitlines()
+    assert log[2].startswith("iteration 1 took ")              # the estimate, after the first iteration
+    del log[2]
     rows = [NEWTON_LINE.fullmatch(line) for line in log[1:7]]
     assert all(rows), log
     accs = [float(m.group(2)) for m in rows if m]
@@ -282,6 +284,7 @@ def test_val_for_sgd_and_adam_counts_epochs(files, capsys, solver):
     assert main(argv) == 0
     out, err = capsys.readouterr()
     lines = (d / "e.log").read_text().splitlines()
+    assert lines.pop(1).startswith("epoch 1 took ")                     # the estimate, after the first epoch
     epochs = [re.fullmatch(r"(\d)-epoch f: \S+ \|g\|: \S+ lr: \S+ val_acc: (\S+)", line) for line in lines[:3]]
     assert all(epochs), lines
     accs = [float(m.group(2)) for m in epochs if m]
@@ -299,8 +302,24 @@ def test_log_file_holds_what_the_terminal_shows(files, capsys):
     out = capsys.readouterr().out.splitlines()
     log = (d / "run.log").read_text().splitlines()
     assert [line for line in out if not line.startswith("newton: ")] == log
-    assert [NEWTON_LINE.fullmatch(line) is not None for line in log] == [False, True, True, True, False, False]
+    assert [NEWTON_LINE.fullmatch(line) is not None for line in log] == [False, True, False, True, True, False,
+                                                                          False]
+    assert log[2].startswith("iteration 1 took ") and "3 iterations will take roughly" in log[2]
     assert log[-1].startswith("test_acc: ")
+
+
+@pytest.mark.parametrize("solver, total, unit", [("newton", "--iter-max", "iteration"),
+                                                 ("sgd", "--epoch-max", "epoch")])
+def test_train_estimates_the_whole_run_after_the_first_iteration_even_when_quiet(files, capsys, solver, total,
+                                                                                unit):
+    argv = base(files) + ["--solver", solver, total, "4", "--GNsize", "20", "--quiet"]
+    assert main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(f"{unit} 1 took ")]
+    assert len(lines) == 1
+    took = float(lines[0].split()[3])
+    words = lines[0].split("roughly ")[1].split()
+    estimate = float(words[0]) * {"s": 1, "min": 60, "h": 3600}[words[1]]
+    assert estimate == pytest.approx(4 * took, abs=0.5 + 0.05 * 4 * took)   # 4 times the first, as rounded
 
 
 def test_val_without_labels_is_an_error(files, capsys):

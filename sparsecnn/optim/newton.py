@@ -435,14 +435,14 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
 
 
 def _logged(callback: Callback | None, log: Log | None) -> Callback | None:
-    """``callback`` followed by ``log(log_line(row))``."""
+    """``log(log_line(row))`` followed by ``callback``."""
     if log is None:
         return callback
 
     def both(row: dict[str, Any]) -> None:
+        log(log_line(row))
         if callback is not None:
             callback(row)
-        log(log_line(row))
 
     return both
 
@@ -561,10 +561,10 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
                "val_acc": acc, "time": elapsed, "actred": actred, "prered": prered, "ratio": ratio,
                "ls_steps": steps}
         hist.append(row)
-        if callback is not None:
-            callback(row)
         if log is not None:
             log(log_line(row))
+        if callback is not None:
+            callback(row)
     if log is not None:
         log(f"total_#CG: {sum(hist.cg_iters)}")
     if keep_best and val is not None:

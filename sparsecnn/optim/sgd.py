@@ -148,10 +148,10 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
         row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr, "lam": math.nan,
                "val_acc": acc, "time": elapsed}
         hist.append(row)
-        if callback is not None:
-            callback(row)
         if log is not None:
             log(log_line(row))
+        if callback is not None:
+            callback(row)
     if keep_best and val is not None:
         return best_theta.copy(), hist
     return theta, hist

@@ -262,8 +262,9 @@ def test_correct_model_passes_and_the_report_reads_well():
     report = check(model, x, y, products=["grad", "Jv", "JTv", "Gv"], C=3.0)
     assert report.passed, report
     assert report.failures() == [] and report.first_failure() is None
-    assert [(r.product, r.name) for r in report.rows][:5] == [
-        ("output", "z^{L+1}"), ("f", "f"), ("grad", "W^3"), ("grad", "b^3"), ("grad", "W^2")]
+    assert [(r.product, r.name) for r in report.rows][:7] == [
+        ("forward", "Z^2"), ("forward", "Z^3"), ("forward", "Z^4"),
+        ("output", "z^{L+1}"), ("f", "f"), ("grad", "W^3"), ("grad", "b^3")]
     table = report.table()
     assert table.splitlines()[0].split()[:4] == ["product", "block", "layer", "torch"]
     assert "rel [eps64]" in table

@@ -664,9 +664,10 @@ def _classify(node: Any, gm: Any, treat_as: dict[type, str], nn: Any) -> _Op:
         a = _bind(names, defaults, node.args, node.kwargs)
         return _from_call(kind, a, node, where, gm)
     if node.op == "call_method":
-        kind = _METHODS.get(str(node.target))
-        if kind is None:
+        method = _METHODS.get(str(node.target))
+        if method is None:
             raise _unsupported(where, f"tensor method .{node.target}() is not supported")
+        kind = method
         if kind == "flatten":
             a = _bind(("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1}, node.args, node.kwargs)
         else:
@@ -744,7 +745,9 @@ class _Tracer:
     def __new__(cls, leaves: tuple[type, ...]) -> Any:
         torch = _torch()
 
-        class Tracer(torch.fx.Tracer):  # type: ignore[misc]
+        tracer_base: Any = torch.fx.Tracer
+
+        class Tracer(tracer_base):
             def is_leaf_module(self, m: Any, qualname: str) -> bool:
                 if isinstance(m, leaves):
                     return True
@@ -803,7 +806,9 @@ def _run_shapes(gm: Any, example: Any) -> dict[str, tuple[int, ...] | None]:
     torch = _torch()
     shapes: dict[str, tuple[int, ...] | None] = {}
 
-    class Shapes(torch.fx.Interpreter):  # type: ignore[misc]
+    interpreter: Any = torch.fx.Interpreter
+
+    class Shapes(interpreter):
         def run_node(self, n: Any) -> Any:
             out = super().run_node(n)
             shapes[n.name] = tuple(out.shape) if isinstance(out, torch.Tensor) else None

@@ -29,8 +29,8 @@ reads -- ``S^m``, ``sigma(S^m)``, ``Z^{m+1}``, the backward pass's
   for a full layer) and ``E = (gamma_K |dS| + E_dS) |phi|^T + |dS| E_phi^T``;
   ``dxi/dZ^m`` has ``K = h^2 d^{m+1}`` (``n_{m+1}``).
 
-``u`` is the machine epsilon of the model plus that of float64 (the reference's
-own rounding), twice the unit roundoff of each.  The bounds are worst case: they
+``u`` is the unit roundoff of the model plus that of float64 (the reference's
+own rounding): ``(eps_model + eps64) / 2``.  The bounds are worst case: they
 hold for any order of summation, but not for algorithms that transform the
 operands (Winograd or FFT convolution), which :func:`sparsecnn.check` can widen
 by its ``tol_factor``.  Everything here runs in PyTorch float64 on absolute values;
@@ -82,7 +82,15 @@ class ErrorBounds:
     winners : dict of int to torch.Tensor
         ``{m: indices}`` of ``max_pool2d(..., return_indices=True)`` for each max-pooling layer.
     u : float
-        Unit of the bounds: the model's machine epsilon plus float64's.
+        Unit of the bounds: the model's unit roundoff plus float64's.
+    observed : dict of int to torch.Tensor, optional
+        ``{m: |Z^{m+1} of the model - Z^{m+1} of the reference|}``.  Given, the forward
+        error bound after layer ``m`` is replaced by this measured difference plus the
+        reference's own bound (``u_ref / u`` of the a priori one): the backward pass
+        and the R-operator then start from the model's actual forward errors instead of
+        their worst case (the forward rows themselves use the a priori bounds).
+    u_ref : float
+        The reference's unit roundoff (float64's), used with ``observed``.
 
     Examples
     --------
@@ -98,7 +106,8 @@ class ErrorBounds:
     """
 
     def __init__(self, net: Network, weights: list[Any], biases: list[Any], x: Any,
-                 winners: Mapping[int, Any], u: float) -> None:
+                 winners: Mapping[int, Any], u: float, observed: Mapping[int, Any] | None = None,
+                 u_ref: float = 0.0) -> None:
         self.net, self.W, self.b, self.u = net, weights, biases, float(u)
         self.winners = dict(winners)
         self.l = int(x.shape[0])
@@ -107,6 +116,9 @@ class ErrorBounds:
         self.Z: list[tuple[Any, Any]] = [(Z, E)]          # Z^{m}, m = 1..L+1, with bounds
         for ly in net.layers:
             Z, E = self._forward_layer(ly, Z, E)
+            if observed is not None and ly.m in observed:
+                # a posteriori: the model's own forward error is known exactly; the reference's is bounded
+                E = observed[ly.m].reshape(E.shape) + E * (u_ref / self.u)
             self.Z.append((Z, E))
 
     # ------------------------------------------------------------ pieces
@@ -240,7 +252,7 @@ class ErrorBounds:
                     shape = self.Z[m - 1][0].shape
                     G, EG = G.reshape(shape), EG.reshape(shape)
             else:
-                sp = ly.spec
+                sp: Any = ly.spec
                 if G.ndim != 4:
                     shape = self.Z[m][0].shape
                     G, EG = G.reshape(shape), EG.reshape(shape)
@@ -265,14 +277,15 @@ class ErrorBounds:
         torch = self._torch()
         F = torch.nn.functional
         u = self.u
-        RZ = ERZ = None
+        RZ: Any = None
+        ERZ: Any = None
         for ly in self.net.layers:
             m = ly.m
             k = self.kept[m - 1]
             W, VW, vb = self.W[m - 1], V[m - 1], Vb[m - 1]
             Z, EZ = k["Z"], k["EZ"]
             if m <= self.net.LC:
-                sp = ly.spec
+                sp: Any = ly.spec
                 g = gamma(sp.h * sp.h * Z.shape[1] + 1, u)
                 RS = F.conv2d(Z, VW, vb, sp.s, sp.p)
                 ERS = F.conv2d(g * Z.abs() + EZ, VW.abs(), None, sp.s, sp.p) + g * vb.abs()[None, :, None, None]
@@ -280,7 +293,7 @@ class ErrorBounds:
                     RS = RS + F.conv2d(RZ, W, None, sp.s, sp.p)
                     ERS = ERS + F.conv2d(g * RZ.abs() + ERZ, W.abs(), None, sp.s, sp.p)
             else:
-                if RZ is not None and RZ.ndim == 4:
+                if RZ is not None and ERZ is not None and RZ.ndim == 4:
                     RZ, ERZ = RZ.reshape(RZ.shape[0], -1), ERZ.reshape(ERZ.shape[0], -1)
                 g = gamma(Z.shape[1] + 1, u)
                 RS = Z @ VW.T + vb

@@ -369,7 +369,8 @@ def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str,
             m = ly.m
             if m not in ours["Z"] or m not in theirs["Z"]:
                 continue
-            image = (ly.a_out, ly.b_out, ly.d_out) if m <= net.LC else None
+            conv: Any = ly
+            image = (conv.a_out, conv.b_out, conv.d_out) if m <= net.LC else None
             column_block("forward", f"Z^{m + 1}", ours["Z"][m], theirs["Z"][m], f"Z^{m + 1}",
                          node_names.get(m, f"Z{m + 1}"), bounds.get("Z", {}).get(m), m=m, image=image)
     if "output" in ours and "output" in theirs:
@@ -457,7 +458,9 @@ def capture(reading: TorchReading, x: Any) -> tuple[dict[int, Any], dict[int, An
     outputs: dict[int, Any] = {}
     indices: dict[int, Any] = {}
 
-    class Capture(torch.fx.Interpreter):  # type: ignore[misc]
+    interpreter: Any = torch.fx.Interpreter
+
+    class Capture(interpreter):
         def run_node(self, n: Any) -> Any:
             if n.name in pools:
                 m = pools[n.name]
@@ -698,8 +701,13 @@ def _model_dtype(model: Any) -> Any:
 
 def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params: list[TorchParameter],
             prods: tuple[str, ...], labels: np.ndarray, C: float, theta: np.ndarray, v: np.ndarray,
-            u_mat: np.ndarray, Jv_ref: np.ndarray | None, unit: float) -> dict[str, Any]:
-    """Per-entry rounding-error bounds (:mod:`sparsecnn.oracle.bounds`) in sparsecnn's layout."""
+            u_mat: np.ndarray, Jv_ref: np.ndarray | None, unit: float, observed: Mapping[int, Any]
+            ) -> dict[str, Any]:
+    """Per-entry rounding-error bounds (:mod:`sparsecnn.oracle.bounds`) in sparsecnn's layout.
+
+    The forward rows get the a priori bounds; the other products start from the model's
+    measured forward differences ``observed`` (``{m: |Z^{m+1} model - reference|}``, PyTorch layout).
+    """
     from ..interop import X_from_torch, _torch
     from .layouts import torch_to_theta
 
@@ -709,8 +717,11 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
     Ws = [gm.get_parameter(ly.weight_name).detach().cpu().to(torch.float64) for ly in reading.layers]
     bs = [gm.get_parameter(ly.bias_name).detach().cpu().to(torch.float64) if ly.bias_name is not None
           else torch.zeros(W.shape[0], dtype=torch.float64) for ly, W in zip(reading.layers, Ws, strict=True)]
-    eb = ErrorBounds(net, Ws, bs, x_t.detach().cpu().to(torch.float64),
-                     {m: idx.cpu() for m, idx in indices.items()}, unit)
+    x64 = x_t.detach().cpu().to(torch.float64)
+    idx = {m: i.cpu() for m, i in indices.items()}
+    prior = ErrorBounds(net, Ws, bs, x64, idx, unit)
+    u64 = float(np.finfo(np.float64).eps) / 2.0
+    eb = ErrorBounds(net, Ws, bs, x64, idx, unit, observed=observed, u_ref=u64)
 
     def vec(t: Any, m: int) -> np.ndarray:
         a = t.numpy()
@@ -725,14 +736,14 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
         out = torch_to_theta(params, arrays, net.n_params)
         return out if extra is None else out + extra
 
-    res: dict[str, Any] = {"Z": {m: vec(eb.Z[m][1], m) for m in range(1, net.L + 1)},
-                           "output": eb.output[1].numpy().T}
+    res: dict[str, Any] = {"Z": {m: vec(prior.Z[m][1], m) for m in range(1, net.L + 1)},
+                           "output": prior.output[1].numpy().T}
     out = eb.output[0]
     Y = torch.zeros_like(out)
     Y[torch.arange(out.shape[0]), torch.as_tensor(labels)] = 1.0
     plist = [torch.as_tensor(p) for p in Ws + bs]
-    Ef, dZ, EdZ = eb.objective(Y, C, plist)
-    res["f"] = Ef
+    res["f"] = prior.objective(Y, C, plist)[0]
+    _, dZ, EdZ = eb.objective(Y, C, plist)
     reg = 2.0 * unit * np.abs(theta) / C if np.isfinite(C) else None
     if "grad" in prods:
         res["grad"] = to_theta(eb.backward(dZ, EdZ), reg)
@@ -948,8 +959,13 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         theirs["Jv_blocks"] = {m: a.T for m, a in theirs_raw.get("Jv_blocks", {}).items()}
     bounds = None
     if rtol is None:
+        observed = {}
+        for ly in net.layers:
+            ref_t = X_to_torch((ly.a_out, ly.b_out, ly.d_out), ours["Z"][ly.m]) \
+                if ly.m <= net.LC else torch.as_tensor(np.ascontiguousarray(ours["Z"][ly.m].T))
+            observed[ly.m] = (captured[ly.m].cpu().to(torch.float64) - ref_t.reshape(captured[ly.m].shape)).abs()
         bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, ours.get("Jv"),
-                         eps + float(np.finfo(np.float64).eps))
+                         (eps + float(np.finfo(np.float64).eps)) / 2.0, observed)   # unit roundoffs of both sides
     rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
                             k_worst=int(worst), params=params, bounds=bounds, tol_factor=float(tol_factor),
                             node_names={ly.m: ly.out_node for ly in reading.layers})
@@ -961,7 +977,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     if bounds is not None:
         tol_line = (f"tolerance per entry: |theirs - ours| <= atol + {float(tol_factor):g} * bound, bound = "
                     f"first-order rounding-error bound gamma_K |A||B| + E_A |B| + |A| E_B carried through "
-                    f"every layer (sparsecnn.oracle.bounds) with u = {unit} + eps64; atol = {float(atol):g}")
+                    f"every layer (sparsecnn.oracle.bounds) with u = ({unit} + eps64)/2; atol = {float(atol):g}")
     else:
         tol_line = ("tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "
                     f"1e-3 max|ours in product|); rtol = {rtol_used:.3g}, atol = {float(atol):g}")

@@ -532,7 +532,7 @@ class CheckReport:
                     return r.m
             return None
         if product == "Gv":
-            if not any(r.product == "Gv" and not r.passed for r in self.rows):
+            if not any(r.product in ("Gv", "Gv:JT") and not r.passed for r in self.rows):
                 return None
             return first("Jv") or first("Gv:JT") or first("Gv")
         return first(product)

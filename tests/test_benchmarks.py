@@ -71,3 +71,10 @@ def test_bench_simplenn_says_what_is_missing(tmp_path):
     done = subprocess.run([sys.executable, str(BENCH / "bench_simplenn.py"), "--simplenn", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and f"cnn_train.m not found in {tmp_path}" in done.stderr
+
+
+def test_bench_oracle_checks_the_pytorch_mnist_example():
+    pytest.importorskip("torch")
+    out = run("bench_oracle.py", "--images", "2", "--repeats", "1")
+    assert "PyTorch MNIST example network (1,199,882 parameters, float64)" in out
+    assert "| check (per-entry bounds) |" in out and "PASSED" in out and "FAILED" not in out

@@ -109,6 +109,7 @@ class ErrorBounds:
                  winners: Mapping[int, Any], u: float, observed: Mapping[int, Any] | None = None,
                  u_ref: float = 0.0) -> None:
         self.net, self.W, self.b, self.u = net, weights, biases, float(u)
+        self.Wabs = [W.abs() for W in weights]
         self.winners = dict(winners)
         self.l = int(x.shape[0])
         self.kept: list[dict[str, Any]] = []
@@ -193,15 +194,15 @@ class ErrorBounds:
             sp = ly.spec
             g = gamma(sp.h * sp.h * Z.shape[1] + 1, self.u)
             S = F.conv2d(Z, W, b, sp.s, sp.p)
-            ES = F.conv2d(g * Z.abs() + EZ, W.abs(), None, sp.s, sp.p) + g * b.abs()[None, :, None, None]
+            ES = F.conv2d(g * Z.abs() + EZ, self.Wabs[m - 1], None, sp.s, sp.p) + g * b.abs()[None, :, None, None]
         else:
             if Z.ndim == 4:
                 Z, EZ = Z.reshape(Z.shape[0], -1), EZ.reshape(EZ.shape[0], -1)
             g = gamma(Z.shape[1] + 1, self.u)
             S = Z @ W.T + b
-            ES = (g * Z.abs() + EZ) @ W.abs().T + g * b.abs()
+            ES = (g * Z.abs() + EZ) @ self.Wabs[m - 1].T + g * b.abs()
         A, EA, d, Ed = self._sigma(ly.sigma.name, S, ES)
-        self.kept.append({"Z": Z, "EZ": EZ, "S": S, "ES": ES, "A": A, "d": d, "Ed": Ed})
+        self.kept.append({"Z": Z, "EZ": EZ, "Zabs": Z.abs(), "S": S, "ES": ES, "A": A, "d": d, "Ed": Ed})
         return self._pool(m, ly, A, EA) if m <= self.net.LC else (A, EA)
 
     # ------------------------------------------------------------ results
@@ -243,11 +244,12 @@ class ErrorBounds:
                 EdS = k["d"].abs() * EG + G.abs() * k["Ed"] + u * dS.abs()
                 g = gamma(self.l, u)
                 dW = dS.T @ Z
-                EdW = (g * dS.abs() + EdS).T @ Z.abs() + dS.abs().T @ EZ
+                dSabs = dS.abs()
+                EdW = (g * dSabs + EdS).T @ k["Zabs"] + dSabs.T @ EZ
                 db = dS.sum(0)
-                Edb = g * dS.abs().sum(0) + EdS.sum(0)
+                Edb = g * dSabs.sum(0) + EdS.sum(0)
                 gz = gamma(W.shape[0], u)
-                G, EG = dS @ W, (gz * dS.abs() + EdS) @ W.abs()
+                G, EG = dS @ W, (gz * dSabs + EdS) @ self.Wabs[m - 1]
                 if m == self.net.LC + 1 and self.net.LC:
                     shape = self.Z[m - 1][0].shape
                     G, EG = G.reshape(shape), EG.reshape(shape)
@@ -261,19 +263,24 @@ class ErrorBounds:
                 EdS = k["d"].abs() * EdA + dA.abs() * k["Ed"] + u * dS.abs()
                 g = gamma(self.l * dS.shape[2] * dS.shape[3], u)
                 dW = grad.conv2d_weight(Z, W.shape, dS, sp.s, sp.p)
-                EdW = grad.conv2d_weight(Z.abs(), W.shape, g * dS.abs() + EdS, sp.s, sp.p) \
-                    + grad.conv2d_weight(EZ, W.shape, dS.abs(), sp.s, sp.p)
+                dSabs = dS.abs()
+                EdW = grad.conv2d_weight(k["Zabs"], W.shape, g * dSabs + EdS, sp.s, sp.p) \
+                    + grad.conv2d_weight(EZ, W.shape, dSabs, sp.s, sp.p)
                 db = dS.sum((0, 2, 3))
-                Edb = g * dS.abs().sum((0, 2, 3)) + EdS.sum((0, 2, 3))
+                Edb = g * dSabs.sum((0, 2, 3)) + EdS.sum((0, 2, 3))
                 if m > 1:
                     gz = gamma(sp.h * sp.h * W.shape[0], u)
                     G = grad.conv2d_input(Z.shape, W, dS, sp.s, sp.p)
-                    EG = grad.conv2d_input(Z.shape, W.abs(), gz * dS.abs() + EdS, sp.s, sp.p)
+                    EG = grad.conv2d_input(Z.shape, self.Wabs[m - 1], gz * dSabs + EdS, sp.s, sp.p)
             out[m - 1] = (dW, EdW, db, Edb)
         return out
 
-    def R_forward(self, V: list[Any], Vb: list[Any]) -> tuple[Any, Any]:
-        """``J v`` (``(l, n_L)``) with its bound, ``v`` given per layer as PyTorch-layout tensors."""
+    def R_forward(self, V: list[Any], Vb: list[Any], only: int | None = None) -> tuple[Any, Any]:
+        """``J v`` (``(l, n_L)``) with its bound, ``v`` given per layer as PyTorch-layout tensors.
+
+        With ``only = m``, ``v`` is taken to be zero outside layer ``m`` (``J v^[m]``): the
+        layers before ``m`` are skipped and the later ones add no ``V`` term.
+        """
         torch = self._torch()
         F = torch.nn.functional
         u = self.u
@@ -281,26 +288,36 @@ class ErrorBounds:
         ERZ: Any = None
         for ly in self.net.layers:
             m = ly.m
+            if only is not None and m < only:
+                continue
+            with_v = only is None or m == only
             k = self.kept[m - 1]
             W, VW, vb = self.W[m - 1], V[m - 1], Vb[m - 1]
             Z, EZ = k["Z"], k["EZ"]
+            RS: Any = None
+            ERS: Any = None
             if m <= self.net.LC:
                 sp: Any = ly.spec
                 g = gamma(sp.h * sp.h * Z.shape[1] + 1, u)
-                RS = F.conv2d(Z, VW, vb, sp.s, sp.p)
-                ERS = F.conv2d(g * Z.abs() + EZ, VW.abs(), None, sp.s, sp.p) + g * vb.abs()[None, :, None, None]
+                if with_v:
+                    RS = F.conv2d(Z, VW, vb, sp.s, sp.p)
+                    ERS = F.conv2d(g * k["Zabs"] + EZ, VW.abs(), None, sp.s, sp.p) \
+                        + g * vb.abs()[None, :, None, None]
                 if RZ is not None:
-                    RS = RS + F.conv2d(RZ, W, None, sp.s, sp.p)
-                    ERS = ERS + F.conv2d(g * RZ.abs() + ERZ, W.abs(), None, sp.s, sp.p)
+                    t = F.conv2d(RZ, W, None, sp.s, sp.p)
+                    et = F.conv2d(g * RZ.abs() + ERZ, self.Wabs[m - 1], None, sp.s, sp.p)
+                    RS, ERS = (t, et) if RS is None else (RS + t, ERS + et)
             else:
                 if RZ is not None and ERZ is not None and RZ.ndim == 4:
                     RZ, ERZ = RZ.reshape(RZ.shape[0], -1), ERZ.reshape(ERZ.shape[0], -1)
                 g = gamma(Z.shape[1] + 1, u)
-                RS = Z @ VW.T + vb
-                ERS = (g * Z.abs() + EZ) @ VW.abs().T + g * vb.abs()
+                if with_v:
+                    RS = Z @ VW.T + vb
+                    ERS = (g * k["Zabs"] + EZ) @ VW.abs().T + g * vb.abs()
                 if RZ is not None:
-                    RS = RS + RZ @ W.T
-                    ERS = ERS + (g * RZ.abs() + ERZ) @ W.abs().T
+                    t = RZ @ W.T
+                    et = (g * RZ.abs() + ERZ) @ self.Wabs[m - 1].T
+                    RS, ERS = (t, et) if RS is None else (RS + t, ERS + et)
             RA = k["d"] * RS
             ERA = k["d"].abs() * ERS + RS.abs() * k["Ed"] + u * RA.abs()
             RZ, ERZ = self._pool(m, ly, RA, ERA) if m <= self.net.LC else (RA, ERA)

@@ -1,9 +1,29 @@
 """Check a PyTorch implementation against sparsecnn: ``f``, the gradient, ``J v``, ``J^T u``, ``G v``.
 
-:func:`check` converts the model with :func:`sparsecnn.from_torch` (its own
-parameters, exactly), runs both on the same inputs and compares, block by
-block, what the model computes with what the slides' sparse matrices compute
-in float64 (see :mod:`sparsecnn.oracle.report` for the rows and tolerances).
+:func:`check` reads the model through ``torch.fx`` with
+:func:`sparsecnn.interop.read_torch` (its own parameters, exactly; any traceable
+module, see :data:`sparsecnn.interop.SUPPORTED_TORCH_MODULES`), runs both on the
+same inputs and compares, block by block and entry by entry, what the model
+computes with what the slides' sparse matrices compute in float64 (see
+:mod:`sparsecnn.oracle.report` for the rows).
+
+The rows and how they localise an error
+---------------------------------------
+- ``forward`` ``Z^{m+1}``, ``m = 1..L``: each layer's output against the model's
+  intermediate tensor (the fx node ending the layer, captured by running the
+  traced graph), so a forward bug is reported at its own layer;
+- ``output`` ``z^{L+1}`` and ``f``;
+- ``grad``, ``JTv``: blocks ``W^m``, ``b^m`` from ``m = L`` down to 1;
+- ``Jv``: ``J v``, then ``J v^[m]`` (``v`` zero outside layer ``m``'s parameters)
+  from ``m = L`` down to 1;
+- ``Gv``: the model's ``G v`` by blocks, then ``Gv:JT``: the model's ``J^T``
+  applied to ``(2/l)`` times the *reference's* ``J v``, which isolates the
+  backward half of ``G v`` (with ``"Gv"`` the ``Jv`` rows are always included).
+
+:meth:`CheckReport.first_failing_layer <sparsecnn.oracle.report.CheckReport.first_failing_layer>`
+explains how each product names the layer where the error starts.  A layer
+without bias in the model has ``b^m = 0`` in ``theta``, ``v`` zero there and no
+``b^m`` rows.
 
 What each side computes
 -----------------------
@@ -39,11 +59,15 @@ Precision
 The reference always computes in float64 on exactly the numbers the model
 sees: the model's parameters, ``x`` rounded to the model's dtype, and ``v``,
 ``u`` rounded likewise.  The difference is then the model's own rounding (or
-its bug).  Errors are also given in units of the model's machine epsilon, and
-the default relative tolerance is ``rtol = max(1e4 eps, 1e-9)``: ``1.19e-3``
-for float32, ``1e-9`` for float64 (well above float64 rounding, below any
-formula error; saturated tanh or sigmoid units can make even correct float64
-code lose more digits, see ``tests/test_torch_oracle.py``).
+its bug).  Each entry gets its own tolerance, a first-order rounding-error
+bound of the sums that produce it (``gamma_K |A||B|`` carried through every
+layer, :mod:`sparsecnn.oracle.bounds`), with ``u`` the unit roundoff of the
+model plus that of float64.  The forward rows use the a priori bound; the
+other products start from the model's measured forward differences, so that
+their bounds stay tight.  A correct float32 model passes; a backward pass wrong
+by 0.1% at some entries fails (``tests/test_torch_functional.py``).  Passing
+``rtol`` switches to the normwise rule per block, ``atol + rtol * scale``.
+Errors are also given in units of the model's machine epsilon.
 
 Max-pooling ties
 ----------------
@@ -764,7 +788,7 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
 
         Jv, EJv = eb.R_forward(*tangent(None))
         res["Jv"] = EJv.numpy().T
-        res["Jv_blocks"] = {ly.m: eb.R_forward(*tangent(ly.m))[1].numpy().T for ly in reading.layers}
+        res["Jv_blocks"] = {ly.m: eb.R_forward(*tangent(ly.m), only=ly.m)[1].numpy().T for ly in reading.layers}
         if "Gv" in prods:
             l = out.shape[0]
             start = (2.0 / l) * Jv

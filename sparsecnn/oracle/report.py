@@ -263,7 +263,11 @@ class Comparison:
             passed = bool(abs_err <= atol + rtol * scale)
         worst: list[WorstEntry] = []
         if size and k_worst > 0:
-            order = np.argsort(-key, kind="stable")[:k_worst]
+            if size > 4 * k_worst:            # the k largest without sorting the whole block
+                top = np.argpartition(-key, k_worst - 1)[:k_worst]
+                order = top[np.argsort(-key[top], kind="stable")]
+            else:
+                order = np.argsort(-key, kind="stable")[:k_worst]
             for k in order:
                 if diff[k] == 0 and worst:
                     break

@@ -29,19 +29,19 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from _data import DATA, load  # noqa: E402  (benchmarks/ is on sys.path)
 
 from sparsecnn.interop import X_to_torch
 from sparsecnn.oracle import check, default_rtol
 
 
-def pytorch_mnist_example_model(dtype: object) -> object:
+def pytorch_mnist_example_model(dtype: Any) -> Any:
     """PyTorch's MNIST example network (without its final log_softmax), in eval mode."""
     import torch
-    import torch.nn.functional as F
     from torch import nn
+    from torch.nn import functional as F  # noqa: N812  (PyTorch's own spelling)
 
     class Net(nn.Module):
         def __init__(self) -> None:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     dtype = getattr(torch, args.dtype)
     model = pytorch_mnist_example_model(dtype)
-    n = sum(int(q.numel()) for q in model.parameters())          # type: ignore[attr-defined]
+    n = sum(int(q.numel()) for q in model.parameters())
     X, y, source = load(args.data, args.images, args.seed)
     x = X_to_torch((28, 28, 1), X, dtype=dtype)
     eps = float(torch.finfo(dtype).eps)
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
           f"l = {x.shape[0]}; products = {args.products}; median of {args.repeats} runs after a warm-up",
           flush=True)
 
-    cases = [("check (per-entry bounds)", {}), ("check (normwise rtol, no bounds)", {"rtol": default_rtol(eps)})]
+    cases: list[tuple[str, dict[str, Any]]] = [("check (per-entry bounds)", {}),
+                                               ("check (normwise rtol, no bounds)", {"rtol": default_rtol(eps)})]
     rows = []
     for name, kw in cases:
         report = check(model, x, y, products=args.products, seed=args.seed, **kw)     # warm-up

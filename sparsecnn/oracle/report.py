@@ -738,7 +738,8 @@ class CheckReport:
         where = f"{first.product} {first.name}"
         if first.m is not None:
             where += f" (layer {first.m}" + (f", torch {first.torch_name})" if first.torch_name else ")")
-        return (f"FAILED: {len(self.failures())} of {len(self.rows)} rows; first failure in backward order: "
+        order = "forward" if first.product == "forward" else "backward"
+        return (f"FAILED: {len(self.failures())} of {len(self.rows)} rows; first failure in {order} order: "
                 f"{where}, max rel err {_fmt(first.rel_err)} ({_fmt_eps(first.rel_err_eps)} "
                 f"{eps_name(first.eps)}), abs err {_fmt(first.abs_err)} > tolerance {_fmt(first.tolerance)}")
 

@@ -27,6 +27,15 @@ A network maps to an ``nn.Sequential`` with, for each convolutional layer
 full layer, ``Linear`` and its activation module (``Identity`` for the
 identity).
 
+The other way, :func:`from_torch` (and :func:`read_torch`, which also says
+where each layer sits in the model) reads any module ``torch.fx`` can trace:
+an ``nn.Sequential`` or a class whose ``forward`` calls modules,
+``torch.nn.functional`` functions or tensor methods (see
+:data:`SUPPORTED_TORCH_MODULES`).  The traced graph must be one chain; modules
+that subclass a supported one, and modules declared with ``treat_as``, are
+kept as one node (fx does not trace into them), so their own ``forward`` and
+backward are what the oracle compares.
+
 Examples
 --------
 Entry ``c + d*(r + a*q)`` of column ``i`` of ``X`` is ``x[i, c, r, q]``:

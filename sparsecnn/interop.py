@@ -456,6 +456,13 @@ class TorchLayer:
         The fx node of the layer's max pooling (its input's argmax gives ``P_pool^{m,i}``).
     where : str
         The conv / linear node, its target and its source line.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+    >>> read_torch(model, (1, 2, 2)).layers[0]
+    TorchLayer(m=1, kind='full', weight_name='1.weight', bias_name=None, nodes=['_1'], out_node='_1', pool_node=None, where='model node _1 [module 1 (Linear)], no source line (called by nn.Sequential)')
     """
 
     m: int
@@ -481,6 +488,13 @@ class TorchReading:
         One per layer ``m = 1..L``.
     graph_module : torch.fx.GraphModule
         The traced model (its nodes are named in ``layers``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> reading = read_torch(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False)), (1, 2, 2))
+    >>> reading.parameter_names, reading.has_bias, reading.theta[-2:]     # b^1 held at 0
+    ([('1.weight', None)], [False], array([0., 0.]))
     """
 
     net: Network

@@ -212,7 +212,33 @@ class ErrorBounds:
         return self.Z[-1]
 
     def objective(self, Y: Any, C: float, params: list[Any]) -> tuple[float, Any, Any]:
-        """Bound of ``f``, and ``dxi/dz^{L+1} = (2/l)(z - y)`` with its bound (to start the backward pass)."""
+        """Bound of ``f``, and ``dxi/dz^{L+1} = (2/l)(z - y)`` with its bound (to start the backward pass).
+
+        Parameters
+        ----------
+        Y : torch.Tensor, shape ``(l, n_L)``
+            One-hot labels.
+        C : float
+            Regularisation (``inf``: none).
+        params : list of torch.Tensor
+            The parameters (for the ``theta^T theta / (2C)`` term).
+
+        Returns
+        -------
+        Ef : float
+        dZ, EdZ : torch.Tensor, shape ``(l, n_L)``
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 2), [FullLayer(1)]), [w], [b], x, {}, u=1e-3)
+        >>> Ef, dZ, EdZ = eb.objective(torch.zeros(1, 1, dtype=torch.float64), float("inf"), [w, b])
+        >>> float(dZ[0, 0]), Ef > 0, float(EdZ[0, 0]) > 0                  # dZ = 2 (z - y) / l = 2
+        (2.0, True, True)
+        """
         torch = self._torch()
         u, l = self.u, self.l
         out, Eout = self.output
@@ -223,10 +249,37 @@ class ErrorBounds:
             reg = sum(float((p * p).sum()) for p in params) / (2.0 * C)
             Ef += gamma(sum(int(p.numel()) for p in params) + 2, u) * reg
         dZ = (2.0 / l) * d
-        return Ef + u * abs(Ef), dZ, (2.0 / l) * Ed + 2.0 * u * dZ.abs() + 0.0 * torch.zeros(())
+        return Ef + u * abs(Ef), dZ, (2.0 / l) * Ed + 2.0 * u * dZ.abs()
 
     def backward(self, dZ: Any, EdZ: Any) -> list[tuple[Any, Any, Any, Any]]:
-        """``(dW, E_dW, db, E_db)`` per layer (PyTorch layout) of ``J^T dZ``, with bounds, from ``dZ`` ``(l, n_L)``."""
+        """``(dW, E_dW, db, E_db)`` per layer (PyTorch layout) of ``J^T dZ``, with bounds, from ``dZ`` ``(l, n_L)``.
+
+        Parameters
+        ----------
+        dZ, EdZ : torch.Tensor, shape ``(l, n_L)``
+            The vector the backward pass starts from, and its error bound.
+
+        Returns
+        -------
+        list of tuple
+            Per layer ``m = 1..L``: ``dxi/dW^m`` and its bound (PyTorch's weight shape),
+            ``dxi/db^m`` and its bound.
+
+        Examples
+        --------
+        ``dW = dZ^T z`` is a sum of ``l = 1`` product: ``gamma_1 |dZ| |z|``, plus ``u |dZ| |z|`` for
+        the product ``dZ sigma'(s)`` before it:
+
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 2), [FullLayer(1)]), [w], [b], x, {}, u=1e-3)
+        >>> ((dW, EdW, db, Edb),) = eb.backward(torch.ones(1, 1, dtype=torch.float64),
+        ...                                     torch.zeros(1, 1, dtype=torch.float64))
+        >>> dW.tolist(), bool(torch.allclose(EdW, (gamma(1, 1e-3) + 1e-3) * dW))
+        ([[3.0, 2.0]], True)
+        """
         torch = self._torch()
         grad = torch.nn.grad
         u = self.u
@@ -280,6 +333,30 @@ class ErrorBounds:
 
         With ``only = m``, ``v`` is taken to be zero outside layer ``m`` (``J v^[m]``): the
         layers before ``m`` are skipped and the later ones add no ``V`` term.
+
+        Parameters
+        ----------
+        V, Vb : list of torch.Tensor
+            ``v``'s part for each ``W^m`` (PyTorch's weight shape) and ``b^m``.
+        only : int, optional
+
+        Returns
+        -------
+        Jv, EJv : torch.Tensor, shape ``(l, n_L)``
+
+        Examples
+        --------
+        ``J v = V z`` for ``V = [1, 0]``: bound ``gamma_3 |V| |z|`` plus ``u |J v|`` for the product with ``sigma'``:
+
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 2), [FullLayer(1)]), [w], [b], x, {}, u=1e-3)
+        >>> Jv, EJv = eb.R_forward([torch.tensor([[1.0, 0.0]], dtype=torch.float64)],
+        ...                        [torch.zeros(1, dtype=torch.float64)])
+        >>> float(Jv[0, 0]), bool(abs(float(EJv[0, 0]) - (gamma(3, 1e-3) * 3 + 1e-3 * 3)) < 1e-15)
+        (3.0, True)
         """
         torch = self._torch()
         F = torch.nn.functional

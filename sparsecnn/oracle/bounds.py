@@ -239,7 +239,6 @@ class ErrorBounds:
         >>> float(dZ[0, 0]), Ef > 0, float(EdZ[0, 0]) > 0                  # dZ = 2 (z - y) / l = 2
         (2.0, True, True)
         """
-        torch = self._torch()
         u, l = self.u, self.l
         out, Eout = self.output
         d = out - Y

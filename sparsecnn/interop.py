@@ -27,6 +27,15 @@ A network maps to an ``nn.Sequential`` with, for each convolutional layer
 full layer, ``Linear`` and its activation module (``Identity`` for the
 identity).
 
+The other way, :func:`from_torch` (and :func:`read_torch`, which also says
+where each layer sits in the model) reads any module ``torch.fx`` can trace:
+an ``nn.Sequential`` or a class whose ``forward`` calls modules,
+``torch.nn.functional`` functions or tensor methods (see
+:data:`SUPPORTED_TORCH_MODULES`).  The traced graph must be one chain; modules
+that subclass a supported one, and modules declared with ``treat_as``, are
+kept as one node (fx does not trace into them), so their own ``forward`` and
+backward are what the oracle compares.
+
 Examples
 --------
 Entry ``c + d*(r + a*q)`` of column ``i`` of ``X`` is ``x[i, c, r, q]``:
@@ -45,7 +54,10 @@ Entry ``c + d*(r + a*q)`` of column ``i`` of ``X`` is ``x[i, c, r, q]``:
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Sequence
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,18 +79,27 @@ __all__ = [
     "torch_pool_indices_to_winners",
     "flatten_permutation",
     "SUPPORTED_TORCH_MODULES",
+    "TREAT_AS",
+    "TorchLayer",
+    "TorchReading",
+    "read_torch",
+    "trace_torch",
 ]
 
 TORCH_REQUIREMENT = "torch==2.13.0"
 
 SUPPORTED_TORCH_MODULES = (
-    "Conv2d (square kernel, one int stride and padding for both directions, bias=True, "
-    "padding_mode='zeros', dilation=1, groups=1), "
-    "ReLU, LeakyReLU(negative_slope=0.01), Tanh, Sigmoid, Identity, "
-    "MaxPool2d and AvgPool2d (square kernel_size equal to stride, padding=0, dilation=1, "
-    "ceil_mode=False; each right after a Conv2d or its activation), "
-    "Flatten(start_dim=1, end_dim=-1) once before the first Linear, Linear (bias=True); "
-    "nested nn.Sequential containers are read in order"
+    "Conv2d / F.conv2d (square kernel, one int stride and padding for both directions, with or without "
+    "bias, padding_mode='zeros', dilation=1, groups=1); "
+    "ReLU, Tanh, Sigmoid, LeakyReLU(negative_slope=0.01) / F.relu, torch.relu, x.relu(), F.tanh, "
+    "torch.tanh, F.sigmoid, torch.sigmoid, F.leaky_relu; "
+    "MaxPool2d / F.max_pool2d and AvgPool2d / F.avg_pool2d (square kernel equal to stride, padding=0, "
+    "ceil_mode=False; after a convolution, before or after its activation -- average pooling after it); "
+    "Flatten / torch.flatten(x, 1) / x.view(x.size(0), -1) / x.view(-1, n) / reshape, once before the "
+    "first Linear; Linear / F.linear (with or without bias); "
+    "Dropout, Dropout2d, F.dropout(x, p, training=self.training) in eval mode, Identity (skipped); "
+    "subclasses of these modules (kept as one node) and modules declared with treat_as; "
+    "as one chain (no branches), in module, torch.nn.functional or tensor-method form"
 )
 """What :func:`from_torch` reads; every error message about a model repeats it."""
 
@@ -343,15 +364,6 @@ def _shape_entering_full(net: Network) -> tuple[int, int, int]:
 
 
 # ---------------------------------------------------------- from PyTorch
-def _walk(module: Any, nn: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential):
-            yield from _walk(child, nn, full + ".")
-        else:
-            yield full, child
-
-
 def _unsupported(where: str, what: str) -> ConfigError:
     return ConfigError(f"{where}: {what}; supported: {SUPPORTED_TORCH_MODULES}")
 
@@ -366,15 +378,15 @@ def _pair(value: Any) -> tuple[Any, Any]:
     return value, value
 
 
-def _check_conv(where: str, mod: Any) -> tuple[int, int, int]:
-    """``(h, s, p)`` of a supported Conv2d, or a ConfigError naming the setting."""
-    kh, kw = _pair(mod.kernel_size)
+def _check_conv(where: str, kernel_size: Any, stride: Any, padding: Any, padding_mode: str, dilation: Any,
+                groups: int) -> tuple[int, int, int]:
+    """``(h, s, p)`` of a supported convolution, or a ConfigError naming the setting."""
+    kh, kw = _pair(kernel_size)
     if kh != kw:
-        raise _unsupported(where, f"kernel_size = {tuple(mod.kernel_size)} is not square (h x h filters only)")
-    sh, sw = _pair(mod.stride)
+        raise _unsupported(where, f"kernel_size = {tuple(_pair(kernel_size))} is not square (h x h filters only)")
+    sh, sw = _pair(stride)
     if sh != sw:
-        raise _unsupported(where, f"stride = {tuple(mod.stride)} differs between directions")
-    padding = mod.padding
+        raise _unsupported(where, f"stride = {tuple(_pair(stride))} differs between directions")
     if isinstance(padding, str):
         if padding != "valid":
             raise _unsupported(where, f"padding = {padding!r} (give an int p; 'valid' means 0)")
@@ -382,77 +394,733 @@ def _check_conv(where: str, mod: Any) -> tuple[int, int, int]:
     else:
         ph, pw = _pair(padding)
     if ph != pw:
-        raise _unsupported(where, f"padding = {tuple(padding)} differs between directions")
-    if mod.padding_mode != "zeros":
-        raise _unsupported(where, f"padding_mode = {mod.padding_mode!r} (only 'zeros')")
-    if tuple(_pair(mod.dilation)) != (1, 1):
-        raise _unsupported(where, f"dilation = {tuple(mod.dilation)} (only 1)")
-    if mod.groups != 1:
-        raise _unsupported(where, f"groups = {mod.groups} (only 1)")
-    if mod.bias is None:
-        raise _unsupported(where, "bias=False (the slides' layer has a bias b^m)")
+        raise _unsupported(where, f"padding = {tuple(_pair(padding))} differs between directions")
+    if padding_mode != "zeros":
+        raise _unsupported(where, f"padding_mode = {padding_mode!r} (only 'zeros')")
+    if tuple(_pair(dilation)) != (1, 1):
+        raise _unsupported(where, f"dilation = {tuple(_pair(dilation))} (only 1)")
+    if groups != 1:
+        raise _unsupported(where, f"groups = {groups} (only 1)")
     return int(kh), int(sh), int(ph)
 
 
-def _check_pool(where: str, mod: Any, nn: Any) -> tuple[str, int]:
-    """``("max" or "avg", r)`` of a supported pooling module."""
-    kind = "max" if isinstance(mod, nn.MaxPool2d) else "avg"
-    kh, kw = _pair(mod.kernel_size)
+def _check_pool(where: str, kind: str, kernel_size: Any, stride: Any, padding: Any, dilation: Any,
+                ceil_mode: bool, return_indices: bool, divisor_override: Any) -> int:
+    """``r`` of a supported pooling (``kind`` "max" or "avg"), or a ConfigError naming the setting."""
+    kh, kw = _pair(kernel_size)
     if kh != kw:
-        raise _unsupported(where, f"kernel_size = {mod.kernel_size} is not square")
-    stride = mod.stride if mod.stride is not None else mod.kernel_size
-    if isinstance(stride, (tuple, list)) and len(stride) == 0:
-        stride = mod.kernel_size
+        raise _unsupported(where, f"kernel_size = {kernel_size} is not square")
+    if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0):
+        stride = kernel_size
     sh, sw = _pair(stride)
     if (sh, sw) != (kh, kw):
         raise _unsupported(
-            where, f"kernel_size = {mod.kernel_size} differs from stride = {mod.stride} "
+            where, f"kernel_size = {kernel_size} differs from stride = {stride} "
                    f"(pooling windows of width r with stride r only)"
         )
-    if tuple(_pair(mod.padding)) != (0, 0):
-        raise _unsupported(where, f"padding = {mod.padding} (only 0)")
-    if mod.ceil_mode:
+    if tuple(_pair(padding)) != (0, 0):
+        raise _unsupported(where, f"padding = {padding} (only 0)")
+    if ceil_mode:
         raise _unsupported(where, "ceil_mode=True (only floor: a partial window is dropped)")
     if kind == "max":
-        if tuple(_pair(mod.dilation)) != (1, 1):
-            raise _unsupported(where, f"dilation = {mod.dilation} (only 1)")
-        if mod.return_indices:
+        if tuple(_pair(dilation)) != (1, 1):
+            raise _unsupported(where, f"dilation = {dilation} (only 1)")
+        if return_indices:
             raise _unsupported(
                 where, "return_indices=True inside the model (call torch.nn.functional.max_pool2d "
                        "with return_indices=True separately and use torch_pool_indices_to_winners)"
             )
-    elif getattr(mod, "divisor_override", None) is not None:
-        raise _unsupported(where, f"divisor_override = {mod.divisor_override} (only None)")
-    return kind, int(kh)
+    elif divisor_override is not None:
+        raise _unsupported(where, f"divisor_override = {divisor_override} (only None)")
+    return int(kh)
 
 
-def _activation_of(where: str, mod: Any, nn: Any) -> str | None:
-    """The sparsecnn name of an activation module, or None if ``mod`` is not one."""
-    if isinstance(mod, nn.ReLU):
-        return "relu"
-    if isinstance(mod, nn.Tanh):
-        return "tanh"
-    if isinstance(mod, nn.Sigmoid):
-        return "sigmoid"
-    if isinstance(mod, nn.LeakyReLU):
-        if float(mod.negative_slope) != LEAKY_SLOPE:
-            raise _unsupported(where, f"negative_slope = {mod.negative_slope} (only {LEAKY_SLOPE})")
-        return "leaky_relu"
-    return None
+@dataclass
+class TorchLayer:
+    """Where layer ``m`` of the network sits in the traced PyTorch model.
+
+    Attributes
+    ----------
+    m : int
+        The layer, ``1..L``.
+    kind : {"conv", "full"}
+    weight_name : str
+        The parameter holding ``W^m`` (a ``named_parameters()`` key, e.g. ``"conv2.weight"``).
+    bias_name : str or None
+        The parameter holding ``b^m``; None for a layer without bias (``b^m`` held at 0).
+    nodes : list of str
+        The fx nodes (``torch.fx.Node.name``) that make the layer, in order.
+    out_node : str
+        The fx node whose output is ``Z^{m+1}`` (NCHW for a conv layer, ``(l, n_{m+1})`` for a full one).
+    pool_node : str or None
+        The fx node of the layer's max pooling (its input's argmax gives ``P_pool^{m,i}``).
+    where : str
+        The conv / linear node, its target and its source line.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False))
+    >>> read_torch(model, (1, 2, 2)).layers[0]
+    TorchLayer(m=1, kind='full', weight_name='1.weight', bias_name=None, nodes=['_1'], out_node='_1', pool_node=None, where='model node _1 [module 1 (Linear)], no source line (called by nn.Sequential)')
+    """
+
+    m: int
+    kind: str
+    weight_name: str
+    bias_name: str | None
+    nodes: list[str]
+    out_node: str
+    pool_node: str | None
+    where: str
 
 
-def from_torch(model: Any, input_shape: Sequence[int]) -> tuple[Network, np.ndarray]:
-    """A sparsecnn network and its ``theta`` from a PyTorch ``nn.Sequential``.
+@dataclass
+class TorchReading:
+    """What :func:`read_torch` found in a PyTorch model.
+
+    Attributes
+    ----------
+    net : Network
+    theta : ndarray of float64, shape ``(n,)``
+        The model's parameters in ``theta``'s order; ``b^m = 0`` for a layer without bias.
+    layers : list of TorchLayer
+        One per layer ``m = 1..L``.
+    graph_module : torch.fx.GraphModule
+        The traced model (its nodes are named in ``layers``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> reading = read_torch(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2, bias=False)), (1, 2, 2))
+    >>> reading.parameter_names, reading.has_bias, reading.theta[-2:]     # b^1 held at 0
+    ([('1.weight', None)], [False], array([0., 0.]))
+    """
+
+    net: Network
+    theta: np.ndarray
+    layers: list[TorchLayer]
+    graph_module: Any
+
+    @property
+    def parameter_names(self) -> list[tuple[str, str | None]]:
+        """``(weight name, bias name or None)`` per layer."""
+        return [(ly.weight_name, ly.bias_name) for ly in self.layers]
+
+    @property
+    def has_bias(self) -> list[bool]:
+        """Whether layer ``m`` (index ``m - 1``) has a bias in the model."""
+        return [ly.bias_name is not None for ly in self.layers]
+
+
+TREAT_AS = ("relu", "tanh", "sigmoid", "leaky_relu", "identity", "flatten")
+"""What ``treat_as={MyModule: name}`` may declare a custom module to be."""
+
+
+def _supported_classes(nn: Any) -> tuple[type, ...]:
+    return (nn.Conv2d, nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.MaxPool2d, nn.AvgPool2d,
+            nn.Flatten, nn.Identity, nn.Dropout, nn.Dropout2d, nn.LogSoftmax, nn.Softmax)
+
+
+def _source_line(node: Any) -> str:
+    """``file:line: code`` of the model's line that made ``node`` (from fx's recorded stack trace)."""
+    trace = getattr(node, "stack_trace", None) or ""
+    frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', trace)
+    torch_dir = os.sep + "torch" + os.sep
+    own = [f for f in frames if torch_dir not in f[0]]
+    outside_fx = [f for f in frames if os.sep + "fx" + os.sep not in f[0]]
+    if not own:
+        called_by = outside_fx[-1][0] if outside_fx else ""
+        return "no source line (called by nn.Sequential)" if "container" in called_by else "no source line"
+    path, line, _, code = own[-1]
+    return f"{os.path.basename(path)}:{line}: {code.strip()}"
+
+
+def _fn_name(target: Any) -> str:
+    mod = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", None) or repr(target)
+    if mod.startswith("torch.nn.functional") or target in _functional_names():
+        return f"torch.nn.functional.{name}"
+    return f"{mod}.{name}" if mod else name
+
+
+def _functional_names() -> set[Any]:
+    torch = _torch()
+    F = torch.nn.functional
+    return {F.max_pool2d, F.avg_pool2d, F.linear, F.conv2d}
+
+
+def _signatures() -> dict[Any, tuple[str, tuple[str, ...], dict[str, Any]]]:
+    """``{function: (kind, parameter names, defaults)}`` of every supported functional form."""
+    torch = _torch()
+    F = torch.nn.functional
+    conv = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    conv_d = {"bias": None, "stride": 1, "padding": 0, "dilation": 1, "groups": 1}
+    maxp = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    maxp_d = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}
+    avgp = ("input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    avgp_d = {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True, "divisor_override": None}
+    drop = ("input", "p", "training", "inplace")
+    drop_d = {"p": 0.5, "training": True, "inplace": False}
+    table: dict[Any, tuple[str, tuple[str, ...], dict[str, Any]]] = {
+        F.conv2d: ("conv", conv, conv_d),
+        F.linear: ("linear", ("input", "weight", "bias"), {"bias": None}),
+        F.relu: ("relu", ("input", "inplace"), {}), torch.relu: ("relu", ("input",), {}),
+        F.relu_: ("relu", ("input",), {}), torch.relu_: ("relu", ("input",), {}),
+        torch.tanh: ("tanh", ("input",), {}), F.tanh: ("tanh", ("input",), {}),
+        torch.sigmoid: ("sigmoid", ("input",), {}), F.sigmoid: ("sigmoid", ("input",), {}),
+        F.leaky_relu: ("leaky_relu", ("input", "negative_slope", "inplace"), {"negative_slope": 0.01}),
+        F.leaky_relu_: ("leaky_relu", ("input", "negative_slope"), {"negative_slope": 0.01}),
+        F.max_pool2d: ("max", maxp, maxp_d), torch.max_pool2d: ("max", maxp[:-1], dict(maxp_d, stride=None)),
+        F.avg_pool2d: ("avg", avgp, avgp_d),
+        torch.flatten: ("flatten", ("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1}),
+        torch.reshape: ("reshape", ("input", "shape"), {}),
+        F.dropout: ("dropout", drop, drop_d), F.dropout2d: ("dropout", drop, drop_d),
+        torch.dropout: ("dropout", ("input", "p", "training"), {}),
+        F.log_softmax: ("softmax", ("input", "dim"), {}), F.softmax: ("softmax", ("input", "dim"), {}),
+        torch.log_softmax: ("softmax", ("input", "dim"), {}), torch.softmax: ("softmax", ("input", "dim"), {}),
+    }
+    return table
+
+
+_METHODS = {"relu": "relu", "relu_": "relu", "tanh": "tanh", "tanh_": "tanh", "sigmoid": "sigmoid",
+            "sigmoid_": "sigmoid", "flatten": "flatten", "view": "reshape", "reshape": "reshape",
+            "contiguous": "identity", "log_softmax": "softmax", "softmax": "softmax"}
+_SHAPE_METHODS = {"size", "dim"}
+
+
+def _bind(names: tuple[str, ...], defaults: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+          ) -> dict[str, Any]:
+    out = dict(defaults)
+    out.update(zip(names, args, strict=False))
+    out.update(kwargs)
+    return out
+
+
+class _Op:
+    """One recognised node of the chain."""
+
+    def __init__(self, kind: str, node: Any, where: str, **info: Any) -> None:
+        self.kind, self.node, self.where, self.info = kind, node, where, info
+
+
+def _describe(node: Any, gm: Any) -> str:
+    if node.op == "call_module":
+        what = f"module {node.target} ({type(gm.get_submodule(node.target)).__name__})"
+    elif node.op == "call_function":
+        what = f"call {_fn_name(node.target)}"
+    elif node.op == "call_method":
+        what = f"method .{node.target}()"
+    else:
+        what = f"{node.op} {node.target}"
+    src = _source_line(node)
+    return f"model node {node.name} [{what}]" + (f" at {src}" if not src.startswith("no source") else f", {src}")
+
+
+def _is_shape_node(node: Any, shape_nodes: set[str]) -> bool:
+    """A node computing sizes (``x.size(0)``, ``x.shape[0]``, arithmetic on them), not a tensor."""
+    import operator
+
+    if node.op == "call_method" and node.target in _SHAPE_METHODS:
+        return True
+    if node.op == "call_function":
+        if node.target is getattr and len(node.args) > 1 and node.args[1] == "shape":
+            return True
+        if node.target in (operator.getitem, operator.mul, operator.floordiv, operator.add, operator.sub):
+            from torch.fx.node import Node
+
+            ins = [a for a in node.all_input_nodes if isinstance(a, Node)]
+            return bool(ins) and all(a.name in shape_nodes for a in ins)
+    return False
+
+
+def _classify(node: Any, gm: Any, treat_as: dict[type, str], nn: Any) -> _Op:
+    """What a chain node computes, or a ConfigError naming it and listing what is supported."""
+    where = _describe(node, gm)
+    if node.op == "call_module":
+        mod = gm.get_submodule(node.target)
+        for cls, name in treat_as.items():
+            if isinstance(mod, cls):
+                kind = {"flatten": "flatten", "identity": "identity"}.get(name, "act")
+                return _Op(kind, node, where, act=name, start_dim=1, end_dim=-1, module=mod)
+        if isinstance(mod, nn.Conv2d):
+            h, s, p = _check_conv(where, mod.kernel_size, mod.stride, mod.padding, mod.padding_mode,
+                                  mod.dilation, mod.groups)
+            return _Op("conv", node, where, h=h, s=s, p=p, weight=f"{node.target}.weight",
+                       bias=None if mod.bias is None else f"{node.target}.bias", module=mod)
+        if isinstance(mod, nn.Linear):
+            return _Op("linear", node, where, weight=f"{node.target}.weight",
+                       bias=None if mod.bias is None else f"{node.target}.bias", module=mod)
+        if isinstance(mod, nn.LeakyReLU):
+            if float(mod.negative_slope) != LEAKY_SLOPE:
+                raise _unsupported(where, f"negative_slope = {mod.negative_slope} (only {LEAKY_SLOPE})")
+            return _Op("act", node, where, act="leaky_relu")
+        for cls, name in ((nn.ReLU, "relu"), (nn.Tanh, "tanh"), (nn.Sigmoid, "sigmoid")):
+            if isinstance(mod, cls):
+                return _Op("act", node, where, act=name)
+        if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            kind = "max" if isinstance(mod, nn.MaxPool2d) else "avg"
+            r = _check_pool(where, kind, mod.kernel_size, mod.stride, mod.padding, getattr(mod, "dilation", 1),
+                            mod.ceil_mode, getattr(mod, "return_indices", False),
+                            getattr(mod, "divisor_override", None))
+            return _Op("pool", node, where, pool=kind, r=r)
+        if isinstance(mod, nn.Flatten):
+            return _Op("flatten", node, where, start_dim=mod.start_dim, end_dim=mod.end_dim)
+        if isinstance(mod, (nn.Dropout, nn.Dropout2d)):
+            if mod.training and float(mod.p) > 0:
+                raise _unsupported(where, f"{type(mod).__name__}(p={mod.p}) in training mode drops entries "
+                                          f"at random; call model.eval() first (dropout is the identity in eval mode)")
+            return _Op("identity", node, where)
+        if isinstance(mod, nn.Identity):
+            return _Op("identity", node, where)
+        if isinstance(mod, (nn.LogSoftmax, nn.Softmax)):
+            raise _loss_not_supported(where)
+        hint = "" if type(mod).__module__.startswith("torch.") else (
+            f" (if it computes a supported operation, declare it: treat_as={{{type(mod).__name__}: 'relu'}}, "
+            f"one of {', '.join(TREAT_AS)})")
+        raise _unsupported(where, f"module {type(mod).__name__} is not supported{hint}")
+    if node.op == "call_function":
+        sig = _signatures().get(node.target)
+        if sig is None:
+            raise _unsupported(where, f"function {_fn_name(node.target)} is not supported")
+        kind, names, defaults = sig
+        a = _bind(names, defaults, node.args, node.kwargs)
+        return _from_call(kind, a, node, where, gm)
+    if node.op == "call_method":
+        method = _METHODS.get(str(node.target))
+        if method is None:
+            raise _unsupported(where, f"tensor method .{node.target}() is not supported")
+        kind = method
+        if kind == "flatten":
+            a = _bind(("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1}, node.args, node.kwargs)
+        else:
+            a = {"input": node.args[0]}
+        return _from_call(kind, a, node, where, gm)
+    raise _unsupported(where, f"{node.op} nodes are not supported")
+
+
+def _loss_not_supported(where: str) -> ConfigError:
+    return ConfigError(
+        f"{where}: a final log_softmax / softmax belongs to the cross-entropy loss, which sparsecnn does "
+        f"not support yet (only the squared loss ||z^{{L+1}} - onehot(y)||^2); remove it so that the model "
+        f"returns z^{{L+1}} (the logits) and check that"
+    )
+
+
+def _param_name(where: str, what: str, value: Any, gm: Any) -> str | None:
+    from torch.fx.node import Node
+
+    if value is None:
+        return None
+    if not isinstance(value, Node) or value.op != "get_attr":
+        raise _unsupported(where, f"the {what} must be a parameter of the model (self.<name>), "
+                                  f"got {getattr(value, 'name', value)!r}")
+    try:
+        gm.get_parameter(value.target)
+    except AttributeError:
+        raise _unsupported(where, f"the {what} {value.target!r} is not an nn.Parameter of the model") from None
+    return str(value.target)
+
+
+def _from_call(kind: str, a: dict[str, Any], node: Any, where: str, gm: Any) -> _Op:
+    if kind == "conv":
+        weight = _param_name(where, "weight", a["weight"], gm)
+        assert weight is not None
+        w = gm.get_parameter(weight)
+        if w.ndim != 4:
+            raise _unsupported(where, f"weight of shape {tuple(w.shape)} (conv2d needs (out, in, h, h))")
+        h, s, p = _check_conv(where, tuple(w.shape[2:]), a["stride"], a["padding"], "zeros", a["dilation"],
+                              a["groups"])
+        return _Op("conv", node, where, h=h, s=s, p=p, weight=weight, bias=_param_name(where, "bias", a["bias"], gm))
+    if kind == "linear":
+        weight = _param_name(where, "weight", a["weight"], gm)
+        return _Op("linear", node, where, weight=weight, bias=_param_name(where, "bias", a["bias"], gm))
+    if kind in ("relu", "tanh", "sigmoid"):
+        return _Op("act", node, where, act=kind)
+    if kind == "leaky_relu":
+        if float(a["negative_slope"]) != LEAKY_SLOPE:
+            raise _unsupported(where, f"negative_slope = {a['negative_slope']} (only {LEAKY_SLOPE})")
+        return _Op("act", node, where, act="leaky_relu")
+    if kind in ("max", "avg"):
+        r = _check_pool(where, kind, a["kernel_size"], a.get("stride"), a.get("padding", 0), a.get("dilation", 1),
+                        a.get("ceil_mode", False), a.get("return_indices", False), a.get("divisor_override"))
+        return _Op("pool", node, where, pool=kind, r=r)
+    if kind == "flatten":
+        return _Op("flatten", node, where, start_dim=a["start_dim"], end_dim=a["end_dim"])
+    if kind == "reshape":
+        return _Op("reshape", node, where)
+    if kind == "dropout":
+        if a.get("training", True) and float(a.get("p", 0.5)) > 0:
+            raise _unsupported(where, "dropout with training=True drops entries at random; pass "
+                                      "training=self.training and call model.eval() first (dropout is the "
+                                      "identity in eval mode)")
+        return _Op("identity", node, where)
+    if kind == "identity":
+        return _Op("identity", node, where)
+    if kind == "softmax":
+        raise _loss_not_supported(where)
+    raise _unsupported(where, f"{kind} is not supported")  # pragma: no cover - every kind is handled above
+
+
+class _Tracer:
+    """torch.fx's tracer keeping supported modules (and their subclasses) and ``treat_as`` modules whole."""
+
+    def __new__(cls, leaves: tuple[type, ...]) -> Any:
+        torch = _torch()
+
+        tracer_base: Any = torch.fx.Tracer
+
+        class Tracer(tracer_base):
+            def is_leaf_module(self, m: Any, qualname: str) -> bool:
+                if isinstance(m, leaves):
+                    return True
+                return bool(super().is_leaf_module(m, qualname))
+
+        tracer = Tracer()
+        tracer.record_stack_traces = True
+        return tracer
+
+
+def trace_torch(model: Any, treat_as: Mapping[type, str] | None = None) -> Any:
+    """The model as a ``torch.fx.GraphModule``: supported modules, their subclasses and ``treat_as`` kept whole.
 
     Parameters
     ----------
-    model : torch.nn.Sequential
-        ``Conv2d``, activation, pooling blocks, then ``Flatten``, then ``Linear``
-        and activation blocks (see :data:`SUPPORTED_TORCH_MODULES`).  A
-        ``Conv2d`` or ``Linear`` without an activation module gets the identity;
-        ``Identity`` modules are skipped.
+    model : torch.nn.Module
+    treat_as : dict of type to str, optional
+        Module classes to keep as one node (see :func:`read_torch`).
+
+    Returns
+    -------
+    torch.fx.GraphModule
+
+    Raises
+    ------
+    ConfigError
+        When fx cannot trace ``model`` (its message, and what to do).
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> [node.op for node in trace_torch(model).graph.nodes]
+    ['placeholder', 'call_module', 'call_module', 'output']
+    """
+    torch = _torch()
+    nn = torch.nn
+    if not isinstance(model, nn.Module):
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    leaves = _supported_classes(nn) + tuple(treat_as or {})
+    try:
+        graph = _Tracer(leaves).trace(model)
+    except Exception as err:  # fx raises TraceError, TypeError, RuntimeError, ... with its own message
+        raise ConfigError(
+            f"torch.fx could not trace {type(model).__name__}.forward: {type(err).__name__}: {err}. "
+            f"sparsecnn reads a model as one chain of operations traced by torch.fx.symbolic_trace: move "
+            f"data-dependent control flow (if / for on tensor values, Python calls on tensor contents) out "
+            f"of forward, or put the part that fx cannot trace into its own module that subclasses a "
+            f"supported one or is declared with treat_as (fx keeps such a module as one node)"
+        ) from err
+    return torch.fx.GraphModule(model, graph)
+
+
+def _run_shapes(gm: Any, example: Any) -> dict[str, tuple[int, ...] | None]:
+    """Each node's output shape (None for non-tensors) on ``example``."""
+    torch = _torch()
+    shapes: dict[str, tuple[int, ...] | None] = {}
+
+    interpreter: Any = torch.fx.Interpreter
+
+    class Shapes(interpreter):
+        def run_node(self, n: Any) -> Any:
+            out = super().run_node(n)
+            shapes[n.name] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+            return out
+
+    with torch.no_grad():
+        Shapes(gm).run(example)
+    return shapes
+
+
+def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type, str] | None = None
+               ) -> TorchReading:
+    """Read a PyTorch model through ``torch.fx``: the network, ``theta`` and where each layer sits.
+
+    See :func:`from_torch` (which returns ``reading.net, reading.theta``) for what is read.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    input_shape : tuple of int
+        PyTorch's ``(channels, height, width)``.
+    treat_as : dict of type to str, optional
+        ``{MyModule: "relu"}``: instances of ``MyModule`` are kept as one fx node and read as that
+        operation; one of ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"``, ``"identity"``, ``"flatten"``.
+
+    Returns
+    -------
+    TorchReading
+
+    Examples
+    --------
+    >>> import torch
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.conv = torch.nn.Conv2d(1, 2, 3, bias=False)
+    ...         self.fc = torch.nn.Linear(8, 3)
+    ...     def forward(self, x):
+    ...         x = torch.nn.functional.max_pool2d(self.conv(x), 2).relu()
+    ...         return self.fc(x.view(x.size(0), -1))
+    >>> reading = read_torch(Net(), (1, 6, 6))
+    >>> reading.net
+    Network(input_shape=(6, 6, 1), layers=[ConvLayer(d_out=2, h=3, s=1, p=0, r=2, activation='relu', pool='max'), FullLayer(n_out=3, activation=None)])
+    >>> reading.parameter_names
+    [('conv.weight', None), ('fc.weight', 'fc.bias')]
+    >>> [(ly.m, ly.nodes, ly.out_node, ly.pool_node) for ly in reading.layers]
+    [(1, ['conv', 'max_pool2d', 'relu'], 'relu', 'max_pool2d'), (2, ['fc'], 'fc', None)]
+    """
+    torch = _torch()
+    nn = torch.nn
+    from torch.fx.node import Node
+
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch.nn.Module, got {type(model).__name__}; "
+                          f"supported: {SUPPORTED_TORCH_MODULES}")
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) \
+            or len(input_shape) != 3:
+        raise ConfigError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    treat: dict[type, str] = {}
+    for cls, name in dict(treat_as or {}).items():
+        if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+            raise InputTypeError(f"treat_as keys must be torch.nn.Module classes, got {cls!r}")
+        if name not in TREAT_AS:
+            raise ConfigError(f"treat_as[{cls.__name__}] = {name!r}: must be one of {', '.join(TREAT_AS)}")
+        treat[cls] = name
+    channels, height, width = input_shape
+    gm = trace_torch(model, treat)
+
+    # 1. the chain of recognised operations, without running the model
+    ops: list[_Op] = []
+    shape_nodes: set[str] = set()
+    current: Any = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if current is not None:
+                raise _unsupported(_describe(node, gm), "a second input (the model must take one tensor x)")
+            current = node
+            continue
+        if node.op == "get_attr":
+            continue
+        if node.op == "output":
+            out = node.args[0]
+            if out is not current:
+                raise ConfigError(
+                    f"the model must return the tensor z^{{L+1}} of shape (l, n_L), the output of its last "
+                    f"operation ({getattr(current, 'name', None)}); it returns {out!r}"
+                )
+            continue
+        if _is_shape_node(node, shape_nodes):
+            shape_nodes.add(node.name)
+            continue
+        inputs = [a for a in node.all_input_nodes if isinstance(a, Node) and a.op != "get_attr"
+                  and a.name not in shape_nodes]
+        if inputs != [current]:
+            raise _unsupported(
+                _describe(node, gm),
+                f"it takes {[a.name for a in inputs]} while the chain's tensor is {current.name}; "
+                f"sparsecnn reads one chain of operations (no branches, skip connections or sums of tensors)"
+            )
+        ops.append(_classify(node, gm, treat, nn))
+        current = node
+
+    # 2. layers from the chain
+    blocks: list[dict[str, Any]] = []
+    flattened = False
+    for op in ops:
+        current_blk = blocks[-1] if blocks else None
+        if op.kind == "identity":
+            if current_blk is not None and not (current_blk["kind"] == "conv" and flattened):
+                current_blk["nodes"].append(op.node.name)
+            continue
+        if op.kind == "conv":
+            if flattened:
+                raise _unsupported(op.where, "a Conv2d after the image was flattened")
+            blocks.append({"kind": "conv", "op": op, "act": None, "act_op": None, "pool": None,
+                           "pool_op": None, "nodes": [op.node.name]})
+            continue
+        if op.kind == "act":
+            if current_blk is None or (current_blk["kind"] == "conv" and flattened):
+                raise _unsupported(op.where, "an activation must follow a Conv2d or a Linear")
+            if current_blk["act"] is not None:
+                raise _unsupported(op.where, f"a second activation after {current_blk['act']!r} in one layer")
+            if current_blk["pool"] is not None and current_blk["pool"][0] == "avg" and op.info["act"] != "identity":
+                raise _unsupported(
+                    op.where, "an activation after average pooling: sparsecnn's layer is sigma, then P_pool "
+                              "(mat(P_pool vec(sigma(S^m)))), and for average pooling the other order is a "
+                              "different function; apply the activation before the average pooling"
+                )
+            current_blk["act"] = op.info["act"]
+            current_blk["act_op"] = op
+            current_blk["nodes"].append(op.node.name)
+            continue
+        if op.kind == "pool":
+            if current_blk is None or current_blk["kind"] != "conv" or flattened:
+                raise _unsupported(op.where, "pooling must follow a Conv2d or its activation")
+            if current_blk["pool"] is not None:
+                raise _unsupported(op.where, "a second pooling in one layer")
+            current_blk["pool"] = (op.info["pool"], op.info["r"])
+            current_blk["pool_op"] = op
+            current_blk["nodes"].append(op.node.name)
+            continue
+        if op.kind in ("flatten", "reshape"):
+            if op.kind == "flatten" and (op.info["start_dim"], op.info["end_dim"]) not in ((1, -1), (1, 3)):
+                raise _unsupported(
+                    op.where, f"start_dim = {op.info['start_dim']}, end_dim = {op.info['end_dim']} "
+                              f"(only 1 and -1: each image flattened to one row)"
+                )
+            if flattened:
+                if op.kind == "flatten":
+                    raise _unsupported(op.where, "a second flatten")
+                op.kind = "reshape-again"
+                continue
+            flattened = True
+            continue
+        if op.kind == "linear":
+            if not flattened:
+                raise _unsupported(op.where, "a Linear before the image is flattened (flatten it first)")
+            blocks.append({"kind": "full", "op": op, "act": None, "act_op": None, "pool": None,
+                           "pool_op": None, "nodes": [op.node.name]})
+            continue
+        raise _unsupported(op.where, f"{op.kind} is not supported")  # pragma: no cover
+    if not blocks or blocks[-1]["kind"] != "full":
+        raise ConfigError(f"model must end with a Linear (and its activation); supported: {SUPPORTED_TORCH_MODULES}")
+
+    n_full = sum(1 for blk in blocks if blk["kind"] == "full")
+    specs: list[ConvLayer | FullLayer] = []
+    seen_full = 0
+    for blk in blocks:
+        act = blk["act"] or "identity"
+        op = blk["op"]
+        if blk["kind"] == "conv":
+            kind, r = blk["pool"] or ("max", 1)
+            kwargs: dict[str, Any] = {"s": op.info["s"], "p": op.info["p"], "r": r, "activation": act}
+            if kind != "max":
+                kwargs["pool"] = kind
+            d_out = int(gm.get_parameter(op.info["weight"]).shape[0])
+            specs.append(ConvLayer(d_out, op.info["h"], **kwargs))
+        else:
+            seen_full += 1
+            default = "identity" if seen_full == n_full else "relu"
+            n_out = int(gm.get_parameter(op.info["weight"]).shape[0])
+            specs.append(FullLayer(n_out, None if act == default else act))
+    try:
+        net = Network((height, width, channels), specs)
+    except ConfigError as err:
+        if "input_shape" in str(err):
+            raise ConfigError(
+                f"input_shape must be (channels, height, width) of positive integers, got {input_shape!r}"
+            ) from None
+        raise
+
+    # 3. parameters, checked against the sizes the network implies
+    used: list[str] = []
+    Ws: list[np.ndarray] = []
+    bs: list[np.ndarray] = []
+    layers: list[TorchLayer] = []
+    for blk, ly in zip(blocks, net.layers, strict=True):
+        op = blk["op"]
+        w_name, b_name = op.info["weight"], op.info["bias"]
+        weight = gm.get_parameter(w_name).detach().cpu().to(torch.float64).numpy()
+        bias = (gm.get_parameter(b_name).detach().cpu().to(torch.float64).numpy() if b_name is not None
+                else np.zeros(weight.shape[0]))
+        if bias.shape != (weight.shape[0],):
+            raise ConfigError(f"{op.where}: bias {b_name} has shape {bias.shape}, expected ({weight.shape[0]},)")
+        used += [w_name] + ([b_name] if b_name is not None else [])
+        if isinstance(ly, ConvShape):
+            if weight.shape[1] != ly.d:
+                raise ConfigError(
+                    f"{op.where}: in_channels = {weight.shape[1]}, but the image entering "
+                    f"conv layer {ly.m} has d^{ly.m} = {ly.d} channels"
+                )
+            h = op.info["h"]
+            W = weight.transpose(0, 1, 3, 2).reshape(weight.shape[0], h * h * ly.d)   # [o, c, q, r]
+        else:
+            if weight.ndim != 2 or weight.shape[1] != ly.n_in:
+                raise ConfigError(
+                    f"{op.where}: in_features = {weight.shape[-1]}, but full layer {ly.m} "
+                    f"receives n_{ly.m} = {ly.n_in} values"
+                )
+            W = weight
+            if ly.m == net.LC + 1:
+                W = weight[:, flatten_permutation(*_shape_entering_full(net))]
+        Ws.append(W)
+        bs.append(bias)
+        pool_op = blk["pool_op"]
+        layers.append(TorchLayer(ly.m, blk["kind"], w_name, b_name, list(blk["nodes"]), blk["nodes"][-1],
+                                 pool_op.node.name if pool_op is not None and pool_op.info["pool"] == "max"
+                                 else None, op.where))
+    dup = sorted({k for k in used if used.count(k) > 1})
+    if dup:
+        raise ConfigError(f"parameters {dup} are used by more than one layer; sparsecnn's layers each have "
+                          f"their own W^m and b^m")
+    unused = sorted(k for k, _ in model.named_parameters() if k not in used)
+    if unused:
+        raise ConfigError(f"parameters {unused} of the model are not the weight or bias of a convolution or "
+                          f"Linear in its chain; sparsecnn cannot account for them")
+
+    # 4. run once on an example batch: sizes, flatten / view / reshape and the output
+    params = list(model.parameters())
+    dtype = params[0].dtype if params else torch.float64
+    device = params[0].device if params else "cpu"
+    example = torch.randn(2, channels, height, width, generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64).to(dtype=dtype, device=device)
+    try:
+        shapes = _run_shapes(gm, example)
+    except Exception as err:  # the model's own error on an input of this shape
+        raise ConfigError(f"running the model on an input of shape (l, channels, height, width) = "
+                          f"{tuple(example.shape)} failed: {type(err).__name__}: {err}") from err
+    for op in ops:
+        if op.kind in ("flatten", "reshape", "reshape-again"):
+            before = shapes.get(op.node.all_input_nodes[0].name)
+            after = shapes.get(op.node.name)
+            if before is None or after is None or len(after) != 2 or after[0] != before[0] \
+                    or int(np.prod(before[1:])) != after[1]:
+                raise _unsupported(op.where, f"reshapes {before} to {after}; only flattening each image "
+                                             f"(l, ...) to one row (l, n) is supported")
+    out_shape = shapes.get(ops[-1].node.name) if ops else None
+    if out_shape is None or len(out_shape) != 2 or out_shape[0] != 2 or out_shape[1] != net.n_L:
+        raise ConfigError(f"the model's output must have shape (l, n_L) = (2, {net.n_L}) for 2 images, "
+                          f"got {out_shape}")
+    return TorchReading(net, net.pack(Ws, bs), layers, gm)
+
+
+def from_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type, str] | None = None
+               ) -> tuple[Network, np.ndarray]:
+    """A sparsecnn network and its ``theta`` from a PyTorch model, read through ``torch.fx``.
+
+    The model is traced with ``torch.fx`` (:func:`trace_torch`); its graph must be one chain of
+    the operations in :data:`SUPPORTED_TORCH_MODULES`, whether written as modules,
+    ``torch.nn.functional`` calls or tensor methods.  Modules that subclass a supported one
+    (for example with a custom ``autograd.Function`` in ``forward``) stay one node and are read
+    as that operation.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An ``nn.Sequential`` or any module fx can trace.  Convolutions, activations and
+        pooling make the conv layers (pooling before or after the activation: for max
+        pooling the order does not change ``Z^{m+1}``, since every activation here is
+        non-decreasing; average pooling must come after the activation), then a flatten
+        (``Flatten``, ``torch.flatten(x, 1)``, ``x.view(x.size(0), -1)``, ``x.view(-1, n)``,
+        ``reshape``), then ``Linear`` layers and their activations.  A convolution or
+        ``Linear`` without an activation gets the identity; ``Identity`` and dropout in
+        eval mode are skipped.
     input_shape : tuple of int
         PyTorch's ``(channels, height, width)`` = ``(d^1, a^1, b^1)`` of one image.
+    treat_as : dict of type to str, optional
+        Custom module classes to read as ``"relu"``, ``"tanh"``, ``"sigmoid"``,
+        ``"leaky_relu"``, ``"identity"`` or ``"flatten"`` (see :func:`read_torch`).
 
     Returns
     -------
@@ -462,14 +1130,18 @@ def from_torch(model: Any, input_shape: Sequence[int]) -> tuple[Network, np.ndar
     theta : ndarray of float64, shape ``(n,)``
         ``W^m[o, r + h*q + h*h*c] = weight[o, c, r, q]`` for conv layers, the first
         full layer's columns permuted by :func:`flatten_permutation`; so that
-        ``net.output(theta, X)`` equals ``model(X_to_torch(net, X)).T``.
+        ``net.output(theta, X)`` equals ``model(X_to_torch(net, X)).T``.  A layer
+        without bias (``bias=False``, ``F.conv2d(x, w)``) gets ``b^m = 0``.
 
     Raises
     ------
     ConfigError
-        For a module or setting sparsecnn does not compute, naming it and listing
-        what is supported; :class:`~sparsecnn.exceptions.ArchitectureError` (a
-        ConfigError) where a layer would produce an empty image.
+        For an operation or setting sparsecnn does not compute, naming the fx node and its
+        source line and listing what is supported; when fx cannot trace the model; when the
+        output is not ``(l, n_L)``; for a final ``log_softmax`` / ``softmax`` (the
+        cross-entropy loss is not supported yet); for dropout in training mode;
+        :class:`~sparsecnn.exceptions.ArchitectureError` (a ConfigError) where a layer
+        would produce an empty image.
     TorchNotAvailableError
         Without PyTorch.
 
@@ -491,127 +1163,8 @@ def from_torch(model: Any, input_shape: Sequence[int]) -> tuple[Network, np.ndar
     >>> bool(np.allclose(out.T, net.output(theta, X), atol=1e-5))
     True
     """
-    torch = _torch()
-    nn = torch.nn
-    if not isinstance(model, nn.Sequential):
-        raise ConfigError(
-            f"model must be a torch.nn.Sequential, got {type(model).__name__}; "
-            f"supported: {SUPPORTED_TORCH_MODULES}"
-        )
-    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) \
-            or len(input_shape) != 3:
-        raise ConfigError(f"input_shape must be (channels, height, width), got {input_shape!r}")
-    channels, height, width = input_shape
-    net_shape = (height, width, channels)
-
-    # One entry per layer: [kind, module, activation, (pool kind, r), where].
-    blocks: list[dict[str, Any]] = []
-    flattened = False
-    for name, mod in _walk(model, nn):
-        where = f"model module {name} ({type(mod).__name__})"
-        current = blocks[-1] if blocks else None
-        if isinstance(mod, nn.Identity):
-            continue
-        if isinstance(mod, nn.Conv2d):
-            if flattened:
-                raise _unsupported(where, "a Conv2d after Flatten")
-            h, s, p = _check_conv(where, mod)
-            blocks.append({"kind": "conv", "mod": mod, "act": None, "pool": None, "where": where,
-                           "h": h, "s": s, "p": p})
-            continue
-        act = _activation_of(where, mod, nn)
-        if act is not None:
-            if current is None or (current["kind"] == "conv" and flattened):
-                raise _unsupported(where, "an activation must follow a Conv2d or a Linear")
-            if current["act"] is not None:
-                raise _unsupported(where, f"a second activation after {current['act']!r} in one layer")
-            if current["pool"] is not None:
-                raise _unsupported(
-                    where, "an activation after pooling; sparsecnn applies the activation before "
-                           "pooling (Conv2d, activation, pool) -- for max pooling and a "
-                           "non-decreasing activation the order does not change the output"
-                )
-            current["act"] = act
-            continue
-        if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
-            kind, r = _check_pool(where, mod, nn)
-            if current is None or current["kind"] != "conv" or flattened:
-                raise _unsupported(where, "pooling must follow a Conv2d or its activation")
-            if current["pool"] is not None:
-                raise _unsupported(where, "a second pooling module in one layer")
-            current["pool"] = (kind, r)
-            continue
-        if isinstance(mod, nn.Flatten):
-            if flattened:
-                raise _unsupported(where, "a second Flatten")
-            if (mod.start_dim, mod.end_dim) not in ((1, -1), (1, 3)):
-                raise _unsupported(
-                    where, f"start_dim = {mod.start_dim}, end_dim = {mod.end_dim} (only 1 and -1)"
-                )
-            flattened = True
-            continue
-        if isinstance(mod, nn.Linear):
-            if not flattened:
-                raise _unsupported(where, "a Linear before Flatten (the image must be flattened first)")
-            if mod.bias is None:
-                raise _unsupported(where, "bias=False (the slides' layer has a bias b^m)")
-            blocks.append({"kind": "full", "mod": mod, "act": None, "pool": None, "where": where})
-            continue
-        raise _unsupported(where, f"module {type(mod).__name__} is not supported")
-    if not blocks or blocks[-1]["kind"] != "full":
-        raise ConfigError(f"model must end with a Linear (and its activation); supported: {SUPPORTED_TORCH_MODULES}")
-
-    n_full = sum(1 for blk in blocks if blk["kind"] == "full")
-    specs: list[ConvLayer | FullLayer] = []
-    seen_full = 0
-    for blk in blocks:
-        act = blk["act"] or "identity"
-        if blk["kind"] == "conv":
-            mod = blk["mod"]
-            kind, r = blk["pool"] or ("max", 1)
-            kwargs: dict[str, Any] = {"s": blk["s"], "p": blk["p"], "r": r, "activation": act}
-            if kind != "max":
-                kwargs["pool"] = kind
-            specs.append(ConvLayer(int(mod.out_channels), blk["h"], **kwargs))
-        else:
-            seen_full += 1
-            default = "identity" if seen_full == n_full else "relu"
-            specs.append(FullLayer(int(blk["mod"].out_features), None if act == default else act))
-    try:
-        net = Network(net_shape, specs)
-    except ConfigError as err:
-        if "input_shape" in str(err):
-            raise ConfigError(
-                f"input_shape must be (channels, height, width) of positive integers, got {input_shape!r}"
-            ) from None
-        raise
-
-    Ws: list[np.ndarray] = []
-    bs: list[np.ndarray] = []
-    for blk, ly in zip(blocks, net.layers, strict=True):
-        mod = blk["mod"]
-        weight = mod.weight.detach().cpu().to(torch.float64).numpy()
-        bias = mod.bias.detach().cpu().to(torch.float64).numpy()
-        if isinstance(ly, ConvShape):
-            if mod.in_channels != ly.d:
-                raise ConfigError(
-                    f"{blk['where']}: in_channels = {mod.in_channels}, but the image entering "
-                    f"conv layer {ly.m} has d^{ly.m} = {ly.d} channels"
-                )
-            h = blk["h"]
-            W = weight.transpose(0, 1, 3, 2).reshape(mod.out_channels, h * h * ly.d)   # [o, c, q, r]
-        else:
-            if mod.in_features != ly.n_in:
-                raise ConfigError(
-                    f"{blk['where']}: in_features = {mod.in_features}, but full layer {ly.m} "
-                    f"receives n_{ly.m} = {ly.n_in} values"
-                )
-            W = weight
-            if ly.m == net.LC + 1:
-                W = weight[:, flatten_permutation(*_shape_entering_full(net))]
-        Ws.append(W)
-        bs.append(bias)
-    return net, net.pack(Ws, bs)
+    reading = read_torch(model, input_shape, treat_as=treat_as)
+    return reading.net, reading.theta
 
 
 # ---------------------------------------------------------------- pooling

@@ -257,7 +257,7 @@ def run_check(args: argparse.Namespace) -> int:
     sparsecnn check: PyTorch float32 model against the sparsecnn float64 reference
     command line: --model .../tiny_models.py:small; data: 2 random instances (standard normal, seed 0)
     ...
-    PASSED: 6 rows within tolerance
+    PASSED: 8 rows within tolerance
     0
     """
     try:

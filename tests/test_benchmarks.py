@@ -101,3 +101,10 @@ def test_roofline_counts_the_flops_of_the_slides_products_and_prints_rates():
     out = run("_roofline.py", "--cols", "2", "--repeats", "1", "--square", "32", "--images", "10",
               "--dtype", "float64")
     assert "| float64 | conv2 dS phi^T | 64 x 392 x 288 |" in out and "floor" in out
+
+
+def test_bench_oracle_checks_the_pytorch_mnist_example():
+    pytest.importorskip("torch")
+    out = run("bench_oracle.py", "--images", "2", "--repeats", "1")
+    assert "PyTorch MNIST example network (1,199,882 parameters, float64)" in out
+    assert "| check (per-entry bounds) |" in out and "PASSED" in out and "FAILED" not in out

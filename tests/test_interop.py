@@ -343,10 +343,11 @@ REJECTIONS = {
                        r"stride = \(1, 2\) differs between directions"),
     "unequal_padding": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=(1, 0))),
                         r"padding = \(1, 0\) differs between directions"),
-    "conv_without_bias": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, bias=False)), r"Conv2d\): bias=False"),
     "batchnorm": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)),
-                  r"module 1 \(BatchNorm2d\): module BatchNorm2d is not supported"),
-    "dropout": (lambda: nn.Sequential(nn.Flatten(), nn.Dropout(), nn.Linear(36, 2)), r"module Dropout is not supported"),
+                  r"node _1 \[module 1 \(BatchNorm2d\)\], no source line \(called by nn.Sequential\): "
+                  r"module BatchNorm2d is not supported"),
+    "dropout_in_training_mode": (lambda: nn.Sequential(nn.Flatten(), nn.Dropout(), nn.Linear(36, 2)),
+                                 r"Dropout\(p=0.5\) in training mode .* call model.eval\(\) first"),
     "relu6": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU6()), r"module ReLU6 is not supported"),
     "leaky_slope": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.LeakyReLU(0.2)), r"negative_slope = 0.2 \(only 0.01\)"),
     "maxpool_kernel_ne_stride": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.MaxPool2d(3, stride=2)),
@@ -366,21 +367,20 @@ REJECTIONS = {
     "adaptive_pool": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.AdaptiveAvgPool2d(1)),
                       r"module AdaptiveAvgPool2d is not supported"),
     "pool_first": (lambda: nn.Sequential(nn.MaxPool2d(2)), r"pooling must follow a Conv2d"),
-    "activation_after_pool": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.MaxPool2d(2), nn.ReLU()),
-                              r"an activation after pooling"),
+    "activation_after_avg_pool": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.AvgPool2d(2), nn.ReLU()),
+                                  r"an activation after average pooling: .* apply the activation before"),
     "two_activations": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Tanh()),
                         r"a second activation after 'relu'"),
     "two_pools": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.MaxPool2d(2), nn.MaxPool2d(1)),
-                  r"a second pooling module"),
+                  r"a second pooling in one layer"),
     "activation_first": (lambda: nn.Sequential(nn.ReLU()), r"an activation must follow a Conv2d or a Linear"),
     "activation_after_flatten": (lambda: nn.Sequential(nn.Conv2d(1, 2, 1), nn.Flatten(), nn.ReLU()),
                                  r"an activation must follow a Conv2d or a Linear"),
-    "conv_after_flatten": (lambda: nn.Sequential(nn.Flatten(), nn.Conv2d(1, 2, 1)), r"a Conv2d after Flatten"),
-    "linear_before_flatten": (lambda: nn.Sequential(nn.Linear(6, 2)), r"a Linear before Flatten"),
-    "linear_without_bias": (lambda: nn.Sequential(nn.Flatten(), nn.Linear(36, 2, bias=False)), r"Linear\): bias=False"),
-    "two_flattens": (lambda: nn.Sequential(nn.Flatten(), nn.Flatten(), nn.Linear(36, 2)), r"a second Flatten"),
+    "conv_after_flatten": (lambda: nn.Sequential(nn.Flatten(), nn.Conv2d(1, 2, 1)), r"a Conv2d after the image was flattened"),
+    "linear_before_flatten": (lambda: nn.Sequential(nn.Linear(6, 2)), r"a Linear before the image is flattened"),
+    "two_flattens": (lambda: nn.Sequential(nn.Flatten(), nn.Flatten(), nn.Linear(36, 2)), r"a second flatten"),
     "flatten_start_dim": (lambda: nn.Sequential(nn.Flatten(start_dim=2), nn.Linear(36, 2)),
-                          r"start_dim = 2, end_dim = -1 \(only 1 and -1\)"),
+                          r"start_dim = 2, end_dim = -1 \(only 1 and -1"),
 }
 
 
@@ -395,7 +395,9 @@ def test_from_torch_rejects(case):
 
 @needs_torch
 def test_from_torch_rejects_models_it_cannot_read():
-    with pytest.raises(ConfigError, match=r"model must be a torch.nn.Sequential, got Linear; supported: Conv2d"):
+    with pytest.raises(ConfigError, match=r"model must be a torch.nn.Module, got list; supported: Conv2d"):
+        from_torch([nn.Linear(4, 2)], (1, 2, 2))
+    with pytest.raises(ConfigError, match=r"call torch.nn.functional.linear\].*a Linear before the image is flattened"):
         from_torch(nn.Linear(4, 2), (1, 2, 2))
     with pytest.raises(ConfigError, match=r"model must end with a Linear"):
         from_torch(nn.Sequential(nn.Conv2d(1, 2, 1)), (1, 2, 2))
@@ -408,9 +410,9 @@ def test_from_torch_rejects_models_it_cannot_read():
 @needs_torch
 def test_from_torch_checks_sizes_against_the_input_shape():
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.Flatten(), nn.Linear(8, 2))
-    with pytest.raises(ConfigError, match=r"module 0 \(Conv2d\): in_channels = 3, but .* conv layer 1 has d\^1 = 1"):
+    with pytest.raises(ConfigError, match=r"module 0 \(Conv2d\)\].*: in_channels = 3, but .* conv layer 1 has d\^1 = 1"):
         from_torch(model, (1, 4, 4))
-    with pytest.raises(ConfigError, match=r"module 2 \(Linear\): in_features = 8, but full layer 2 receives n_2 = 18"):
+    with pytest.raises(ConfigError, match=r"module 2 \(Linear\)\].*: in_features = 8, but full layer 2 receives n_2 = 18"):
         from_torch(model, (3, 5, 5))
     with pytest.raises(ConfigError, match=r"filter width h = 3 .* 2 x 2"):
         from_torch(model, (3, 2, 2))

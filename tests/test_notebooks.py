@@ -35,7 +35,7 @@ NOTEBOOK_BUDGET = 60.0
 REQUIRED = ("01_operators", "02_full_layer_gradient", "03_storing_Z_or_S", "04_training",
             "05_checking_pytorch")
 
-NEEDS_TORCH = frozenset({"05_checking_pytorch"})
+NEEDS_TORCH = frozenset({"05_checking_pytorch", "06_checking_functional_models"})
 """Notebooks that run a PyTorch model: their run is skipped where torch cannot be imported."""
 
 

@@ -51,7 +51,7 @@ def mathjax_source() -> Path:
     return es5
 
 
-NEEDS_TORCH = ("05_checking_pytorch.ipynb",)
+NEEDS_TORCH = ("05_checking_pytorch.ipynb", "06_checking_functional_models.ipynb")
 """Notebooks that run a PyTorch model."""
 
 

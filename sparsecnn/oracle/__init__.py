@@ -1,9 +1,11 @@
 """The correctness oracle: check another implementation against sparsecnn, entry by entry.
 
-- :func:`check` (:mod:`sparsecnn.oracle.check`): a PyTorch model against the
-  float64 reference -- ``f``, the gradient, ``J v``, ``J^T u``, ``G v`` --
-  returning a :class:`CheckReport` (:mod:`sparsecnn.oracle.report`) that names
-  the first failing layer and the worst entries in both layouts;
+- :func:`check` (:mod:`sparsecnn.oracle.check`): a PyTorch model (any module
+  ``torch.fx`` can trace) against the float64 reference -- each layer's output,
+  ``f``, the gradient, ``J v``, ``J^T u``, ``G v`` -- returning a
+  :class:`CheckReport` (:mod:`sparsecnn.oracle.report`) that names the layer
+  where an error starts and the worst entries in both layouts, each entry
+  judged against its own rounding-error bound (:mod:`sparsecnn.oracle.bounds`);
 - golden files (:mod:`sparsecnn.oracle.golden`) for implementations that cannot
   run Python: :func:`write_golden`, :func:`read_golden`, :func:`check_golden`;
 - the index arithmetic between sparsecnn's and PyTorch's layouts

@@ -1,9 +1,29 @@
 """Check a PyTorch implementation against sparsecnn: ``f``, the gradient, ``J v``, ``J^T u``, ``G v``.
 
-:func:`check` converts the model with :func:`sparsecnn.from_torch` (its own
-parameters, exactly), runs both on the same inputs and compares, block by
-block, what the model computes with what the slides' sparse matrices compute
-in float64 (see :mod:`sparsecnn.oracle.report` for the rows and tolerances).
+:func:`check` reads the model through ``torch.fx`` with
+:func:`sparsecnn.interop.read_torch` (its own parameters, exactly; any traceable
+module, see :data:`sparsecnn.interop.SUPPORTED_TORCH_MODULES`), runs both on the
+same inputs and compares, block by block and entry by entry, what the model
+computes with what the slides' sparse matrices compute in float64 (see
+:mod:`sparsecnn.oracle.report` for the rows).
+
+The rows and how they localise an error
+---------------------------------------
+- ``forward`` ``Z^{m+1}``, ``m = 1..L``: each layer's output against the model's
+  intermediate tensor (the fx node ending the layer, captured by running the
+  traced graph), so a forward bug is reported at its own layer;
+- ``output`` ``z^{L+1}`` and ``f``;
+- ``grad``, ``JTv``: blocks ``W^m``, ``b^m`` from ``m = L`` down to 1;
+- ``Jv``: ``J v``, then ``J v^[m]`` (``v`` zero outside layer ``m``'s parameters)
+  from ``m = L`` down to 1;
+- ``Gv``: the model's ``G v`` by blocks, then ``Gv:JT``: the model's ``J^T``
+  applied to ``(2/l)`` times the *reference's* ``J v``, which isolates the
+  backward half of ``G v`` (with ``"Gv"`` the ``Jv`` rows are always included).
+
+:meth:`CheckReport.first_failing_layer <sparsecnn.oracle.report.CheckReport.first_failing_layer>`
+explains how each product names the layer where the error starts.  A layer
+without bias in the model has ``b^m = 0`` in ``theta``, ``v`` zero there and no
+``b^m`` rows.
 
 What each side computes
 -----------------------
@@ -39,11 +59,15 @@ Precision
 The reference always computes in float64 on exactly the numbers the model
 sees: the model's parameters, ``x`` rounded to the model's dtype, and ``v``,
 ``u`` rounded likewise.  The difference is then the model's own rounding (or
-its bug).  Errors are also given in units of the model's machine epsilon, and
-the default relative tolerance is ``rtol = max(1e4 eps, 1e-9)``: ``1.19e-3``
-for float32, ``1e-9`` for float64 (well above float64 rounding, below any
-formula error; saturated tanh or sigmoid units can make even correct float64
-code lose more digits, see ``tests/test_torch_oracle.py``).
+its bug).  Each entry gets its own tolerance, a first-order rounding-error
+bound of the sums that produce it (``gamma_K |A||B|`` carried through every
+layer, :mod:`sparsecnn.oracle.bounds`), with ``u`` the unit roundoff of the
+model plus that of float64.  The forward rows use the a priori bound; the
+other products start from the model's measured forward differences, so that
+their bounds stay tight.  A correct float32 model passes; a backward pass wrong
+by 0.1% at some entries fails (``tests/test_torch_functional.py``).  Passing
+``rtol`` switches to the normwise rule per block, ``atol + rtol * scale``.
+Errors are also given in units of the model's machine epsilon.
 
 Max-pooling ties
 ----------------
@@ -82,7 +106,9 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import ConfigError, InputTypeError, ShapeError
+from ..interop import TorchReading
 from ..network import Network
+from .bounds import ErrorBounds
 from .layouts import ParameterIndex, TorchParameter, layer_offsets, theta_to_torch, torch_parameters
 from .report import CheckReport, Comparison, TieInfo, eps_name
 
@@ -94,6 +120,7 @@ __all__ = [
     "reference_products",
     "compare_products",
     "model_pool_winners",
+    "capture",
     "tie_info",
 ]
 
@@ -275,12 +302,16 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
 def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str, Any], *,
                      rtol: float, atol: float, eps: float, k_worst: int = 5,
                      params: list[TorchParameter] | None = None,
-                     labels: Mapping[str, str] | None = None) -> list[Comparison]:
+                     labels: Mapping[str, str] | None = None,
+                     bounds: Mapping[str, Any] | None = None, tol_factor: float = 1.0,
+                     node_names: Mapping[int, str] | None = None) -> list[Comparison]:
     """The report's rows for every product present in both ``ours`` and ``theirs``.
 
     Both are in sparsecnn's layout: ``"output"`` and ``"Jv"`` ``(n_L, l)``,
-    ``"f"`` a number, ``"grad"``, ``"JTv"``, ``"Gv"`` vectors in ``theta``'s
-    order.  ``labels`` renames products in the rows (``{"JTv": "JTu"}``).
+    ``"f"`` a number, ``"grad"``, ``"JTv"``, ``"Gv"``, ``"GvJT"`` vectors in ``theta``'s
+    order, ``"Z"`` ``{m: vec(Z^{m+1})}`` of shape ``(n_{m+1}, l)`` and ``"Jv_blocks"``
+    ``{m: J v^[m]}`` of shape ``(n_L, l)``.  ``labels`` renames products in the rows
+    (``{"JTv": "JTu"}``).
 
     Parameters
     ----------
@@ -292,14 +323,24 @@ def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str,
     k_worst : int
         Worst entries recorded per row.
     params : list of TorchParameter, optional
-        PyTorch's parameter names (default those of :func:`sparsecnn.to_torch`).
+        PyTorch's parameter names (default those of :func:`sparsecnn.to_torch`).  A
+        layer without a bias parameter gets no ``b^m`` row (``b^m`` is held at 0).
     labels : mapping of str to str, optional
+    bounds : mapping of str, optional
+        Per-entry error bounds, same keys and layouts as ``ours``
+        (:mod:`sparsecnn.oracle.bounds`); where given, entry ``k`` passes when
+        ``|theirs_k - ours_k| <= atol + tol_factor * bound_k`` and ``rtol`` is not used.
+    tol_factor : float
+        Multiplies the bounds.
+    node_names : mapping of int to str, optional
+        The model's fx node holding ``Z^{m+1}``, shown as the row's PyTorch name.
 
     Returns
     -------
     list of Comparison
-        ``z^{L+1}``, ``f``, then for each vector product the blocks ``W^m``, ``b^m``
-        from ``m = L`` down to 1, then ``J v``.
+        ``Z^{m+1}`` for ``m = 1..L`` (product ``"forward"``), ``z^{L+1}``, ``f``, then for
+        each vector product the blocks ``W^m``, ``b^m`` from ``m = L`` down to 1;
+        ``J v`` then ``J v^[m]`` from ``m = L`` down to 1; ``"GvJT"`` rows are labelled ``"Gv:JT"``.
 
     Examples
     --------
@@ -317,99 +358,168 @@ def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str,
     >>> rows[4].worst[0].ours_index, rows[4].worst[0].torch_index
     ('theta[0] = W^1[0, 0]', '0.weight[0, 0, 0, 0]')
     """
-    labels = dict(labels or {})
+    labels = dict(labels or {"GvJT": "Gv:JT"})
+    labels.setdefault("GvJT", "Gv:JT")
+    bounds = dict(bounds or {})
+    node_names = dict(node_names or {})
     pidx = ParameterIndex(net, params)
     off = layer_offsets(net)
     rows: list[Comparison] = []
     tol: dict[str, Any] = {"rtol": rtol, "atol": atol, "eps": eps}
 
-    def column_block(key: str, name: str, ours_name: str, torch_name: str) -> None:
-        o, t = np.asarray(ours[key], dtype=np.float64), np.asarray(theirs[key], dtype=np.float64)
+    def entry_tol(b: Any) -> np.ndarray | None:
+        return None if b is None else tol_factor * np.asarray(b, dtype=np.float64)
+
+    def column_block(label: str, name: str, o: Any, t: Any, ours_name: str, torch_name: str,
+                     bound: Any = None, m: int | None = None, image: tuple[int, int, int] | None = None) -> None:
+        o, t = np.asarray(o, dtype=np.float64), np.asarray(t, dtype=np.float64)
         if o.shape != t.shape:
-            raise ShapeError(f"{key}: shape {t.shape} under test, {o.shape} in the reference (n_L, l)")
+            raise ShapeError(f"{label} {name}: shape {t.shape} under test, {o.shape} in the reference")
         l = o.shape[1]
 
         def locate(k: int) -> tuple[str, str]:
-            return f"{ours_name}[{k // l}, {k % l}]", f"{torch_name}[{k % l}, {k // l}]"
+            row, i = k // l, k % l
+            if image is not None:                     # vec(Z): row c + d*(r + a*q) is [i, c, r, q] in NCHW
+                a, _, d = image
+                c, pix = row % d, row // d
+                return f"{ours_name}[{row}, {i}]", f"{torch_name}[{i}, {c}, {pix % a}, {pix // a}]"
+            return f"{ours_name}[{row}, {i}]", f"{torch_name}[{i}, {row}]"
 
-        rows.append(Comparison.build(labels.get(key, key), name, o, t, k_worst=k_worst,
-                                     torch_name=torch_name, locate=locate, **tol))
+        rows.append(Comparison.build(labels.get(label, label), name, o, t, m=m, k_worst=k_worst,
+                                     torch_name=torch_name, locate=locate, tol=entry_tol(bound), **tol))
 
+    if "Z" in ours and "Z" in theirs:
+        for ly in net.layers:
+            m = ly.m
+            if m not in ours["Z"] or m not in theirs["Z"]:
+                continue
+            conv: Any = ly
+            image = (conv.a_out, conv.b_out, conv.d_out) if m <= net.LC else None
+            column_block("forward", f"Z^{m + 1}", ours["Z"][m], theirs["Z"][m], f"Z^{m + 1}",
+                         node_names.get(m, f"Z{m + 1}"), bounds.get("Z", {}).get(m), m=m, image=image)
     if "output" in ours and "output" in theirs:
-        column_block("output", "z^{L+1}", "z^{L+1}", "out")
+        column_block("output", "z^{L+1}", ours["output"], theirs["output"], "z^{L+1}", "out", bounds.get("output"))
     if "f" in ours and "f" in theirs:
+        fb = bounds.get("f")
         rows.append(Comparison.build(labels.get("f", "f"), "f", np.array([ours["f"]]),
                                      np.array([theirs["f"]]), k_worst=k_worst, torch_name="f",
-                                     locate=lambda k: ("f", "f"), **tol))
-    for key in ("grad", "Jv", "JTv", "Gv"):
+                                     locate=lambda k: ("f", "f"),
+                                     tol=None if fb is None else entry_tol(np.array([fb])), **tol))
+    for key in ("grad", "Jv", "JTv", "Gv", "GvJT"):
         if key not in ours or key not in theirs:
             continue
         if key == "Jv":
-            column_block("Jv", "J v", "Jv", "Jv")
+            column_block("Jv", "J v", ours["Jv"], theirs["Jv"], "Jv", "Jv", bounds.get("Jv"))
+            blocks_o, blocks_t = ours.get("Jv_blocks", {}), theirs.get("Jv_blocks", {})
+            for ly in reversed(net.layers):
+                m = ly.m
+                if m in blocks_o and m in blocks_t:
+                    column_block("Jv", f"J v^[{m}]", blocks_o[m], blocks_t[m], f"Jv^[{m}]", f"Jv^[{m}]",
+                                 bounds.get("Jv_blocks", {}).get(m), m=m)
             continue
         o = np.asarray(ours[key], dtype=np.float64)
         t = np.asarray(theirs[key], dtype=np.float64)
         if o.shape != t.shape:
             raise ShapeError(f"{key}: shape {t.shape} under test, {o.shape} in the reference (n,)")
+        bound = bounds.get(key)
         product_scale = float(np.abs(o).max()) if o.size else 0.0
         for ly in reversed(net.layers):                        # backward order
             m = ly.m
             rows_, cols = ly.W_shape
             w_name = next(p.name for p in pidx.params if p.m == m and p.kind == "W")
-            b_name = next(p.name for p in pidx.params if p.m == m and p.kind == "b")
-            for sym, start, stop, tname in ((f"W^{m}", off[m - 1], off[m - 1] + rows_ * cols, w_name),
-                                            (f"b^{m}", off[m - 1] + rows_ * cols, off[m], b_name)):
+            b_name = next((p.name for p in pidx.params if p.m == m and p.kind == "b"), None)
+            blocks = [(f"W^{m}", off[m - 1], off[m - 1] + rows_ * cols, w_name)]
+            if b_name is not None:                             # a layer without bias: b^m = 0, not compared
+                blocks.append((f"b^{m}", off[m - 1] + rows_ * cols, off[m], b_name))
+            for sym, start, stop, tname in blocks:
                 def locate(k: int, start: int = int(start)) -> tuple[str, str]:
                     j = start + k
                     return f"theta[{j}] = {pidx.ours(j)}", pidx.torch(j)
 
                 rows.append(Comparison.build(labels.get(key, key), sym, o[start:stop], t[start:stop], m=m,
                                              torch_name=tname, product_scale=product_scale,
-                                             k_worst=k_worst, locate=locate, **tol))
+                                             k_worst=k_worst, locate=locate,
+                                             tol=None if bound is None else entry_tol(bound[start:stop]), **tol))
     return rows
 
 
 # ------------------------------------------------------------ PyTorch side
-def _walk(module: Any, nn: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """Leaf modules in order, descending into nested ``nn.Sequential`` (as ``from_torch`` reads them)."""
-    for name, child in module.named_children():
-        full = f"{prefix}{name}"
-        if isinstance(child, nn.Sequential):
-            yield from _walk(child, nn, full + ".")
-        else:
-            yield full, child
-
-
-def _model_parameter_names(model: Any, nn: Any, net: Network) -> list[tuple[str, str]]:
-    """``(weight name, bias name)`` of each layer's ``Conv2d`` / ``Linear`` in the model."""
-    names = [(f"{name}.weight", f"{name}.bias") for name, mod in _walk(model, nn)
-             if isinstance(mod, (nn.Conv2d, nn.Linear))]
-    given = {k for k, _ in model.named_parameters()}
-    expected = {k for pair in names for k in pair}
-    if len(names) != net.L or given != expected:
-        raise ConfigError(
-            f"the model's parameters {sorted(given)} are not those of its Conv2d and Linear "
-            f"modules {sorted(expected)}; the oracle checks nn.Sequential models that from_torch reads"
-        )
-    return names
-
-
-def model_pool_winners(model: Any, net: Network, x: Any) -> dict[int, np.ndarray]:
-    """``{m: winners}`` of every max-pooling layer, as the model's ``MaxPool2d`` modules see their input.
-
-    Runs ``model(x)`` once (no gradient) with a forward hook on each
-    ``MaxPool2d``; the hook calls ``torch.nn.functional.max_pool2d(input, ...,
-    return_indices=True)`` with the module's settings, and the indices are
-    converted by :func:`sparsecnn.interop.torch_pool_indices_to_winners`.  The
-    k-th pooling call belongs to the k-th conv layer with max pooling.
+def capture(reading: TorchReading, x: Any) -> tuple[dict[int, Any], dict[int, Any]]:
+    """Run the traced model once (no gradient): each layer's output ``Z^{m+1}`` and the max-pooling winners.
 
     Parameters
     ----------
-    model : torch.nn.Sequential
+    reading : TorchReading
+        From :func:`sparsecnn.interop.read_torch`.
+    x : torch.Tensor, shape ``(l, d^1, a^1, b^1)``
+        In the model's dtype.
+
+    Returns
+    -------
+    outputs : dict of int to torch.Tensor
+        ``{m: the output of layer m's last node}`` (NCHW for a conv layer, ``(l, n_{m+1})`` for a full one).
+    indices : dict of int to torch.Tensor
+        ``{m: indices}`` of ``max_pool2d(input, r, return_indices=True)`` on the input of each
+        max-pooling node, PyTorch's ``(l, d^{m+1}, a^{m+1}, b^{m+1})``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecnn.interop import read_torch
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+    ...                             torch.nn.Flatten(), torch.nn.Linear(8, 3))
+    >>> outputs, indices = capture(read_torch(model, (1, 6, 6)), torch.randn(4, 1, 6, 6))
+    >>> {m: tuple(t.shape) for m, t in outputs.items()}, {m: tuple(t.shape) for m, t in indices.items()}
+    ({1: (4, 2, 2, 2), 2: (4, 3)}, {1: (4, 2, 2, 2)})
+    """
+    from ..interop import _torch
+
+    torch = _torch()
+    F = torch.nn.functional
+    want = {ly.out_node: ly.m for ly in reading.layers}
+    pools = {ly.pool_node: ly.m for ly in reading.layers if ly.pool_node is not None}
+    r_of = {ly.m: ly.spec.r for ly in reading.net.conv}
+    outputs: dict[int, Any] = {}
+    indices: dict[int, Any] = {}
+
+    interpreter: Any = torch.fx.Interpreter
+
+    class Capture(interpreter):
+        def run_node(self, n: Any) -> Any:
+            if n.name in pools:
+                m = pools[n.name]
+                arg = self.env[n.all_input_nodes[0]]
+                _, indices[m] = F.max_pool2d(arg.detach(), r_of[m], return_indices=True)
+            out = super().run_node(n)
+            if n.name in want:
+                outputs[want[n.name]] = out.detach().clone()
+            return out
+
+    with torch.no_grad():
+        Capture(reading.graph_module).run(x)
+    return outputs, indices
+
+
+def model_pool_winners(model: Any, net: Network, x: Any, reading: TorchReading | None = None
+                       ) -> dict[int, np.ndarray]:
+    """``{m: winners}`` of every max-pooling layer, as the model's max pooling sees its input.
+
+    Runs the traced model once (no gradient, :func:`capture`); at each max-pooling
+    node (``MaxPool2d`` or ``F.max_pool2d``, before or after the activation) it calls
+    ``torch.nn.functional.max_pool2d(input, r, return_indices=True)``, and the
+    indices are converted by :func:`sparsecnn.interop.torch_pool_indices_to_winners`.
+    Pooling ``S^m`` before a non-decreasing activation picks a window's maximum of
+    ``sigma(S^m)`` as well, so the winners serve the slides' order too.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
     net : Network
         The network :func:`sparsecnn.from_torch` reads from ``model``.
     x : torch.Tensor, shape ``(l, d^1, a^1, b^1)``
         In the model's dtype.
+    reading : TorchReading, optional
+        :func:`sparsecnn.interop.read_torch`'s reading of ``model`` (read again when omitted).
 
     Returns
     -------
@@ -428,31 +538,15 @@ def model_pool_winners(model: Any, net: Network, x: Any) -> dict[int, np.ndarray
     >>> list(winners), winners[1].shape
     ([1], (18, 4))
     """
-    from ..interop import _torch, torch_pool_indices_to_winners
+    from ..interop import read_torch, torch_pool_indices_to_winners
 
-    torch = _torch()
-    nn, F = torch.nn, torch.nn.functional
-    layers = [ly.m for ly in net.conv if ly.max_pools]
-    if not layers:
+    if not any(ly.max_pools for ly in net.conv):
         return {}
-    captured: list[Any] = []
-
-    def hook(mod: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        _, idx = F.max_pool2d(inputs[0].detach(), mod.kernel_size, mod.stride, mod.padding, mod.dilation,
-                              ceil_mode=mod.ceil_mode, return_indices=True)
-        captured.append(idx)
-
-    handles = [mod.register_forward_hook(hook) for _, mod in _walk(model, nn) if isinstance(mod, nn.MaxPool2d)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    if len(captured) != len(layers):
-        raise ConfigError(f"the model ran {len(captured)} MaxPool2d modules, but its network has "
-                          f"{len(layers)} max-pooling layers ({layers})")
-    return {m: torch_pool_indices_to_winners(idx.cpu(), net, m) for m, idx in zip(layers, captured, strict=True)}
+    if reading is None:
+        a, b, d = net.input_shape
+        reading = read_torch(model, (d, a, b))
+    _, indices = capture(reading, x)
+    return {m: torch_pool_indices_to_winners(idx.cpu(), net, m) for m, idx in sorted(indices.items())}
 
 
 def tie_info(net: Network, kept: Mapping[str, np.ndarray], model_winners: Mapping[int, np.ndarray]
@@ -516,9 +610,15 @@ def _to_numpy(t: Any) -> np.ndarray:
 
 
 def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple[str, ...],
-                    params: list[TorchParameter], v: np.ndarray, u: np.ndarray
+                    params: list[TorchParameter], v: np.ndarray, u: np.ndarray,
+                    layer_of: Mapping[str, int] | None = None, Jv_ref: np.ndarray | None = None
                     ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
-    """PyTorch's results as numpy float64 in PyTorch's layout, the methods used, and failures."""
+    """PyTorch's results as numpy float64 in PyTorch's layout, the methods used, and failures.
+
+    With ``"Jv"`` or ``"Gv"``, also ``"Jv_blocks"`` ``{m: J v^[m]}`` (``v`` zero outside the
+    parameters of layer ``m``, ``layer_of[name] = m``); with ``"Gv"`` and ``Jv_ref``
+    (``(n_L, l)``), ``"GvJT"``: the model's ``J^T`` applied to ``(2/l) Jv_ref``.
+    """
     from ..interop import _torch
 
     torch = _torch()
@@ -568,12 +668,14 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
             notes.append(note)
         return {k: (g if g is not None else torch.zeros_like(ps[k])) for k, g in zip(ps, gs, strict=True)}
 
-    def jvp() -> Any:
+    def jvp(tangent: dict[str, Any]) -> Any:
+        tangent = {k: tangent.get(k, torch.zeros_like(p)) for k, p in detached.items()}
         try:
             with warnings.catch_warnings():       # forward AD loads decompositions that use torch.jit.script
                 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=DeprecationWarning)
-                _, jv = torch.func.jvp(fn, (detached,), (v_t,))
-            notes.append("J v: torch.func.jvp")
+                _, jv = torch.func.jvp(fn, (detached,), (tangent,))
+            if "J v: torch.func.jvp" not in notes:
+                notes.append("J v: torch.func.jvp")
             return jv
         except RuntimeError as err:
             reason = str(err).splitlines()[0][:120]
@@ -581,26 +683,35 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
         o = fn(ps)
         w = torch.zeros_like(o, requires_grad=True)
         gs = torch.autograd.grad(o, list(ps.values()), grad_outputs=w, create_graph=True, allow_unused=True)
-        s = sum((g * v_t[k]).sum() for k, g in zip(ps, gs, strict=True) if g is not None)
+        s = sum((g * tangent[k]).sum() for k, g in zip(ps, gs, strict=True) if g is not None)
         (jv,) = torch.autograd.grad(s, w)
-        notes.append(f"J v: double backward d/dw <J^T w, v> (torch.func.jvp failed: {reason})")
+        note = f"J v: double backward d/dw <J^T w, v> (torch.func.jvp failed: {reason})"
+        if note not in notes:
+            notes.append(note)
         return jv
 
     jv = None
     if set(products) & {"Jv", "Gv"}:
         try:
-            jv = jvp()
+            jv = jvp(v_t)
+            if layer_of is not None:
+                layers = sorted(set(layer_of.values()))
+                res["Jv_blocks"] = {m: _to_numpy(jvp({k: t for k, t in v_t.items() if layer_of.get(k) == m}))
+                                    for m in layers}
         except RuntimeError as err:
             msg = f"PyTorch could not compute J v: {str(err).splitlines()[0][:200]}"
             for p in ("Jv", "Gv"):
                 if p in products:
                     failed[p] = msg
-        if jv is not None and "Jv" in products:
+        if jv is not None:
             res["Jv"] = _to_numpy(jv)
     if "JTv" in products:
         res["JTv"] = {k: _to_numpy(g) for k, g in vjp(u_t).items()}
     if "Gv" in products and jv is not None:
         res["Gv"] = {k: _to_numpy(g) for k, g in vjp((2.0 / l) * jv.detach()).items()}
+    if "Gv" in products and Jv_ref is not None:
+        ref_t = torch.as_tensor(np.ascontiguousarray(Jv_ref.T)).to(dtype=dtype, device=device)
+        res["GvJT"] = {k: _to_numpy(g) for k, g in vjp((2.0 / l) * ref_t).items()}
     return res, notes, failed
 
 
@@ -612,18 +723,98 @@ def _model_dtype(model: Any) -> Any:
     return params[0].dtype, params[0].device
 
 
+def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params: list[TorchParameter],
+            prods: tuple[str, ...], labels: np.ndarray, C: float, theta: np.ndarray, v: np.ndarray,
+            u_mat: np.ndarray, Jv_ref: np.ndarray | None, unit: float, observed: Mapping[int, Any]
+            ) -> dict[str, Any]:
+    """Per-entry rounding-error bounds (:mod:`sparsecnn.oracle.bounds`) in sparsecnn's layout.
+
+    The forward rows get the a priori bounds; the other products start from the model's
+    measured forward differences ``observed`` (``{m: |Z^{m+1} model - reference|}``, PyTorch layout).
+    """
+    from ..interop import X_from_torch, _torch
+    from .layouts import torch_to_theta
+
+    torch = _torch()
+    net = reading.net
+    gm = reading.graph_module
+    Ws = [gm.get_parameter(ly.weight_name).detach().cpu().to(torch.float64) for ly in reading.layers]
+    bs = [gm.get_parameter(ly.bias_name).detach().cpu().to(torch.float64) if ly.bias_name is not None
+          else torch.zeros(W.shape[0], dtype=torch.float64) for ly, W in zip(reading.layers, Ws, strict=True)]
+    x64 = x_t.detach().cpu().to(torch.float64)
+    idx = {m: i.cpu() for m, i in indices.items()}
+    prior = ErrorBounds(net, Ws, bs, x64, idx, unit)
+    u64 = float(np.finfo(np.float64).eps) / 2.0
+    eb = ErrorBounds(net, Ws, bs, x64, idx, unit, observed=observed, u_ref=u64)
+
+    def vec(t: Any, m: int) -> np.ndarray:
+        a = t.numpy()
+        return X_from_torch(a) if m <= net.LC else np.ascontiguousarray(a.T)
+
+    def to_theta(grads: list[tuple[Any, Any, Any, Any]], extra: np.ndarray | None = None) -> np.ndarray:
+        arrays: dict[str, np.ndarray] = {}
+        for ly, (_, EdW, _, Edb) in zip(reading.layers, grads, strict=True):
+            arrays[ly.weight_name] = EdW.numpy()
+            if ly.bias_name is not None:
+                arrays[ly.bias_name] = Edb.numpy()
+        out = torch_to_theta(params, arrays, net.n_params)
+        return out if extra is None else out + extra
+
+    res: dict[str, Any] = {"Z": {m: vec(prior.Z[m][1], m) for m in range(1, net.L + 1)},
+                           "output": prior.output[1].numpy().T}
+    out = eb.output[0]
+    Y = torch.zeros_like(out)
+    Y[torch.arange(out.shape[0]), torch.as_tensor(labels)] = 1.0
+    plist = [torch.as_tensor(p) for p in Ws + bs]
+    res["f"] = prior.objective(Y, C, plist)[0]
+    _, dZ, EdZ = eb.objective(Y, C, plist)
+    reg = 2.0 * unit * np.abs(theta) / C if np.isfinite(C) else None
+    if "grad" in prods:
+        res["grad"] = to_theta(eb.backward(dZ, EdZ), reg)
+    if "JTv" in prods:
+        ut = torch.as_tensor(np.ascontiguousarray(u_mat.T))
+        res["JTv"] = to_theta(eb.backward(ut, torch.zeros_like(ut)))
+    if set(prods) & {"Jv", "Gv"}:
+        arrs = theta_to_torch(params, v)
+
+        def tangent(only: int | None) -> tuple[list[Any], list[Any]]:
+            V, Vb = [], []
+            for ly, W in zip(reading.layers, Ws, strict=True):
+                keep = only is None or only == ly.m
+                V.append(torch.as_tensor(arrs[ly.weight_name]) if keep else torch.zeros_like(W))
+                Vb.append(torch.as_tensor(arrs[ly.bias_name]) if keep and ly.bias_name is not None
+                          else torch.zeros(W.shape[0], dtype=torch.float64))
+            return V, Vb
+
+        Jv, EJv = eb.R_forward(*tangent(None))
+        res["Jv"] = EJv.numpy().T
+        res["Jv_blocks"] = {ly.m: eb.R_forward(*tangent(ly.m), only=ly.m)[1].numpy().T for ly in reading.layers}
+        if "Gv" in prods:
+            l = out.shape[0]
+            start = (2.0 / l) * Jv
+            res["Gv"] = to_theta(eb.backward(start, (2.0 / l) * EJv + 2.0 * unit * start.abs()))
+            if Jv_ref is not None:
+                ref = (2.0 / l) * torch.as_tensor(np.ascontiguousarray(Jv_ref.T))
+                res["GvJT"] = to_theta(eb.backward(ref, 2.0 * unit * ref.abs()))
+    return res
+
+
 def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = None,
           input_shape: tuple[int, int, int] | None = None, C: float = np.inf,
           products: str | Iterable[str] = ("grad",), seed: int = 0, rtol: float | None = None,
           atol: float = 0.0, use_model_winners: bool = True, raise_on_fail: bool = False,
-          worst: int = 5) -> CheckReport:
-    """Compare a PyTorch model with sparsecnn's float64 reference, block by block.
+          worst: int = 5, treat_as: Mapping[type, str] | None = None, tol_factor: float = 1.0
+          ) -> CheckReport:
+    """Compare a PyTorch model with sparsecnn's float64 reference, block by block, entry by entry.
 
     Parameters
     ----------
-    model : torch.nn.Sequential
-        A model :func:`sparsecnn.from_torch` reads (modules may be subclasses
-        of the supported ones, e.g. with a custom ``autograd.Function``).
+    model : torch.nn.Module
+        Any model :func:`sparsecnn.from_torch` reads through ``torch.fx`` (an
+        ``nn.Sequential`` or a class whose ``forward`` uses modules, ``F.*`` calls
+        or tensor methods); modules that subclass a supported one (e.g. with a
+        custom ``autograd.Function``) stay one node, so their own backward is checked.
+        Dropout must be in eval mode (``model.eval()``).
     x : torch.Tensor or ndarray, shape ``(l, channels, height, width)``
         The instances, PyTorch's layout (rounded to the model's dtype).
     y : integer array, shape ``(l,)``, optional
@@ -637,13 +828,20 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         computation is checked).
     products : str or iterable of str
         Any of ``"grad"`` (with ``f``), ``"Jv"``, ``"JTv"`` (``J^T u``), ``"Gv"``,
-        or a comma-separated string.  The output ``z^{L+1}`` and ``f`` are always compared.
+        or a comma-separated string.  The layer outputs ``Z^{m+1}``, ``z^{L+1}`` and
+        ``f`` are always compared.  ``"Gv"`` brings the rows of ``J v`` (its first
+        half) and ``Gv:JT`` (the model's ``J^T`` on the reference's ``(2/l) J v``,
+        its second half) so that the failing half and layer can be named.
     seed : int
         ``rng = numpy.random.default_rng(seed)``; ``v = rng.standard_normal(n)``
-        (``theta``'s order), then ``u = rng.standard_normal((n_L, l))``, then
-        (if ``y`` is None) ``y = rng.integers(0, n_L, l)``.
+        (``theta``'s order; 0 on ``b^m`` of a layer without bias), then
+        ``u = rng.standard_normal((n_L, l))``, then (if ``y`` is None)
+        ``y = rng.integers(0, n_L, l)``.
     rtol : float, optional
-        Default :func:`default_rtol` of the model's dtype (``1.19e-3`` float32, ``1e-9`` float64).
+        Default None: per-entry tolerances from rounding-error bounds
+        (:mod:`sparsecnn.oracle.bounds`): entry ``k`` passes when
+        ``|theirs_k - ours_k| <= atol + tol_factor * bound_k``.  A number switches to
+        the normwise rule ``max abs err <= atol + rtol * scale`` per block.
     atol : float, default 0
     use_model_winners : bool, default True
         Build ``P_pool`` from the model's max-pooling winners (see the module docstring).
@@ -651,12 +849,19 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         Raise :class:`~sparsecnn.oracle.report.OracleMismatch` instead of returning a failing report.
     worst : int, default 5
         Entries listed per failing row.
+    treat_as : dict of type to str, optional
+        ``{MyReLU: "relu"}``: a custom module (not a subclass of a supported one)
+        read as that operation, its forward and backward compared as that operation's
+        (see :func:`sparsecnn.interop.read_torch`).
+    tol_factor : float, default 1
+        Multiplies the rounding-error bounds (widen it for convolution algorithms
+        outside the bound's assumptions, such as Winograd or FFT).
 
     Returns
     -------
     CheckReport
         ``report.passed``, ``report.table()``, ``report.failures()``,
-        ``report.first_failure()``, ``str(report)``.
+        ``report.first_failure()``, ``report.first_failing_layer(product)``, ``str(report)``.
 
     Examples
     --------
@@ -669,11 +874,11 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     >>> x = np.random.default_rng(0).standard_normal((4, 1, 6, 6))     # (l, d^1, a^1, b^1)
     >>> report = check(model, x, y=np.array([0, 1, 2, 0]))
     >>> [(row.product, row.name) for row in report.rows]
-    [('output', 'z^{L+1}'), ('f', 'f'), ('grad', 'W^2'), ('grad', 'b^2'), ('grad', 'W^1'), ('grad', 'b^1')]
+    [('forward', 'Z^2'), ('forward', 'Z^3'), ('output', 'z^{L+1}'), ('f', 'f'), ('grad', 'W^2'), ('grad', 'b^2'), ('grad', 'W^1'), ('grad', 'b^1')]
     >>> report.verdict()
-    'PASSED: 6 rows within tolerance'
+    'PASSED: 8 rows within tolerance'
     """
-    from ..interop import X_from_torch, X_to_torch, _torch, from_torch
+    from ..interop import X_from_torch, X_to_torch, _torch, read_torch, torch_pool_indices_to_winners
 
     torch = _torch()
     nn = torch.nn
@@ -685,6 +890,8 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         raise InputTypeError(f"seed must be an integer, got {seed!r}")
     if isinstance(worst, bool) or not isinstance(worst, numbers.Integral) or worst < 0:
         raise InputTypeError(f"worst must be a non-negative integer, got {worst!r}")
+    if isinstance(tol_factor, bool) or not isinstance(tol_factor, numbers.Real) or not tol_factor > 0:
+        raise ConfigError(f"tol_factor must be a positive number, got {tol_factor!r}")
     if (x is None) == (X is None):
         raise InputTypeError("give the instances either as x (PyTorch layout, positional) or as X= "
                              "(sparsecnn layout), not both or neither")
@@ -706,7 +913,8 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         x_t = X_to_torch((h, w, c), X)
         shape = (c, h, w)
     x_t = x_t.to(dtype=dtype, device=device)                  # what the model sees
-    net, theta = from_torch(model, shape)
+    reading = read_torch(model, shape, treat_as=treat_as)
+    net, theta = reading.net, reading.theta
     Xr = X_from_torch(x_t.cpu())                              # ... and so does the reference
     Xr = net.check_X(Xr)
     l = Xr.shape[1]
@@ -718,55 +926,103 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     if y is None:
         y = rng.integers(0, net.n_L, size=l)
     labels = net.check_y(y, l)
+    off = layer_offsets(net)
+    for ly, tl in zip(net.layers, reading.layers, strict=True):
+        if tl.bias_name is None:                              # no b^m in the model: no direction along it
+            rows_, cols = ly.W_shape
+            v[off[ly.m - 1] + rows_ * cols:off[ly.m]] = 0.0
 
     def rounded(a: np.ndarray) -> np.ndarray:
         return torch.as_tensor(a).to(dtype).to(torch.float64).numpy()
 
     v, u = rounded(v), rounded(u)
+    if rtol is not None and not float(rtol) >= 0:
+        raise ConfigError(f"rtol must be >= 0, got {rtol!r}")
+    if not float(atol) >= 0:
+        raise ConfigError(f"atol must be >= 0, got {atol!r}")
     rtol_used = default_rtol(eps) if rtol is None else float(rtol)
-    if not rtol_used >= 0 or not float(atol) >= 0:
-        raise ConfigError(f"rtol and atol must be >= 0, got {rtol!r}, {atol!r}")
 
-    names = _model_parameter_names(model, nn, net)
-    params = torch_parameters(net, names)
-
-    model_w = model_pool_winners(model, net, x_t) if any(ly.max_pools for ly in net.conv) else {}
+    params = torch_parameters(net, reading.parameter_names)
+    layer_of = {p.name: p.m for p in params}
+    captured, indices = capture(reading, x_t)
+    model_w = {m: torch_pool_indices_to_winners(idx.cpu(), net, m) for m, idx in sorted(indices.items())}
     ours, kept = reference_products(net, theta, Xr, labels, C, products=prods, v=v, u=u,
                                     winners=model_w if use_model_winners else None)
+    ours["Z"] = {m: kept[f"Z{m + 1}"] for m in range(1, net.L + 1)}
+    if set(prods) & {"Jv", "Gv"}:
+        ours.setdefault("Jv", None)
+        blocks: dict[int, np.ndarray] = {}
+        for ly in net.layers:
+            vm = np.zeros_like(v)
+            vm[off[ly.m - 1]:off[ly.m]] = v[off[ly.m - 1]:off[ly.m]]
+            blocks[ly.m] = reference_products(net, theta, Xr, labels, C, products=("Jv",), v=vm,
+                                              winners=model_w if use_model_winners else None)[0]["Jv"]
+        ours["Jv_blocks"] = blocks
+        if ours["Jv"] is None:
+            ours["Jv"] = reference_products(net, theta, Xr, labels, C, products=("Jv",), v=v,
+                                            winners=model_w if use_model_winners else None)[0]["Jv"]
+    if "Gv" in prods:
+        ours["GvJT"] = ours["Gv"]
     ties = tie_info(net, kept, model_w)
-    theirs_raw, notes, failed = _torch_products(model, x_t, labels, C, prods, params, v, u)
+    theirs_raw, notes, failed = _torch_products(model, x_t, labels, C, prods, params, v, u, layer_of=layer_of,
+                                                Jv_ref=ours.get("Jv"))
 
     from .layouts import torch_to_theta
 
-    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "f": theirs_raw["f"]}
-    for key in ("grad", "JTv", "Gv"):
+    def vec(t: Any, m: int) -> np.ndarray:
+        a = _to_numpy(t)
+        return X_from_torch(a) if m <= net.LC else np.ascontiguousarray(a.T)
+
+    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "f": theirs_raw["f"],
+                              "Z": {m: vec(t, m) for m, t in captured.items()}}
+    for key in ("grad", "JTv", "Gv", "GvJT"):
         if key in theirs_raw:
             theirs[key] = torch_to_theta(params, theirs_raw[key], net.n_params)
     if "Jv" in theirs_raw:
         theirs["Jv"] = theirs_raw["Jv"].T
+        theirs["Jv_blocks"] = {m: a.T for m, a in theirs_raw.get("Jv_blocks", {}).items()}
+    bounds = None
+    if rtol is None:
+        observed = {}
+        for ly in net.layers:
+            ref_t = X_to_torch((ly.a_out, ly.b_out, ly.d_out), ours["Z"][ly.m]) \
+                if ly.m <= net.LC else torch.as_tensor(np.ascontiguousarray(ours["Z"][ly.m].T))
+            observed[ly.m] = (captured[ly.m].cpu().to(torch.float64) - ref_t.reshape(captured[ly.m].shape)).abs()
+        bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, ours.get("Jv"),
+                         (eps + float(np.finfo(np.float64).eps)) / 2.0, observed)   # unit roundoffs of both sides
     rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
-                            k_worst=int(worst), params=params)
+                            k_worst=int(worst), params=params, bounds=bounds, tol_factor=float(tol_factor),
+                            node_names={ly.m: ly.out_node for ly in reading.layers})
     for key, msg in failed.items():
         rows.append(Comparison.unavailable(key, "(all)", msg, rtol=rtol_used, atol=float(atol), eps=eps))
 
     unit = eps_name(eps)
     dtype_name = str(dtype).replace("torch.", "")
+    if bounds is not None:
+        tol_line = (f"tolerance per entry: |theirs - ours| <= atol + {float(tol_factor):g} * bound, bound = "
+                    f"first-order rounding-error bound gamma_K |A||B| + E_A |B| + |A| E_B carried through "
+                    f"every layer (sparsecnn.oracle.bounds) with u = ({unit} + eps64)/2; atol = {float(atol):g}")
+    else:
+        tol_line = ("tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "
+                    f"1e-3 max|ours in product|); rtol = {rtol_used:.3g}, atol = {float(atol):g}")
     setting = [
         f"model: {type(model).__name__} in {dtype_name} ({unit} = {eps:.3g}); input (channels, height, "
         f"width) = {shape}, l = {l}; C = {C:g}",
         "objective: f = theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2 (the model's parameters)",
-        "tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "
-        f"1e-3 max|ours in product|); rtol = {rtol_used:.3g}"
-        + (f" (default: max(1e4 {unit}, 1e-9))" if rtol is None else "") + f", atol = {float(atol):g}",
-        f"products: {', '.join(('output', 'f', *prods))}",
+        tol_line,
+        f"products: {', '.join(('forward', 'output', 'f', *prods))}",
     ]
+    no_bias = [tl.m for tl in reading.layers if tl.bias_name is None]
+    if no_bias:
+        setting.append(f"layers without bias: {no_bias} (b^m held at 0 and not compared; v is 0 there)")
     if set(prods) & {"Jv", "JTv", "Gv"}:
         setting.append(f"random vectors: rng = numpy.random.default_rng({int(seed)}); v = rng.standard_normal(n), "
                        f"n = {net.n_params}; u = rng.standard_normal((n_L, l)) = ({net.n_L}, {l}); both rounded "
-                       f"to {dtype_name}; G = (1/l) sum_i J_i' 2I J_i")
+                       f"to {dtype_name}; G = (1/l) sum_i J_i' 2I J_i; J v^[m]: v zero outside layer m")
         if notes:
             setting.append("PyTorch side: " + "; ".join(notes))
-    setting.append("network (m = layer):")
+    setting.append("network (m = layer; model nodes per layer: "
+                   + "; ".join(f"{tl.m}: {', '.join(tl.nodes)}" for tl in reading.layers) + "):")
     setting += ["  " + line for line in net.summary().splitlines()]
     report = CheckReport(rows, title=f"sparsecnn check: PyTorch {dtype_name} model against the sparsecnn "
                                      "float64 reference", setting=setting, ties=ties,

@@ -190,14 +190,15 @@ def torch_module_descriptions(net: Network) -> list[str]:
     return out
 
 
-def torch_parameters(net: Network, names: Sequence[tuple[str, str]] | None = None) -> list[TorchParameter]:
+def torch_parameters(net: Network, names: Sequence[tuple[str, str | None]] | None = None) -> list[TorchParameter]:
     """Every PyTorch parameter of ``net``, in ``named_parameters()`` order, with its ``theta`` positions.
 
     Parameters
     ----------
     net : Network
     names : list of (weight name, bias name), optional
-        One pair per layer; default :func:`torch_module_names` (``to_torch``'s).
+        One pair per layer; default :func:`torch_module_names` (``to_torch``'s).  A bias
+        name None means the model's layer has no bias: ``b^m`` has no PyTorch parameter.
 
     Returns
     -------
@@ -234,7 +235,8 @@ def torch_parameters(net: Network, names: Sequence[tuple[str, str]] | None = Non
         else:
             w = W
         params.append(TorchParameter(w_name, m, "W", np.ascontiguousarray(w, dtype=np.int64)))
-        params.append(TorchParameter(b_name, m, "b", base + rows * cols + np.arange(rows, dtype=np.int64)))
+        if b_name is not None:
+            params.append(TorchParameter(b_name, m, "b", base + rows * cols + np.arange(rows, dtype=np.int64)))
     return params
 
 
@@ -268,6 +270,7 @@ def torch_to_theta(params: Sequence[TorchParameter], arrays: Mapping[str, np.nda
     Returns
     -------
     ndarray of float64, shape ``(n,)``
+        Zero where no parameter lands (``b^m`` of a layer without bias).
 
     Raises
     ------
@@ -284,7 +287,7 @@ def torch_to_theta(params: Sequence[TorchParameter], arrays: Mapping[str, np.nda
     ...                                        "1.bias": np.array([4., 5.])}, net.n_params)
     array([0., 1., 2., 3., 4., 5.])
     """
-    out = np.empty(n, dtype=np.float64)
+    out = np.zeros(n, dtype=np.float64)
     for p in params:
         if p.name not in arrays:
             raise ShapeError(f"missing PyTorch parameter {p.name!r} ({p.symbol}, shape {p.shape})")
@@ -328,7 +331,8 @@ def torch_flat_to_theta(params: Sequence[TorchParameter], flat: np.ndarray) -> n
     n = sum(p.size for p in params)
     if flat.size != n:
         raise ShapeError(f"a flat PyTorch parameter vector must have n = {n} entries, got {flat.size}")
-    out = np.empty(n)
+    n_theta = max((int(p.theta_index.max()) + 1 for p in params if p.size), default=0)
+    out = np.zeros(max(n, n_theta))
     start = 0
     for p in params:
         out[p.theta_index.ravel()] = flat[start:start + p.size]
@@ -360,8 +364,8 @@ class ParameterIndex:
         self.params = list(params) if params is not None else torch_parameters(net)
         self.offsets = layer_offsets(net)
         n = int(self.offsets[-1])
-        self._param = np.empty(n, dtype=np.int64)        # theta position -> parameter number
-        self._flat = np.empty(n, dtype=np.int64)         # theta position -> flat index in that tensor
+        self._param = np.full(n, -1, dtype=np.int64)     # theta position -> parameter number (-1: none)
+        self._flat = np.zeros(n, dtype=np.int64)         # theta position -> flat index in that tensor
         for k, p in enumerate(self.params):
             idx = p.theta_index.ravel()
             self._param[idx] = k
@@ -434,6 +438,8 @@ class ParameterIndex:
         >>> [where.torch(k) for k in range(6)]
         ['1.weight[0, 0]', '1.weight[1, 0]', '1.weight[0, 1]', '1.weight[1, 1]', '1.bias[0]', '1.bias[1]']
         """
+        if self._param[k] < 0:
+            return "(no PyTorch parameter: the layer has no bias)"
         p = self.params[int(self._param[k])]
         multi = np.unravel_index(int(self._flat[k]), p.shape)
         return f"{p.name}[{', '.join(str(int(i)) for i in multi)}]"

@@ -81,6 +81,7 @@ class WorstEntry:
     torch_index: str
     ours: float
     theirs: float
+    tolerance: float | None = None
 
     @property
     def abs_err(self) -> float:
@@ -113,6 +114,12 @@ class Comparison:
         The entries with the largest errors, largest first.
     note : str
         Anything the row needs said (for example why a product could not be computed).
+    entry_tol : float or None
+        With per-entry tolerances (:mod:`sparsecnn.oracle.bounds`): the tolerance of the
+        entry with the largest ``|theirs - ours| / tolerance``; None for the normwise rule.
+    ratio : float or None
+        With per-entry tolerances: ``max_k |theirs_k - ours_k| / (atol + tol_k)`` (the row
+        passes when it is at most 1).
 
     Examples
     --------
@@ -138,6 +145,19 @@ class Comparison:
     passed: bool
     worst: list[WorstEntry] = field(default_factory=list)
     note: str = ""
+    entry_tol: float | None = None
+    ratio: float | None = None
+
+    @property
+    def err_over_tol(self) -> float:
+        """``max |theirs - ours| / tolerance`` over the entries (per-entry rule) or the block (normwise);
+        the row passes when it is at most 1."""
+        if self.ratio is not None:
+            return self.ratio
+        tol = self.tolerance
+        if tol > 0:
+            return self.abs_err / tol
+        return 0.0 if self.abs_err == 0 else float("inf")
 
     @property
     def rel_err_eps(self) -> float:
@@ -146,19 +166,26 @@ class Comparison:
 
     @property
     def tolerance(self) -> float:
-        """The largest ``abs_err`` that passes: ``atol + rtol * scale``."""
+        """The largest ``abs_err`` that passes: ``atol + rtol * scale`` (normwise rule), or
+        ``atol + tol_k`` at the entry with the largest error-to-tolerance ratio (per-entry rule)."""
+        if self.entry_tol is not None:
+            return self.atol + self.entry_tol
         return self.atol + self.rtol * self.scale
 
     @classmethod
     def build(cls, product: str, name: str, ours: np.ndarray, theirs: np.ndarray, *, rtol: float,
               atol: float, eps: float, m: int | None = None, torch_name: str = "",
               product_scale: float | None = None, k_worst: int = 5,
-              locate: Callable[[int], tuple[str, str]] | None = None) -> Comparison:
+              locate: Callable[[int], tuple[str, str]] | None = None,
+              tol: np.ndarray | None = None) -> Comparison:
         """Compare ``theirs`` with the reference ``ours`` (same shape).
 
         ``locate(k)`` names flat entry ``k`` of the block in both layouts;
         ``product_scale`` is the largest reference entry of the whole product
-        (default: of this block).
+        (default: of this block).  With ``tol`` (one tolerance per entry, e.g. a
+        rounding-error bound) entry ``k`` passes when ``|theirs_k - ours_k| <=
+        atol + tol_k`` and ``rtol`` is not used; the worst entries are then those
+        with the largest ratio of error to tolerance.
 
         Parameters
         ----------
@@ -175,6 +202,8 @@ class Comparison:
         k_worst : int
             How many worst entries to record.
         locate : callable, optional
+        tol : ndarray, optional
+            Per-entry tolerances, as many as entries.
 
         Returns
         -------
@@ -182,6 +211,13 @@ class Comparison:
 
         Examples
         --------
+        Per-entry tolerances catch an error that the block's largest entry would hide:
+
+        >>> row = Comparison.build("grad", "W^1", np.array([100.0, 1.0]), np.array([100.0, 1.001]), rtol=1e-4,
+        ...                        atol=0.0, eps=2.0 ** -23, tol=np.array([1e-3, 1e-5]))
+        >>> row.passed, round(row.ratio), row.tolerance
+        (False, 100, 1e-05)
+
         A block that is zero in the reference is measured against ``SCALE_FLOOR``
         times the product's largest entry:
 
@@ -190,7 +226,7 @@ class Comparison:
         >>> row.scale, row.passed
         (0.01, True)
         >>> row.worst[0]
-        WorstEntry(ours_index='[0]', torch_index='[0]', ours=0.0, theirs=1e-09)
+        WorstEntry(ours_index='[0]', torch_index='[0]', ours=0.0, theirs=1e-09, tolerance=None)
         """
         ours = np.asarray(ours, dtype=np.float64).reshape(-1)
         theirs = np.asarray(theirs, dtype=np.float64).reshape(-1)
@@ -208,18 +244,39 @@ class Comparison:
             rel_err = abs_err / scale
         else:
             rel_err = 0.0 if abs_err == 0 else np.inf
-        passed = bool(abs_err <= atol + rtol * scale)
+        entry_tol: float | None = None
+        ratio: float | None = None
+        if tol is not None:
+            t = np.asarray(tol, dtype=np.float64).reshape(-1)
+            if t.shape != ours.shape:
+                raise ValueError(f"{product} {name}: {t.size} tolerances for {size} entries")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(diff == 0, 0.0, diff / (atol + t))
+            r[np.isnan(r)] = np.inf
+            key = r
+            k_max = int(np.argmax(r)) if size else 0
+            ratio = float(r[k_max]) if size else 0.0
+            entry_tol = float(t[k_max]) if size else 0.0
+            passed = bool(ratio <= 1.0)
+        else:
+            key = diff
+            passed = bool(abs_err <= atol + rtol * scale)
         worst: list[WorstEntry] = []
         if size and k_worst > 0:
-            order = np.argsort(-diff, kind="stable")[:k_worst]
+            if size > 4 * k_worst:            # the k largest without sorting the whole block
+                top = np.argpartition(-key, k_worst - 1)[:k_worst]
+                order = top[np.argsort(-key[top], kind="stable")]
+            else:
+                order = np.argsort(-key, kind="stable")[:k_worst]
             for k in order:
                 if diff[k] == 0 and worst:
                     break
                 where = locate(int(k)) if locate is not None else (f"[{k}]", f"[{k}]")
-                worst.append(WorstEntry(where[0], where[1], float(ours[k]), float(theirs[k])))
+                worst.append(WorstEntry(where[0], where[1], float(ours[k]), float(theirs[k]),
+                                        None if tol is None else float(atol + t[k])))
         note = "" if finite.all() else f"{int((~finite).sum())} entries are NaN or Inf"
         return cls(product, name, m, torch_name, size, abs_err, rel_err, scale, rtol, atol, eps,
-                   passed, worst, note)
+                   passed, worst, note, entry_tol, ratio)
 
     @classmethod
     def unavailable(cls, product: str, name: str, note: str, *, rtol: float, atol: float, eps: float
@@ -417,15 +474,36 @@ class CheckReport:
                 return r
         return None
 
-    def first_failing_layer(self, product: str = "grad") -> int | None:
-        """The layer of the first failing parameter block of ``product`` (None if all its blocks pass).
+    def first_failing_layer(self, product: str | None = None) -> int | None:
+        """The layer where the error starts, for ``product`` (None if its rows pass).
 
-        Rows run from layer ``L`` down to 1, so this is the layer where an error of
-        the backward pass first shows.
+        How each product localises:
+
+        - ``"forward"``: the rows ``Z^{m+1}`` compare each layer's output with the
+          model's intermediate tensor, in forward order; the first failing one is
+          the layer whose forward computation is wrong.
+        - ``"grad"``, ``"JTv"``: the blocks ``W^m``, ``b^m`` run from layer ``L``
+          down to 1 (the order of the backward pass); a wrong backward step in
+          layer ``m`` leaves the blocks of layers ``m+1..L`` right, so the first
+          failing block is in layer ``m`` (a wrong derivative with respect to a
+          layer's *input* shows one layer lower, at the parameters it reaches).
+        - ``"Jv"``: the rows ``J v^[m]`` (``v`` zero outside ``W^m``, ``b^m``),
+          from ``m = L`` down to 1; the tangent of layer ``m``'s parameters passes
+          through layers ``m..L`` only, so a wrong forward derivative in layer
+          ``m`` fails ``J v^[m]`` and below, and the first failing row is layer ``m``.
+        - ``"Gv"``: ``G v = J^T (2/l) J v``.  If the model's ``J v`` is wrong (its
+          ``J v^[m]`` rows), the error starts there and that layer is returned;
+          otherwise the rows ``Gv:JT`` -- the model's ``J^T`` applied to the
+          reference's ``(2/l) J v`` -- localise its backward half as for ``"grad"``.
+        - ``None`` (default): the forward layer if a forward row fails, else ``"grad"``'s
+          layer, else the first failing layer of any product.
+
+        Whatever ``product``, a failing forward row comes first: every product is
+        computed from the forward pass, so that is where the error starts.
 
         Parameters
         ----------
-        product : str
+        product : str, optional
 
         Returns
         -------
@@ -440,10 +518,28 @@ class CheckReport:
         >>> report.first_failing_layer(), report.first_failing_layer("Jv")
         (1, None)
         """
-        for r in self.rows:
-            if r.product == product and r.m is not None and not r.passed:
-                return r.m
-        return None
+        def first(prod: str) -> int | None:
+            for r in self.rows:
+                if r.product == prod and r.m is not None and not r.passed:
+                    return r.m
+            return None
+
+        fwd = first("forward")
+        if fwd is not None:
+            return fwd
+        if product is None:
+            got = first("grad")
+            if got is not None:
+                return got
+            for r in self.rows:
+                if r.m is not None and not r.passed:
+                    return r.m
+            return None
+        if product == "Gv":
+            if not any(r.product in ("Gv", "Gv:JT") and not r.passed for r in self.rows):
+                return None
+            return first("Jv") or first("Gv:JT") or first("Gv")
+        return first(product)
 
     def row(self, product: str, name: str) -> Comparison:
         """The row of ``product`` named ``name`` (e.g. ``report.row("grad", "W^2")``).
@@ -516,22 +612,22 @@ class CheckReport:
         ...         for name, m, theirs in [("W^2", 2, 2.0), ("W^1", 1, 2.5)]]
         >>> report = CheckReport(rows)
         >>> print(report.table())
-        product  block  layer  torch  entries  max abs err  max rel err  rel [eps32]  tolerance  status
-        grad     W^2    2      -            2            0            0            0   2.00e-06  ok
-        grad     W^1    1      -            2     5.00e-01     2.50e-01     2.10e+06   2.00e-06  FAIL
+        product  block  layer  torch  entries  max abs err  max rel err  rel [eps32]  tolerance  err/tol  status
+        grad     W^2    2      -            2            0            0            0   2.00e-06        0  ok
+        grad     W^1    1      -            2     5.00e-01     2.50e-01     2.10e+06   2.00e-06  2.50e+05  FAIL
         """
         eps = {eps_name(r.eps) for r in self.rows}
         unit = eps.pop() if len(eps) == 1 else "eps"
         head = ("product", "block", "layer", "torch", "entries", "max abs err", "max rel err",
-                f"rel [{unit}]", "tolerance", "status")
+                f"rel [{unit}]", "tolerance", "err/tol", "status")
         lines: list[tuple[str, ...]] = [head]
         for r in self.rows:
             status = "ok" if r.passed else "FAIL"
             lines.append((r.product, r.name, "-" if r.m is None else str(r.m), r.torch_name or "-",
                           str(r.size), _fmt(r.abs_err), _fmt(r.rel_err), _fmt_eps(r.rel_err_eps),
-                          _fmt(r.tolerance), status))
+                          _fmt(r.tolerance), _fmt_eps(r.err_over_tol), status))
         widths = [max(len(line[k]) for line in lines) for k in range(len(head))]
-        right = {4, 5, 6, 7, 8}
+        right = {4, 5, 6, 7, 8, 9}
         out = []
         for line in lines:
             cells = [c.rjust(w) if k in right else c.ljust(w)
@@ -642,7 +738,8 @@ class CheckReport:
         where = f"{first.product} {first.name}"
         if first.m is not None:
             where += f" (layer {first.m}" + (f", torch {first.torch_name})" if first.torch_name else ")")
-        return (f"FAILED: {len(self.failures())} of {len(self.rows)} rows; first failure in backward order: "
+        order = "forward" if first.product == "forward" else "backward"
+        return (f"FAILED: {len(self.failures())} of {len(self.rows)} rows; first failure in {order} order: "
                 f"{where}, max rel err {_fmt(first.rel_err)} ({_fmt_eps(first.rel_err_eps)} "
                 f"{eps_name(first.eps)}), abs err {_fmt(first.abs_err)} > tolerance {_fmt(first.tolerance)}")
 

@@ -1,0 +1,401 @@
+"""Rounding-error bounds for every entry the oracle compares: the tolerances with power.
+
+A product computed in floating point with unit roundoff ``u`` satisfies, entry by
+entry, ``|fl(A B) - A B| <= gamma_K |A| |B|`` with ``gamma_K = K u / (1 - K u)``
+and ``K`` the length of the sums (Higham, *Accuracy and Stability of Numerical
+Algorithms*, section 3.5).  When ``A`` and ``B`` themselves carry errors bounded
+by ``E_A`` and ``E_B`` (entrywise), the error of the computed product is at most
+``gamma_K |A| |B| + E_A |B| + |A| E_B`` to first order in ``u``.  This module
+carries such a bound ``E`` alongside every quantity of the layers the oracle
+reads -- ``S^m``, ``sigma(S^m)``, ``Z^{m+1}``, the backward pass's
+``dxi/dS^m`` and ``dxi/dZ^m``, the R-operator's ``R(S^m)`` and ``R(Z^{m+1})``
+-- so that each compared entry gets its own tolerance:
+
+- convolution ``S = W phi(pad(Z)) + b 1^T``: ``K = h^2 d + 1``,
+  ``E_S = conv(gamma_K |Z| + E_Z, |W|) + gamma_K |b|``; a full layer likewise
+  with ``K = n_m + 1``;
+- activation: ``E_{sigma(S)} = L_sigma E_S + c_sigma u |sigma(S)|``, ``L_sigma``
+  the largest slope of ``sigma`` within ``E_S`` of ``S`` (so a ReLU input within
+  its error of 0 counts with slope 1), ``c_sigma`` = 4 for ``tanh`` and
+  ``sigmoid`` (library elementwise functions are accurate to a few ulps), 1 for
+  ``leaky_relu`` (its slope 0.01 is rounded), 0 otherwise;
+- ``sigma'(S)`` as the backward pass forms it: for ReLU 0 or 1, wrong entirely
+  where ``|S| <= E_S`` (the two sides may see different signs); ``1 - y^2`` for
+  tanh (error ``2|y| E_y + 2u(1 + y^2)``), ``y(1 - y)`` for sigmoid
+  (``|1 - 2y| E_y + 3u|y|(1 + |y|)``);
+- max pooling moves entries (no rounding; the model's winners are used on both
+  sides), average pooling sums ``r^2`` entries;
+- backward: ``dxi/dW^m = dxi/dS^m phi^T`` has ``K = l a_conv b_conv`` (``K = l``
+  for a full layer) and ``E = (gamma_K |dS| + E_dS) |phi|^T + |dS| E_phi^T``;
+  ``dxi/dZ^m`` has ``K = h^2 d^{m+1}`` (``n_{m+1}``).
+
+``u`` is the unit roundoff of the model plus that of float64 (the reference's
+own rounding): ``(eps_model + eps64) / 2``.  The bounds are worst case: they
+hold for any order of summation, but not for algorithms that transform the
+operands (Winograd or FFT convolution), which :func:`sparsecnn.check` can widen
+by its ``tol_factor``.  Everything here runs in PyTorch float64 on absolute values;
+no sparsecnn engine code is involved.
+
+Examples
+--------
+>>> gamma(10, 2.0 ** -23) == 10 * 2.0 ** -23 / (1 - 10 * 2.0 ** -23)
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..network import Network
+
+__all__ = ["gamma", "ErrorBounds"]
+
+
+def gamma(K: int, u: float) -> float:
+    """``gamma_K = K u / (1 - K u)``, the relative error bound of a sum of ``K`` products.
+
+    Examples
+    --------
+    >>> round(gamma(1000, 2.0 ** -52) / 2.0 ** -52)
+    1000
+    """
+    Ku = K * u
+    return Ku / (1.0 - Ku) if Ku < 0.5 else 2.0 * Ku
+
+
+_C_SIGMA = {"relu": 0.0, "identity": 0.0, "leaky_relu": 1.0, "tanh": 4.0, "sigmoid": 4.0}
+
+
+class ErrorBounds:
+    """Values and entrywise error bounds of the forward, backward and R-operator passes, in PyTorch layout.
+
+    Parameters
+    ----------
+    net : Network
+        The network the model was read as.
+    weights, biases : list of torch.Tensor
+        Per layer, PyTorch's weight (OIHW or ``(n_out, n_in)``) and bias (zeros where
+        the model has none), float64.
+    x : torch.Tensor, shape ``(l, d^1, a^1, b^1)``
+        The instances the model saw, float64.
+    winners : dict of int to torch.Tensor
+        ``{m: indices}`` of ``max_pool2d(..., return_indices=True)`` for each max-pooling layer.
+    u : float
+        Unit of the bounds: the model's unit roundoff plus float64's.
+    observed : dict of int to torch.Tensor, optional
+        ``{m: |Z^{m+1} of the model - Z^{m+1} of the reference|}``.  Given, the forward
+        error bound after layer ``m`` is replaced by this measured difference plus the
+        reference's own bound (``u_ref / u`` of the a priori one): the backward pass
+        and the R-operator then start from the model's actual forward errors instead of
+        their worst case (the forward rows themselves use the a priori bounds).
+    u_ref : float
+        The reference's unit roundoff (float64's), used with ``observed``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sparsecnn import FullLayer, Network
+    >>> net = Network((1, 1, 2), [FullLayer(1)])
+    >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+    >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)      # z = 3 - 2 = 1
+    >>> eb = ErrorBounds(net, [w], [b], x, {}, u=1e-3)
+    >>> out, E = eb.output
+    >>> float(out[0, 0]), round(float(E[0, 0]) / gamma(3, 1e-3), 12)    # gamma_3 (|3| + |2|)
+    (1.0, 5.0)
+    """
+
+    def __init__(self, net: Network, weights: list[Any], biases: list[Any], x: Any,
+                 winners: Mapping[int, Any], u: float, observed: Mapping[int, Any] | None = None,
+                 u_ref: float = 0.0) -> None:
+        self.net, self.W, self.b, self.u = net, weights, biases, float(u)
+        self.Wabs = [W.abs() for W in weights]
+        self.winners = dict(winners)
+        self.l = int(x.shape[0])
+        self.kept: list[dict[str, Any]] = []
+        Z, E = x, x.new_zeros(x.shape)
+        self.Z: list[tuple[Any, Any]] = [(Z, E)]          # Z^{m}, m = 1..L+1, with bounds
+        for ly in net.layers:
+            Z, E = self._forward_layer(ly, Z, E)
+            if observed is not None and ly.m in observed:
+                # a posteriori: the model's own forward error is known exactly; the reference's is bounded
+                E = observed[ly.m].reshape(E.shape) + E * (u_ref / self.u)
+            self.Z.append((Z, E))
+
+    # ------------------------------------------------------------ pieces
+    def _torch(self) -> Any:
+        import torch
+
+        return torch
+
+    def _sigma(self, name: str, S: Any, ES: Any) -> tuple[Any, Any, Any, Any]:
+        """``sigma(S)``, its bound, ``sigma'(S)`` as a backward pass forms it, and that one's bound."""
+        torch = self._torch()
+        u = self.u
+        if name == "identity":
+            return S, ES, torch.ones_like(S), torch.zeros_like(S)
+        if name in ("relu", "leaky_relu"):
+            slope = 0.0 if name == "relu" else 0.01
+            A = torch.where(S > 0, S, slope * S)
+            lip = torch.where(S > -ES, 1.0, slope)
+            EA = lip * ES + _C_SIGMA[name] * u * A.abs()
+            d = torch.where(S > 0, 1.0, slope)
+            Ed = (1.0 - slope) * (S.abs() <= ES).to(S.dtype) + (u * slope if slope else 0.0)
+            return A, EA, d, Ed
+        near = (S.abs() - ES).clamp(min=0.0)
+        if name == "tanh":
+            A = torch.tanh(S)
+            EA = (1.0 - torch.tanh(near) ** 2) * ES + _C_SIGMA[name] * u * A.abs()
+            return A, EA, 1.0 - A * A, 2.0 * A.abs() * EA + 2.0 * u * (1.0 + A * A)
+        if name == "sigmoid":
+            A = torch.sigmoid(S)
+            sn = torch.sigmoid(near)
+            EA = sn * (1.0 - sn) * ES + _C_SIGMA[name] * u * A.abs()
+            return A, EA, A * (1.0 - A), (1.0 - 2.0 * A).abs() * EA + 3.0 * u * A.abs() * (1.0 + A.abs())
+        raise ValueError(f"no error bound for activation {name!r}")  # pragma: no cover
+
+    def _pool(self, m: int, ly: Any, A: Any, EA: Any) -> tuple[Any, Any]:
+        torch = self._torch()
+        F = torch.nn.functional
+        r = ly.spec.r
+        if r == 1:
+            return A, EA
+        if ly.spec.pool == "avg":
+            return F.avg_pool2d(A, r), F.avg_pool2d(EA, r) + gamma(r * r + 1, self.u) * F.avg_pool2d(A.abs(), r)
+        idx = self.winners[m]
+        flat = idx.flatten(2)
+        return (A.flatten(2).gather(2, flat).view(idx.shape), EA.flatten(2).gather(2, flat).view(idx.shape))
+
+    def _unpool(self, m: int, ly: Any, G: Any, EG: Any, shape: Any) -> tuple[Any, Any]:
+        torch = self._torch()
+        F = torch.nn.functional
+        r = ly.spec.r
+        if r == 1:
+            return G, EG
+        l, d, a, b = shape
+        if ly.spec.pool == "avg":
+            up = torch.zeros(shape, dtype=G.dtype)
+            eup = torch.zeros(shape, dtype=G.dtype)
+            ao, bo = G.shape[2] * r, G.shape[3] * r
+            up[:, :, :ao, :bo] = F.interpolate(G, scale_factor=r, mode="nearest") / (r * r)
+            eup[:, :, :ao, :bo] = F.interpolate(EG, scale_factor=r, mode="nearest") / (r * r)
+            return up, eup + self.u * up.abs()
+        idx = self.winners[m].flatten(2)
+        out = torch.zeros((l, d, a * b), dtype=G.dtype).scatter_(2, idx, G.flatten(2))
+        eout = torch.zeros((l, d, a * b), dtype=G.dtype).scatter_(2, idx, EG.flatten(2))
+        return out.view(shape), eout.view(shape)
+
+    def _forward_layer(self, ly: Any, Z: Any, EZ: Any) -> tuple[Any, Any]:
+        torch = self._torch()
+        F = torch.nn.functional
+        m = ly.m
+        W, b = self.W[m - 1], self.b[m - 1]
+        if m <= self.net.LC:
+            sp = ly.spec
+            g = gamma(sp.h * sp.h * Z.shape[1] + 1, self.u)
+            S = F.conv2d(Z, W, b, sp.s, sp.p)
+            ES = F.conv2d(g * Z.abs() + EZ, self.Wabs[m - 1], None, sp.s, sp.p) + g * b.abs()[None, :, None, None]
+        else:
+            if Z.ndim == 4:
+                Z, EZ = Z.reshape(Z.shape[0], -1), EZ.reshape(EZ.shape[0], -1)
+            g = gamma(Z.shape[1] + 1, self.u)
+            S = Z @ W.T + b
+            ES = (g * Z.abs() + EZ) @ self.Wabs[m - 1].T + g * b.abs()
+        A, EA, d, Ed = self._sigma(ly.sigma.name, S, ES)
+        self.kept.append({"Z": Z, "EZ": EZ, "Zabs": Z.abs(), "S": S, "ES": ES, "A": A, "d": d, "Ed": Ed})
+        return self._pool(m, ly, A, EA) if m <= self.net.LC else (A, EA)
+
+    # ------------------------------------------------------------ results
+    @property
+    def output(self) -> tuple[Any, Any]:
+        """``z^{L+1}`` as the model returns it, ``(l, n_L)``, and its bound."""
+        return self.Z[-1]
+
+    def objective(self, Y: Any, C: float, params: list[Any]) -> tuple[float, Any, Any]:
+        """Bound of ``f``, and ``dxi/dz^{L+1} = (2/l)(z - y)`` with its bound (to start the backward pass).
+
+        Parameters
+        ----------
+        Y : torch.Tensor, shape ``(l, n_L)``
+            One-hot labels.
+        C : float
+            Regularisation (``inf``: none).
+        params : list of torch.Tensor
+            The parameters (for the ``theta^T theta / (2C)`` term).
+
+        Returns
+        -------
+        Ef : float
+        dZ, EdZ : torch.Tensor, shape ``(l, n_L)``
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 2), [FullLayer(1)]), [w], [b], x, {}, u=1e-3)
+        >>> Ef, dZ, EdZ = eb.objective(torch.zeros(1, 1, dtype=torch.float64), float("inf"), [w, b])
+        >>> float(dZ[0, 0]), Ef > 0, float(EdZ[0, 0]) > 0                  # dZ = 2 (z - y) / l = 2
+        (2.0, True, True)
+        """
+        u, l = self.u, self.l
+        out, Eout = self.output
+        d = out - Y
+        Ed = Eout + u * d.abs()
+        Ef = float((2.0 * d.abs() * Ed).sum() + gamma(d.numel(), u) * (d * d).sum()) / l
+        if C != float("inf"):
+            reg = sum(float((p * p).sum()) for p in params) / (2.0 * C)
+            Ef += gamma(sum(int(p.numel()) for p in params) + 2, u) * reg
+        dZ = (2.0 / l) * d
+        return Ef + u * abs(Ef), dZ, (2.0 / l) * Ed + 2.0 * u * dZ.abs()
+
+    def backward(self, dZ: Any, EdZ: Any) -> list[tuple[Any, Any, Any, Any]]:
+        """``(dW, E_dW, db, E_db)`` per layer (PyTorch layout) of ``J^T dZ``, with bounds, from ``dZ`` ``(l, n_L)``.
+
+        Parameters
+        ----------
+        dZ, EdZ : torch.Tensor, shape ``(l, n_L)``
+            The vector the backward pass starts from, and its error bound.
+
+        Returns
+        -------
+        list of tuple
+            Per layer ``m = 1..L``: ``dxi/dW^m`` and its bound (PyTorch's weight shape),
+            ``dxi/db^m`` and its bound.
+
+        Examples
+        --------
+        ``dW = dZ^T z`` is a sum of ``l = 1`` product: ``gamma_1 |dZ| |z|``, plus ``u |dZ| |z|`` for
+        the product ``dZ sigma'(s)`` before it:
+
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 2), [FullLayer(1)]), [w], [b], x, {}, u=1e-3)
+        >>> ((dW, EdW, db, Edb),) = eb.backward(torch.ones(1, 1, dtype=torch.float64),
+        ...                                     torch.zeros(1, 1, dtype=torch.float64))
+        >>> dW.tolist(), bool(torch.allclose(EdW, (gamma(1, 1e-3) + 1e-3) * dW))
+        ([[3.0, 2.0]], True)
+        """
+        torch = self._torch()
+        grad = torch.nn.grad
+        u = self.u
+        out: list[tuple[Any, Any, Any, Any]] = [None] * self.net.L  # type: ignore[list-item]
+        G, EG = dZ, EdZ
+        for ly in reversed(self.net.layers):
+            m = ly.m
+            k = self.kept[m - 1]
+            W = self.W[m - 1]
+            Z, EZ = k["Z"], k["EZ"]
+            if m > self.net.LC:
+                if G.ndim != 2:
+                    G, EG = G.reshape(G.shape[0], -1), EG.reshape(EG.shape[0], -1)
+                dS = G * k["d"]
+                EdS = k["d"].abs() * EG + G.abs() * k["Ed"] + u * dS.abs()
+                g = gamma(self.l, u)
+                dW = dS.T @ Z
+                dSabs = dS.abs()
+                EdW = (g * dSabs + EdS).T @ k["Zabs"] + dSabs.T @ EZ
+                db = dS.sum(0)
+                Edb = g * dSabs.sum(0) + EdS.sum(0)
+                gz = gamma(W.shape[0], u)
+                G, EG = dS @ W, (gz * dSabs + EdS) @ self.Wabs[m - 1]
+                if m == self.net.LC + 1 and self.net.LC:
+                    shape = self.Z[m - 1][0].shape
+                    G, EG = G.reshape(shape), EG.reshape(shape)
+            else:
+                sp: Any = ly.spec
+                if G.ndim != 4:
+                    shape = self.Z[m][0].shape
+                    G, EG = G.reshape(shape), EG.reshape(shape)
+                dA, EdA = self._unpool(m, ly, G, EG, k["S"].shape)
+                dS = dA * k["d"]
+                EdS = k["d"].abs() * EdA + dA.abs() * k["Ed"] + u * dS.abs()
+                g = gamma(self.l * dS.shape[2] * dS.shape[3], u)
+                dW = grad.conv2d_weight(Z, W.shape, dS, sp.s, sp.p)
+                dSabs = dS.abs()
+                EdW = grad.conv2d_weight(k["Zabs"], W.shape, g * dSabs + EdS, sp.s, sp.p) \
+                    + grad.conv2d_weight(EZ, W.shape, dSabs, sp.s, sp.p)
+                db = dS.sum((0, 2, 3))
+                Edb = g * dSabs.sum((0, 2, 3)) + EdS.sum((0, 2, 3))
+                if m > 1:
+                    gz = gamma(sp.h * sp.h * W.shape[0], u)
+                    G = grad.conv2d_input(Z.shape, W, dS, sp.s, sp.p)
+                    EG = grad.conv2d_input(Z.shape, self.Wabs[m - 1], gz * dSabs + EdS, sp.s, sp.p)
+            out[m - 1] = (dW, EdW, db, Edb)
+        return out
+
+    def R_forward(self, V: list[Any], Vb: list[Any], only: int | None = None) -> tuple[Any, Any]:
+        """``J v`` (``(l, n_L)``) with its bound, ``v`` given per layer as PyTorch-layout tensors.
+
+        With ``only = m``, ``v`` is taken to be zero outside layer ``m`` (``J v^[m]``): the
+        layers before ``m`` are skipped and the later ones add no ``V`` term.
+
+        Parameters
+        ----------
+        V, Vb : list of torch.Tensor
+            ``v``'s part for each ``W^m`` (PyTorch's weight shape) and ``b^m``.
+        only : int, optional
+
+        Returns
+        -------
+        Jv, EJv : torch.Tensor, shape ``(l, n_L)``
+
+        Examples
+        --------
+        ``J v = V z`` for ``V = [1, 0]``: bound ``gamma_3 |V| |z|`` plus ``u |J v|`` for the product with ``sigma'``:
+
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0, -1.0]], dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
+        >>> x = torch.tensor([[[[3.0]], [[2.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 2), [FullLayer(1)]), [w], [b], x, {}, u=1e-3)
+        >>> Jv, EJv = eb.R_forward([torch.tensor([[1.0, 0.0]], dtype=torch.float64)],
+        ...                        [torch.zeros(1, dtype=torch.float64)])
+        >>> float(Jv[0, 0]), bool(abs(float(EJv[0, 0]) - (gamma(3, 1e-3) * 3 + 1e-3 * 3)) < 1e-15)
+        (3.0, True)
+        """
+        torch = self._torch()
+        F = torch.nn.functional
+        u = self.u
+        RZ: Any = None
+        ERZ: Any = None
+        for ly in self.net.layers:
+            m = ly.m
+            if only is not None and m < only:
+                continue
+            with_v = only is None or m == only
+            k = self.kept[m - 1]
+            W, VW, vb = self.W[m - 1], V[m - 1], Vb[m - 1]
+            Z, EZ = k["Z"], k["EZ"]
+            RS: Any = None
+            ERS: Any = None
+            if m <= self.net.LC:
+                sp: Any = ly.spec
+                g = gamma(sp.h * sp.h * Z.shape[1] + 1, u)
+                if with_v:
+                    RS = F.conv2d(Z, VW, vb, sp.s, sp.p)
+                    ERS = F.conv2d(g * k["Zabs"] + EZ, VW.abs(), None, sp.s, sp.p) \
+                        + g * vb.abs()[None, :, None, None]
+                if RZ is not None:
+                    t = F.conv2d(RZ, W, None, sp.s, sp.p)
+                    et = F.conv2d(g * RZ.abs() + ERZ, self.Wabs[m - 1], None, sp.s, sp.p)
+                    RS, ERS = (t, et) if RS is None else (RS + t, ERS + et)
+            else:
+                if RZ is not None and ERZ is not None and RZ.ndim == 4:
+                    RZ, ERZ = RZ.reshape(RZ.shape[0], -1), ERZ.reshape(ERZ.shape[0], -1)
+                g = gamma(Z.shape[1] + 1, u)
+                if with_v:
+                    RS = Z @ VW.T + vb
+                    ERS = (g * k["Zabs"] + EZ) @ VW.abs().T + g * vb.abs()
+                if RZ is not None:
+                    t = RZ @ W.T
+                    et = (g * RZ.abs() + ERZ) @ self.Wabs[m - 1].T
+                    RS, ERS = (t, et) if RS is None else (RS + t, ERS + et)
+            RA = k["d"] * RS
+            ERA = k["d"].abs() * ERS + RS.abs() * k["Ed"] + u * RA.abs()
+            RZ, ERZ = self._pool(m, ly, RA, ERA) if m <= self.net.LC else (RA, ERA)
+        assert RZ is not None and ERZ is not None
+        return RZ, ERZ

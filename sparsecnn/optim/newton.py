@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import objective
 from ..exceptions import ConfigError
 from ..kernels import blas_serial
 from ..network import Network
@@ -287,8 +288,7 @@ class _InProcess:
 
     def f(self, theta: np.ndarray) -> float:
         out = self.net.output(theta, self.X, batch_size=self.batch_size, dtype=self.dtype)
-        loss, _ = self.net._loss(out, self.labels, self.l)
-        return float(theta @ theta) / (2.0 * self.C) + loss / self.l
+        return objective.value(theta, self.C, float(self.net.loss.xi(out, self.labels).sum()), self.l)
 
     def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> GaussNewton:
         return GaussNewton(self.net, theta, self.X[:, idx], jacobian=self.jacobian,
@@ -299,10 +299,7 @@ def _objective_plan(net: Network, plan: object) -> Plan | None:
     """``plan`` resolved for :func:`newton`; ``"auto"``: ``"slides"`` where some conv layer then runs
     window by window, else ``None`` (store-all)."""
     if isinstance(plan, str) and plan == "auto":
-        from ..planner.execute import fused
-
-        slides = net.plan("slides")
-        return slides if any(fused(net, slides, ly) for ly in net.conv) else None
+        return net.auto_plan()
     return net._resolve_plan(plan)
 
 

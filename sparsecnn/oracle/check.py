@@ -83,8 +83,16 @@ import numpy as np
 from .. import engine
 from ..engine import Keep
 from ..exceptions import ConfigError, InputTypeError, ShapeError
+from ..interop import X_from_torch, X_to_torch, _torch, from_torch, torch_pool_indices_to_winners
 from ..network import Network
-from .layouts import ParameterIndex, TorchParameter, layer_offsets, theta_to_torch, torch_parameters
+from .layouts import (
+    ParameterIndex,
+    TorchParameter,
+    layer_offsets,
+    theta_to_torch,
+    torch_parameters,
+    torch_to_theta,
+)
 from .report import CheckReport, Comparison, TieInfo, eps_name
 
 __all__ = [
@@ -426,8 +434,6 @@ def model_pool_winners(model: Any, net: Network, x: Any) -> dict[int, np.ndarray
     >>> list(winners), winners[1].shape
     ([1], (18, 4))
     """
-    from ..interop import _torch, torch_pool_indices_to_winners
-
     torch = _torch()
     nn, F = torch.nn, torch.nn.functional
     layers = [ly.m for ly in net.conv if ly.max_pools]
@@ -517,8 +523,6 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
                     params: list[TorchParameter], v: np.ndarray, u: np.ndarray
                     ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     """PyTorch's results as numpy float64 in PyTorch's layout, the methods used, and failures."""
-    from ..interop import _torch
-
     torch = _torch()
     named = dict(model.named_parameters())
     dtype = next(iter(named.values())).dtype
@@ -671,8 +675,6 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     >>> report.verdict()
     'PASSED: 6 rows within tolerance'
     """
-    from ..interop import X_from_torch, X_to_torch, _torch, from_torch
-
     torch = _torch()
     nn = torch.nn
     if not isinstance(model, nn.Module):
@@ -733,8 +735,6 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
                                     winners=model_w if use_model_winners else None)
     ties = tie_info(net, kept, model_w)
     theirs_raw, notes, failed = _torch_products(model, x_t, labels, C, prods, params, v, u)
-
-    from .layouts import torch_to_theta
 
     theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "f": theirs_raw["f"]}
     for key in ("grad", "JTv", "Gv"):

@@ -523,13 +523,18 @@ class Network:
             out[int(m)] = np.asarray(_check_winners(arr, ly.a_conv, ly.b_conv, ly.d_out, ly.spec.r))
         return out
 
-    def _keep(self, plan: Plan | None, pool_backward: str | None) -> Keep:
-        """What a forward pass keeps: the plan's choice, or everything (``dxi/dS^m`` by ``pool_backward``)."""
+    def _keep(self, plan: Plan | None, pool_backward: str | None, *, fastest: bool = False) -> Keep:
+        """What a forward pass keeps: the plan's choice, or everything (``dxi/dS^m`` by ``pool_backward``);
+        ``fastest``: without a plan or ``pool_backward``, the fastest exact plan (:meth:`auto_plan`)."""
         if plan is not None:
             if pool_backward is not None:
                 raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
                                   "equations (5) and (6)")
             return Keep.from_plan(self, plan, windowed=self.backend.windowed)
+        if fastest and pool_backward is None:
+            auto = self.auto_plan()
+            if auto is not None:
+                return Keep.from_plan(self, auto, windowed=True)
         return Keep.everything(self, pool_backward or self.pool_backward)
 
     # ---------------------------------------------------------------- public
@@ -563,7 +568,7 @@ class Network:
         X = self.check_X(X)
         batch_size = self._check_batch_size(batch_size)
         work = self._work()
-        keep = Keep.nothing(self)
+        keep = Keep.nothing(self, windowed=self.backend.windowed)
         out = np.empty((self.n_L, X.shape[1]))
         with blas_serial():
             for sl in self._batches(X.shape[1], batch_size):
@@ -793,7 +798,10 @@ class Network:
             Overrides the network's choice for this call (not with a plan).
         plan : Plan, policy name or byte budget, optional
             Each batch keeps what the plan retains and the backward pass
-            rebuilds the rest (see :meth:`plan`); ``None`` keeps everything.
+            rebuilds the rest (see :meth:`plan`); ``None``: the fastest exact
+            path, :meth:`auto_plan` (conv layers with max pooling run window by
+            window on the fast backend), or everything where none applies or
+            ``pool_backward`` is given.
         dtype : {"float64", "float32"}, optional
             The products' float type for this call (default: the network's).
             ``f`` and the gradient are summed over batches in float64.
@@ -822,7 +830,7 @@ class Network:
         l = X.shape[1]
         labels = self.check_y(y, l)
         given = self.check_winners(winners, l)
-        keep = self._keep(self._resolve_plan(plan), pool_backward)
+        keep = self._keep(self._resolve_plan(plan), pool_backward, fastest=True)
         work = self._work()
         xi_sum = 0.0
         grad = np.zeros(self.n_params)

@@ -218,3 +218,29 @@ def test_squared_loss_value_derivative_and_B_by_differences():
         assert dZ[k] * 4 == pytest.approx(fd, rel=1e-7, abs=1e-9)        # (1/l) dxi/dz
         fd2 = (loss.batch(out + e, labels, 4)[1] - loss.batch(out - e, labels, 4)[1]) / (2 * eps) * 4
         np.testing.assert_allclose(fd2, loss.B(e / eps), rtol=1e-6, atol=1e-8)   # B = 2 I
+
+
+# ------------------------------------------------------------------ the default is the fastest exact path
+def test_default_objective_runs_window_by_window(monkeypatch):
+    """net.objective without a plan runs every conv layer with max pooling window by window, as
+    newton(plan="auto") does; the same numbers as store-all to rounding."""
+    net = Network((8, 8, 1), [ConvLayer(3, h=3, p=1, r=2), ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    rng = np.random.default_rng(6)
+    theta, X, y = net.init_params(seed=6), rng.standard_normal((64, 5)), rng.integers(0, 3, 5)
+    calls: list[str] = []
+    fast = type(net.backend)
+    for name in ("conv_pool_forward", "conv_pool_backward", "conv_forward", "conv_backward"):
+        original = getattr(fast, name)
+
+        def spy(self, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(fast, name, spy)
+    f, g = net.objective(theta, X, y, 2.0)
+    assert sorted(set(calls)) == ["conv_pool_backward", "conv_pool_forward"]
+    calls.clear()
+    f0, g0 = net.objective(theta, X, y, 2.0, plan="store-all")
+    assert sorted(set(calls)) == ["conv_backward", "conv_forward"]
+    assert abs(f - f0) <= 1e-15 * abs(f0) and rel(g, g0) <= 1e-14
+    assert net.auto_plan() is not None and net.replace(backend="reference").auto_plan() is None

@@ -142,9 +142,12 @@ def forward(net: Any, backend: Any, keep: Keep, Ws: Sequence[np.ndarray], bs: Se
         if m in windowed and w_given is None:
             # vec(Z^{m+1}) = P_pool vec(sigma(W^m phi(pad(Z^m)) + b^m 1^T)), a block of windows at a time
             k_type = np.min_scalar_type(ly.spec.r ** 2 - 1)
-            Z, kept[f"pool{m}"] = backend.conv_pool_forward(
+            Z, offsets = backend.conv_pool_forward(
                 ly, Z, W, b, order=net.activate_order, out=scratch(f"Z{m + 1}", (ly.n_out, l), dtype, Z),
                 out_offsets=None if work is None else work.get(f"pool{m}", (ly.n_out, l), k_type))
+            if f"pool{m}" in keep_names:
+                kept[f"pool{m}"] = offsets
+            del offsets
             put(f"Z{m + 1}", Z)
             continue
         # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T

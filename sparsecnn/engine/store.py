@@ -187,8 +187,10 @@ class Keep:
         return cls(frozenset(retained), recipes, frozenset(), G)
 
     @classmethod
-    def nothing(cls, net: Any) -> Keep:
-        """Keep nothing but the output (a forward pass for :meth:`~sparsecnn.Network.output`).
+    def nothing(cls, net: Any, *, windowed: bool = False) -> Keep:
+        """Keep nothing but the output (a forward pass for :meth:`~sparsecnn.Network.output`);
+        ``windowed``: every conv layer with max pooling and ``sigma'`` readable from ``Z^{m+1}``
+        runs window by window (the backend has the kernels).
 
         Examples
         --------
@@ -196,7 +198,8 @@ class Keep:
         >>> Keep.nothing(Network((2, 2, 1), [FullLayer(3)])).retained
         frozenset()
         """
-        return cls(frozenset(), {}, frozenset(), _graph(net))
+        win = frozenset(ly.m for ly in net.conv if windowed and ly.windowed)
+        return cls(frozenset(), {}, win, _graph(net))
 
 
 class Store:

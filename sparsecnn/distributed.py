@@ -185,8 +185,7 @@ def _evaluate_part(net: Network, theta: np.ndarray, part: _Part, l: int, batch_s
     loss = 0.0
     batches: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
     lk = part.X.shape[1]
-    for start in range(0, lk, batch_size):
-        sl = slice(start, min(start + batch_size, lk))
+    for sl in engine.batches(lk, batch_size):
         out, kept = engine.forward(net, net.backend, _keep_of(net, keep), Ws, bs,
                                    np.ascontiguousarray(part.X[:, sl]))
         fb, dZ = net.loss.batch(out, part.labels[sl], l)       # dZ = (2/l)(z - y), global l

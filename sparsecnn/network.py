@@ -539,8 +539,7 @@ class Network:
 
     # ---------------------------------------------------------------- public
     def _batches(self, l: int, batch_size: int) -> Iterator[slice]:
-        for start in range(0, l, batch_size):
-            yield slice(start, min(start + batch_size, l))
+        return engine.batches(l, batch_size)
 
     def output(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE,
                dtype: object = None) -> np.ndarray:

@@ -46,7 +46,6 @@ True
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,7 +55,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import engine
 from .engine import Keep, Store
-from .exceptions import ConfigError, InputTypeError, ShapeError
+from .exceptions import ConfigError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
 from .planner import Plan
@@ -84,10 +83,6 @@ DEFAULT_GN_BATCH = 1024
 
 
 # ------------------------------------------------------------------ helpers
-def _batch_slices(l: int, batch_size: int) -> list[slice]:
-    return [slice(s, min(s + batch_size, l)) for s in range(0, l, batch_size)]
-
-
 def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``sum_i dS^i phi(pad(Z^{m,i}))^T`` and ``sum_i dS^i 1`` for a batch.
 
@@ -297,8 +292,7 @@ class GaussNewton(LinearOperator):
                  dtype: object = None) -> None:
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = net._check_batch_size(batch_size)
         self.net = net
         self.theta = net._check_theta(theta)
         X = net.check_X(X)
@@ -315,7 +309,7 @@ class GaussNewton(LinearOperator):
         self.plan = windowed_plan(net) if jacobian == "recompute" and be.windowed else None
         self.keep = net._keep(self.plan, None)
         with blas_serial():
-            for sl in _batch_slices(self.l, int(batch_size)):
+            for sl in engine.batches(self.l, int(batch_size)):
                 Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
                 out, kept = engine.forward(net, be, self.keep, self.Ws, self.bs, Xb)
                 self.output[:, sl] = out

@@ -10,12 +10,12 @@
 """
 
 from .backends import BACKENDS, Backend, FastBackend, ReferenceBackend, get_backend
-from .passes import R_forward, backward, forward
+from .passes import R_forward, backward, batches, forward
 from .store import POOL_BACKWARDS, Keep, Store
 from .winners import winner_offsets, winner_positions
 
 __all__ = [
-    "forward", "backward", "R_forward", "Keep", "Store", "POOL_BACKWARDS",
+    "forward", "backward", "R_forward", "batches", "Keep", "Store", "POOL_BACKWARDS",
     "Backend", "ReferenceBackend", "FastBackend", "BACKENDS", "get_backend",
     "winner_offsets", "winner_positions",
 ]

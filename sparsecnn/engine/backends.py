@@ -13,9 +13,10 @@ step, asks its backend for one equation.  Two backends give the same numbers
 ``FastBackend`` (``backend="fast"``, the default)
     The same steps, fused and blocked: the row-gather form of the selection
     products, im2col and GEMM a block of filter positions at a time on two
-    threads, and the window-by-window kernels that never hold ``phi`` or
-    ``S`` whole (:mod:`sparsecnn.kernels`, through the methods of
-    :class:`~sparsecnn.layers.ConvShape`).
+    threads (:mod:`sparsecnn.kernels.conv`), and the window-by-window kernels
+    that never hold ``phi`` or ``S`` whole (:mod:`sparsecnn.kernels.windowed`),
+    called through the layer's methods (``ly.conv_forward(...)`` is
+    ``kernels.conv.conv_forward(ly, ...)``), so that a profiler can wrap them per layer.
 
 The interface (all arrays one column per instance):
 
@@ -54,9 +55,7 @@ import scipy.sparse as sp
 
 from .. import equations as eq
 from ..exceptions import ConfigError
-from ..kernels import conv as kconv
 from ..kernels import select
-from ..kernels import windowed as kwin
 from ..layers import ConvLayer, ConvShape, FullLayer, FullShape  # noqa: F401 - FullLayer, FullShape: the examples
 from ..operators import P_pool, max_pool_winners
 
@@ -369,16 +368,16 @@ class FastBackend(Backend):
         return Z if ly.P_pad is None else select(ly.P_pad, Z)
 
     def phi(self, ly: Any, Z: np.ndarray) -> np.ndarray:
-        return kconv.phi(ly, Z)
+        return ly.phi(Z)
 
     def S(self, ly: Any, W: np.ndarray, b: np.ndarray, Phi: np.ndarray, out: np.ndarray | None = None
           ) -> np.ndarray:
-        return kconv.S(ly, W, b, Phi, out=out)
+        return ly.S(W, b, Phi, out=out)
 
     def conv_forward(self, ly: Any, Z: np.ndarray, W: np.ndarray, b: np.ndarray, *, keep_phi: bool = True,
                      out_phi: np.ndarray | None = None, out_S: np.ndarray | None = None
                      ) -> tuple[np.ndarray | None, np.ndarray]:
-        return kconv.conv_forward(ly, Z, W, b, out_phi=out_phi, out_S=out_S, keep_phi=keep_phi)
+        return ly.conv_forward(Z, W, b, out_phi=out_phi, out_S=out_S, keep_phi=keep_phi)
 
     def winners(self, ly: Any, A: np.ndarray) -> np.ndarray:
         w = ly.winners(A)
@@ -386,31 +385,31 @@ class FastBackend(Backend):
         return w
 
     def pool(self, ly: Any, A: np.ndarray, winners: np.ndarray | None) -> np.ndarray:
-        return kconv.pool(ly, A, winners)
+        return ly.pool(A, winners)
 
     def activate_pool(self, ly: Any, S: np.ndarray, order: str, winners: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray | None]:
         if winners is None or not ly.max_pools:
-            return kconv.activate_pool(ly, S, order=order)
-        return kconv.pool(ly, ly.sigma.sigma(S), winners), winners
+            return ly.activate_pool(S, order=order)
+        return ly.pool(ly.sigma.sigma(S), winners), winners
 
     def eq7(self, ly: Any, v: np.ndarray, winners: np.ndarray | None, out: np.ndarray | None = None
             ) -> np.ndarray:
-        return kconv.pool_T(ly, v, winners, out=out)
+        return ly.pool_T(v, winners, out=out)
 
     def conv_backward(self, ly: Any, W: np.ndarray, Phi: np.ndarray | None, dS: np.ndarray, *,
                       need_dZ: bool = True, out: np.ndarray | None = None, Z: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        return kconv.conv_backward(ly, W, Phi, dS, need_dZ=need_dZ, out=out, Z=Z)
+        return ly.conv_backward(W, Phi, dS, need_dZ=need_dZ, out=out, Z=Z)
 
     def conv_R(self, ly: Any, W: np.ndarray, V: np.ndarray, v_b: np.ndarray, Phi: np.ndarray,
                RZ: np.ndarray | None, work: Any = None) -> np.ndarray:
         l = Phi.shape[1]
         out = work.get(f"RS{ly.m}", (ly.n_S, l), Phi.dtype) if work is not None else None
-        RS = kconv.S(ly, V, v_b, Phi, out=out)                                        # V^m phi + v_b^m 1^T
+        RS = ly.S(V, v_b, Phi, out=out)                                        # V^m phi + v_b^m 1^T
         if RZ is not None:                                                     # + W^m P_phi P_pad R(Z^m)
             tmp = work.get("WRphi", RS.shape, RS.dtype) if work is not None else None
-            _, WR = kconv.conv_forward(ly, RZ, W, np.zeros(ly.d_out, dtype=RS.dtype), out_S=tmp, keep_phi=False)
+            _, WR = ly.conv_forward(RZ, W, np.zeros(ly.d_out, dtype=RS.dtype), out_S=tmp, keep_phi=False)
             RS += WR
         return RS
 
@@ -434,7 +433,7 @@ class FastBackend(Backend):
         >>> np.array_equal(Zn, ReferenceBackend().activate_pool(ly, ly.conv_forward(Z, W, b)[1], "slides")[0])
         True
         """
-        return kwin.conv_pool_forward(ly, Z, W, b, order=order, out=out, out_offsets=out_offsets)
+        return ly.conv_pool_forward(Z, W, b, order=order, out=out, out_offsets=out_offsets)
 
     def conv_pool_backward(self, ly: Any, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray, Znext: np.ndarray,
                            offsets: np.ndarray, *, need_dZ: bool = True, out: np.ndarray | None = None
@@ -449,7 +448,7 @@ class FastBackend(Backend):
         >>> dW.shape, db.shape, dZ.shape
         ((2, 9), (2,), (36, 4))
         """
-        return kwin.conv_pool_backward(ly, W, Z, dZnext, Znext, offsets, need_dZ=need_dZ, out=out)
+        return ly.conv_pool_backward(W, Z, dZnext, Znext, offsets, need_dZ=need_dZ, out=out)
 
     def conv_pool_R(self, ly: Any, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V: np.ndarray,
                     v_b: np.ndarray, Znext: np.ndarray, offsets: np.ndarray, out: np.ndarray | None = None
@@ -463,7 +462,7 @@ class FastBackend(Backend):
         >>> FastBackend().conv_pool_R(ly, Z, None, W, W, b, Zn, k).shape
         (18, 4)
         """
-        return kwin.conv_pool_R(ly, Z, RZ, W, V, v_b, Znext, offsets, out=out)
+        return ly.conv_pool_R(Z, RZ, W, V, v_b, Znext, offsets, out=out)
 
 
 _INSTANCES: dict[str, Backend] = {"fast": FastBackend(), "reference": ReferenceBackend()}

@@ -41,7 +41,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,19 @@ from ..kernels import Workspace
 from .store import Keep, Store
 from .winners import winner_offsets
 
-__all__ = ["forward", "backward", "R_forward"]
+__all__ = ["forward", "backward", "R_forward", "batches"]
+
+
+def batches(l: int, batch_size: int) -> Iterator[slice]:
+    """The batches of ``l`` instances, ``batch_size`` at a time: the one batch loop of the library.
+
+    Examples
+    --------
+    >>> [(sl.start, sl.stop) for sl in batches(5, 2)]
+    [(0, 2), (2, 4), (4, 5)]
+    """
+    for start in range(0, l, batch_size):
+        yield slice(start, min(start + batch_size, l))
 
 
 def _owned(arr: np.ndarray, others: list[np.ndarray]) -> np.ndarray:

@@ -239,7 +239,7 @@ def _gn_part(net: Network, theta: np.ndarray, part: _Part, local: np.ndarray | N
 
 def _gn_product(G: Any, v: np.ndarray, size: int) -> np.ndarray:
     """``(1/|S|) sum_{i in S ∩ P_k} (J^i)^T 2 J^i v`` (global ``|S|``)."""
-    return G.JTv((2.0 / size) * G.Jv(v))
+    return G.JTv(G.net.loss.B(G.Jv(v), 1.0 / size))
 
 
 # ------------------------------------------------------------ the client
@@ -493,7 +493,7 @@ class DistributedObjective:
         ((77,), True)
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         th = self._send_theta(theta)
         futs = [self.client.submit(_objective_part, self._net, th, p, self.l, self.batch_size, pure=False)
                 for p in self.parts]
@@ -528,7 +528,7 @@ class DistributedObjective:
         True
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         evs = self.evaluate(theta, keep=False)
         return self.f_from(theta, evs)
 
@@ -567,7 +567,7 @@ class DistributedObjective:
         (True, True)
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         th = self._send_theta(theta)
         return [self.client.submit(_evaluate_part, self._net, th, p, self.l, self.batch_size, keep,
                                    pure=False) for p in self.parts]
@@ -659,7 +659,7 @@ class DistributedObjective:
         ((3, 10), True)
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         th, vv = self._send_theta(theta), self._send(np.asarray(v, dtype=np.float64).reshape(-1))
         futs = [self.client.submit(_Jv_part, self._net, th, p, vv, self.batch_size, pure=False)
                 for p in self.parts]
@@ -693,7 +693,7 @@ class DistributedObjective:
         True
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
@@ -788,7 +788,7 @@ class DistributedGaussNewton(LinearOperator):
         n = obj.net.n_params
         super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
         self.obj = obj
-        theta = obj.net._check_theta(theta)
+        theta = obj.net.check_theta(theta)
         th = obj._send_theta(theta)
         client = obj.client
         if idx is None:
@@ -929,7 +929,7 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
     elif scheduler is not None or workers is not None:
         raise ConfigError("give either a client or a scheduler/workers, not both")
     try:
-        theta = net._check_theta(theta).copy()
+        theta = net.check_theta(theta).copy()
         C = net.check_C(C)
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")

@@ -368,7 +368,7 @@ class Network:
         (array([[1.],
                [2.]]), array([3., 4.]))
         """
-        theta = self._check_theta(theta)
+        theta = self.check_theta(theta)
         Ws, bs = [], []
         for m, ly in enumerate(self.layers, start=1):
             rows, cols = ly.W_shape
@@ -395,7 +395,18 @@ class Network:
         return self.pack(Ws, bs)
 
     # ---------------------------------------------------------------- checks
-    def _check_theta(self, theta: object) -> np.ndarray:
+    def check_theta(self, theta: object) -> np.ndarray:
+        """``theta`` as a finite float64 vector of ``n`` entries, or a clear error.
+
+        Examples
+        --------
+        >>> Network((1, 1, 1), [FullLayer(2)]).check_theta([1, 2, 3, 4])
+        array([1., 2., 3., 4.])
+        >>> Network((1, 1, 1), [FullLayer(2)]).check_theta(np.ones(3))
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ShapeError: theta must be a vector of n = 4 entries, got shape (3,)
+        """
         if isinstance(theta, (str, bytes)) or theta is None:
             raise InputTypeError(f"theta must be a numeric vector, got {type(theta).__name__}")
         arr = np.asarray(theta)
@@ -478,14 +489,22 @@ class Network:
             raise ConfigError(f"C must be > 0, got {C}")
         return value
 
-    def _check_batch_size(self, batch_size: object) -> int:
+    @staticmethod
+    def check_batch_size(batch_size: object) -> int:
+        """``batch_size`` as a positive int, or a clear error.
+
+        Examples
+        --------
+        >>> Network.check_batch_size(64)
+        64
+        >>> Network.check_batch_size(0)
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.InputTypeError: batch_size must be a positive integer, got 0
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
         return int(batch_size)
-
-    def _pool_mode_check(self, pool_backward: str | None) -> None:
-        """Check ``pool_backward`` against every conv layer before any work is done."""
-        self._keep(None, pool_backward)
 
     def check_winners(self, winners: object, l: int) -> dict[int, np.ndarray]:
         """Winners given from outside as ``{m: positions in vec(sigma(S^m))}``, checked.
@@ -523,9 +542,17 @@ class Network:
             out[int(m)] = np.asarray(_check_winners(arr, ly.a_conv, ly.b_conv, ly.d_out, ly.spec.r))
         return out
 
-    def _keep(self, plan: Plan | None, pool_backward: str | None, *, fastest: bool = False) -> Keep:
-        """What a forward pass keeps: the plan's choice, or everything (``dxi/dS^m`` by ``pool_backward``);
-        ``fastest``: without a plan or ``pool_backward``, the fastest exact plan (:meth:`auto_plan`)."""
+    def keep(self, plan: Plan | None = None, pool_backward: str | None = None, *, fastest: bool = False) -> Keep:
+        """What a forward pass keeps (:class:`sparsecnn.engine.Keep`): the plan's choice, or everything
+        (``dxi/dS^m`` by ``pool_backward``, default the network's); ``fastest``: without a plan or
+        ``pool_backward``, the fastest exact plan (:meth:`auto_plan`).
+
+        Examples
+        --------
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> sorted(net.keep().retained), net.keep(fastest=True).windowed
+        (['S1', 'S2', 'Z1', 'Z2', 'Z3', 'phi1', 'pool1'], frozenset({1}))
+        """
         if plan is not None:
             if pool_backward is not None:
                 raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
@@ -562,10 +589,10 @@ class Network:
                [0., 0.],
                [0., 0.]])
         """
-        dt = self._resolve_dtype(dtype)
-        Ws, bs = self._params(theta, dt)
+        dt = self.resolve_dtype(dtype)
+        Ws, bs = self.params(theta, dt)
         X = self.check_X(X)
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self.check_batch_size(batch_size)
         work = self._work()
         keep = Keep.nothing(self, windowed=self.backend.windowed)
         out = np.empty((self.n_L, X.shape[1]))
@@ -626,13 +653,13 @@ class Network:
         >>> np.allclose(net.backward(cache, [0, 1, 2, 0])[1], net.objective(theta, X, [0, 1, 2, 0])[1])
         True
         """
-        theta = self._check_theta(theta)
-        dt = self._resolve_dtype(dtype)
-        Ws, bs = self._params(theta, dt)
+        theta = self.check_theta(theta)
+        dt = self.resolve_dtype(dtype)
+        Ws, bs = self.params(theta, dt)
         X = np.ascontiguousarray(self.check_X(X), dtype=dt)
         given = self.check_winners(winners, X.shape[1])
-        the_plan = self._resolve_plan(plan)
-        keep = self._keep(the_plan, None)
+        the_plan = self.resolve_plan(plan)
+        keep = self.keep(the_plan, None)
         with blas_serial():
             out, kept = engine.forward(self, self.backend, keep, Ws, bs, X, winners=given)
         return ForwardCache(theta, Ws, bs, out, kept, the_plan, X if keep.reads_X else None, keep)
@@ -655,7 +682,7 @@ class Network:
         """
         C = self.check_C(C)
         labels = self.check_y(y, cache.l)
-        keep = self._keep(cache.plan, pool_backward)
+        keep = self.keep(cache.plan, pool_backward)
         if cache.plan is None and pool_backward is None and cache.keep is not None:
             keep = cache.keep
         xi_sum, dZ = self.loss.batch(cache.output, labels, cache.l)
@@ -714,8 +741,15 @@ class Network:
         slides = self.plan("slides")
         return slides if Keep.from_plan(self, slides, windowed=True).windowed else None
 
-    def _resolve_plan(self, plan: object) -> Plan | None:
-        """``plan`` as a :class:`Plan` of this network (a policy or budget is planned here)."""
+    def resolve_plan(self, plan: object) -> Plan | None:
+        """``plan`` as a :class:`Plan` of this network (a policy or budget is planned here; ``None`` stays).
+
+        Examples
+        --------
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, r=2), FullLayer(3)])
+        >>> net.resolve_plan("min-memory").retained, net.resolve_plan(None)
+        (('pool1', 'Z2', 'Z3'), None)
+        """
         if plan is None:
             return None
         if not isinstance(plan, Plan):
@@ -728,11 +762,26 @@ class Network:
         return plan
 
     # ------------------------------------------------------ dtype and buffers
-    def _resolve_dtype(self, dtype: object) -> np.dtype:
+    def resolve_dtype(self, dtype: object) -> np.dtype:
+        """The products' float type for one call: ``dtype``, or the network's where ``None``.
+
+        Examples
+        --------
+        >>> net = Network((1, 1, 1), [FullLayer(2)], dtype="float32")
+        >>> net.resolve_dtype(None), net.resolve_dtype("float64")
+        (dtype('float32'), dtype('float64'))
+        """
         return self.dtype if dtype is None else _check_dtype(dtype)
 
-    def _params(self, theta: np.ndarray, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``W^m``, ``b^m`` from ``theta`` (checked), in ``dtype``."""
+    def params(self, theta: np.ndarray, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``W^m``, ``b^m`` from ``theta`` (checked), in ``dtype`` (lists at index ``m - 1``).
+
+        Examples
+        --------
+        >>> Ws, bs = Network((1, 1, 1), [FullLayer(2)]).params(np.arange(4.0), np.dtype("float32"))
+        >>> Ws[0].dtype, bs[0]
+        (dtype('float32'), array([2., 3.], dtype=float32))
+        """
         Ws, bs = self.unpack(theta)
         if dtype != np.float64:
             Ws = [np.ascontiguousarray(W, dtype=dtype) for W in Ws]
@@ -820,16 +869,16 @@ class Network:
         >>> f
         1.0
         """
-        theta = self._check_theta(theta)
-        dt = self._resolve_dtype(dtype)
-        Ws, bs = self._params(theta, dt)
+        theta = self.check_theta(theta)
+        dt = self.resolve_dtype(dtype)
+        Ws, bs = self.params(theta, dt)
         X = self.check_X(X)
         C = self.check_C(C)
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self.check_batch_size(batch_size)
         l = X.shape[1]
         labels = self.check_y(y, l)
         given = self.check_winners(winners, l)
-        keep = self._keep(self._resolve_plan(plan), pool_backward, fastest=True)
+        keep = self.keep(self.resolve_plan(plan), pool_backward, fastest=True)
         work = self._work()
         xi_sum = 0.0
         grad = np.zeros(self.n_params)
@@ -844,6 +893,13 @@ class Network:
                 dWs, dbs = engine.backward(self, be, keep, Ws, bs, Xb, kept, dZ, work=work)
                 grad += self.pack(dWs, dbs)
         return objective.finish(theta, C, xi_sum, l, grad)
+
+    # the former private names, still called by modules outside the engine
+    _check_theta = check_theta
+    _check_batch_size = check_batch_size
+    _resolve_plan = resolve_plan
+    _resolve_dtype = resolve_dtype
+    _params = params
 
     # ---------------------------------------------------------- construction
     @classmethod

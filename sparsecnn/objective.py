@@ -67,13 +67,16 @@ class Loss:
         """
         raise NotImplementedError
 
-    def B(self, u: np.ndarray) -> np.ndarray:
-        """``B^i u_i`` for every column: the loss's second derivative in ``z^{L+1}`` times ``u``.
+    def B(self, u: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        """``scale B^i u_i`` for every column: the loss's second derivative in ``z^{L+1}`` times ``u``
+        (``scale = 1/l`` in ``G v = (1/l) sum_i (J^i)^T B^i J^i v``).
 
         Examples
         --------
         >>> get_loss("squared").B(np.array([[1.0], [-0.5]])).ravel()     # B = 2 I
         array([ 2., -1.])
+        >>> get_loss("squared").B(np.array([1.0]), scale=0.25)
+        array([0.5])
         """
         raise NotImplementedError
 
@@ -109,8 +112,8 @@ class SquaredLoss(Loss):
         dZ = (2.0 / l_total) * diff                                   # (1/l) dxi/dz = (2/l)(z - y)
         return float(np.einsum("ij,ij->", diff, diff)), dZ.astype(out.dtype, copy=False)
 
-    def B(self, u: np.ndarray) -> np.ndarray:
-        return 2.0 * u
+    def B(self, u: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        return (2.0 * scale) * u
 
 
 LOSSES: dict[str, Loss] = {"squared": SquaredLoss()}

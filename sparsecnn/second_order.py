@@ -292,22 +292,22 @@ class GaussNewton(LinearOperator):
                  dtype: object = None) -> None:
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-        batch_size = net._check_batch_size(batch_size)
+        batch_size = net.check_batch_size(batch_size)
         self.net = net
-        self.theta = net._check_theta(theta)
+        self.theta = net.check_theta(theta)
         X = net.check_X(X)
         self.jacobian = jacobian
         self.l = int(X.shape[1])
         n = int(net.n_params)
         super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
-        self.compute_dtype = net._resolve_dtype(dtype)
-        self.Ws, self.bs = net._params(self.theta, self.compute_dtype)
+        self.compute_dtype = net.resolve_dtype(dtype)
+        self.Ws, self.bs = net.params(self.theta, self.compute_dtype)
         self.output = np.empty((net.n_L, self.l))
         self._batches: list[_Batch] = []
         be = net.backend
         self._work = Workspace() if be.windowed else None
         self.plan = windowed_plan(net) if jacobian == "recompute" and be.windowed else None
-        self.keep = net._keep(self.plan, None)
+        self.keep = net.keep(self.plan, None)
         with blas_serial():
             for sl in engine.batches(self.l, int(batch_size)):
                 Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
@@ -356,7 +356,7 @@ class GaussNewton(LinearOperator):
         True
         """
         v = self._check_v(v)
-        Vs, vbs = self.net._params(v, self.compute_dtype)          # V^m, v_b^m as W^m, b^m in theta
+        Vs, vbs = self.net.params(v, self.compute_dtype)          # V^m, v_b^m as W^m, b^m in theta
         out = np.empty((self.net.n_L, self.l))
         with blas_serial():
             for b in self._batches:
@@ -430,9 +430,9 @@ class GaussNewton(LinearOperator):
         return dWs, dbs
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
-        """``G v = (1/l) J^T (2 J v)``."""
+        """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss)."""
         self.n_matvec += 1
-        return self.JTv((2.0 / self.l) * self.Jv(v))
+        return self.JTv(self.net.loss.B(self.Jv(v), 1.0 / self.l))     # (1/l) J^T B J v
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

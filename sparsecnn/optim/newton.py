@@ -300,7 +300,7 @@ def _objective_plan(net: Network, plan: object) -> Plan | None:
     window by window, else ``None`` (store-all)."""
     if isinstance(plan, str) and plan == "auto":
         return net.auto_plan()
-    return net._resolve_plan(plan)
+    return net.resolve_plan(plan)
 
 
 def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
@@ -405,15 +405,15 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
                                   boost=boost, eta=eta, batch_size=batch_size, jacobian=jacobian, seed=seed,
                                   validation=validation, keep_best=keep_best, trial_gradient=trial_gradient,
                                   max_ls_steps=max_ls_steps, callback=callback)
-    theta = net._check_theta(theta).copy()
+    theta = net.check_theta(theta).copy()
     X = net.check_X(X)
     labels = net.check_y(y, X.shape[1])
     C = net.check_C(C)
     batch_size = positive_int("batch_size", batch_size)
     if jacobian not in JACOBIAN_MODES:
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
-                         None if gn_dtype is None else net._resolve_dtype(gn_dtype), _objective_plan(net, plan))
+    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net.resolve_dtype(dtype),
+                         None if gn_dtype is None else net.resolve_dtype(gn_dtype), _objective_plan(net, plan))
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,

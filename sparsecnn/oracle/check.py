@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import engine
+from .. import engine, objective
 from ..engine import Keep
 from ..exceptions import ConfigError, InputTypeError, ShapeError
 from ..interop import X_from_torch, X_to_torch, _torch, from_torch, torch_pool_indices_to_winners
@@ -254,13 +254,10 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
         return ref.pack(*engine.backward(ref, ref.backend, keep, Ws, bs, kept["Z1"], encoded, dZ))
 
     l = X.shape[1]
-    diff = out.copy()
-    diff[y, np.arange(l)] -= 1.0                          # z^{L+1,i} - y^i
-    res: dict[str, Any] = {"output": out}
-    reg = float(theta @ theta) / (2.0 * C)
-    res["f"] = reg + float(np.einsum("ij,ij->", diff, diff)) / l
+    xi_sum, dZ = ref.loss.batch(out, np.asarray(y), l)     # sum_i xi_i, (1/l) dxi/dz^{L+1}
+    res: dict[str, Any] = {"output": out, "f": objective.value(theta, C, xi_sum, l)}
     if "grad" in products:
-        res["grad"] = theta / C + backward((2.0 / l) * diff)
+        res["grad"] = objective.gradient(theta, C, backward(dZ))
     if products & {"Jv", "Gv"}:
         if v is None:
             raise ConfigError("J v and G v need a vector v")
@@ -269,7 +266,7 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
         if "Jv" in products:
             res["Jv"] = Jv
         if "Gv" in products:
-            res["Gv"] = backward((2.0 / l) * Jv)
+            res["Gv"] = backward(ref.loss.B(Jv, 1.0 / l))
     if "JTv" in products:
         if u is None:
             raise ConfigError("J^T u needs a matrix u")

@@ -28,11 +28,12 @@ import scipy.sparse as sp
 
 from . import kernels
 from .activations import ACTIVATE_ORDERS, Activation, get_activation
-from .exceptions import ArchitectureError, ConfigError, InputTypeError
+from .exceptions import ArchitectureError, ConfigError, InputTypeError, ShapeError
 from .kernels import conv as kconv
+from .kernels import pooling as kpool
 from .kernels import windowed as kwin
 from .kernels.conv import _floating
-from .operators import P_pad, P_phi, P_pool_avg, conv_size, max_pool_winners
+from .operators import P_pad, P_phi, P_pool_avg, conv_size
 from .operators._common import freeze
 from .operators.pool import _P_pool_from_winners
 
@@ -796,7 +797,11 @@ class ConvShape:
         """
         if not self.max_pools:
             return None
-        return max_pool_winners(A, self.a_conv, self.b_conv, self.d_out, self.spec.r)
+        A = np.asarray(A)
+        if A.ndim != 2 or A.shape[0] != self.n_S:
+            raise ShapeError(f"conv layer {self.m}: the pooled image must have d*a*b = {self.n_S} rows, "
+                             f"got shape {A.shape}")
+        return kpool.max_pool_winners(A, self.a_conv, self.b_conv, self.d_out, self.spec.r)
 
     def P_pool(self, winners: np.ndarray | None) -> sp.csr_array:
         """``P_pool`` of the batch: for max pooling built from ``winners`` (instances-last

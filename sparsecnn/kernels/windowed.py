@@ -27,9 +27,9 @@ import numpy as np
 
 from ..activations import ACTIVATE_ORDERS
 from ..exceptions import ConfigError, InputTypeError, ShapeError
-from ..operators.pool import window_max
 from . import buffers, sparse, threads
 from .conv import _block, _floating, _result, _sum_dW
+from .pooling import window_max
 
 __all__ = ["conv_pool_forward", "conv_pool_backward", "conv_pool_R"]
 

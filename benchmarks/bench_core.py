@@ -26,7 +26,8 @@ round robin so that a change in the machine's load touches every row alike):
 Then the peak memory of each row (tracemalloc's peak for numpy's allocations,
 and the peak resident set size sampled every millisecond above its level
 before the run, which also sees PyTorch's allocations), and a per-operator
-profile of ``net.objective`` in float64: time inside each layer method
+profile of ``net.objective(..., plan="store-all")`` in float64 (the default
+runs the conv layers window by window, in one kernel each): time inside each layer method
 (``conv_forward``: the ``P_phi P_pad`` gather and the GEMMs ``W phi_j``, one
 sweep; ``conv_backward``: the GEMMs ``dS_j phi_j^T``, ``W^T dS_j`` and the
 ``P^T`` scatter; pooling ``winners``/``pool``/``pool_T``; full-layer GEMMs
@@ -310,7 +311,7 @@ def op_profile(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, ba
         for _ in range(repeats):
             totals.clear()
             t = time.perf_counter()
-            net.objective(theta, X, y, batch_size=batch)
+            net.objective(theta, X, y, batch_size=batch, plan="store-all")     # the layer-by-layer sweeps
             total = time.perf_counter() - t
             if best is None or total < best[0]:
                 best = (total, dict(totals))

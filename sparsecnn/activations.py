@@ -25,7 +25,11 @@ import numpy as np
 
 from .exceptions import ConfigError
 
-__all__ = ["Activation", "ACTIVATIONS", "get_activation", "LEAKY_SLOPE"]
+__all__ = ["Activation", "ACTIVATIONS", "get_activation", "LEAKY_SLOPE", "ACTIVATE_ORDERS"]
+
+ACTIVATE_ORDERS = ("slides", "pool-first")
+"""The orders of ``sigma`` and max pooling (``Network(activate_order=...)``): ``sigma`` first, as
+the slides write it, or max pooling first, then ``sigma`` on the smaller result."""
 
 Array = np.ndarray
 LEAKY_SLOPE = 0.01

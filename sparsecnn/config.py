@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .exceptions import ArchitectureError, ConfigError
+from .layers import ConvLayer, FullLayer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
@@ -70,6 +71,8 @@ __all__ = [
     "read_simplenn_config",
     "parse_simplenn_config",
     "network_from_simplenn_config",
+    "layers_from_config_dict",
+    "simplenn_layers",
     "to_simplenn_config",
 ]
 
@@ -265,6 +268,48 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return parse_simplenn_config(text, source=name)
 
 
+def layers_from_config_dict(config: dict[str, Any]) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer]]:
+    """The input shape ``(a^1, b^1, d^1)`` and the layers a checked configuration dict describes.
+
+    What :meth:`sparsecnn.Network.from_simplenn_config` builds its network from.
+
+    Examples
+    --------
+    >>> cfg = parse_simplenn_config(
+    ...     "L = 2;\\nLC = 1;\\nLF = 1;\\nwd_input = 6;\\nht_input = 6;\\nch_input = [1,2];\\n"
+    ...     "wd_pad_added = [1];\\nwd_filter = [3];\\nstrides = [1];\\nwd_subimage_pool = [2];\\n"
+    ...     "full_neurons = [3];")
+    >>> shape, layers = layers_from_config_dict(cfg)
+    >>> shape, layers[0]
+    ((6, 6, 1), ConvLayer(d_out=2, h=3, s=1, p=1, r=2, activation='relu', pool='max'))
+    """
+    LC = config["LC"]
+    layers: list[ConvLayer | FullLayer] = [
+        ConvLayer(config["ch_input"][m + 1], h=config["wd_filter"][m], s=config["strides"][m],
+                  p=config["wd_pad_added"][m], r=config["wd_subimage_pool"][m])
+        for m in range(LC)
+    ]
+    layers += [FullLayer(n) for n in config["full_neurons"]]
+    shape = (config["ht_input"], config["wd_input"], config["ch_input"][0])
+    return shape, layers
+
+
+def simplenn_layers(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer]]:
+    """Read a simpleNN configuration file: the input shape and the layers (see :func:`layers_from_config_dict`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "full.config"
+    >>> _ = f.write_text("L = 1; LC = 0; LF = 1; wd_input = 2; ht_input = 3; ch_input = [1];\\n"
+    ...     "wd_pad_added = []; wd_filter = []; strides = []; wd_subimage_pool = [];\\n"
+    ...     "full_neurons = [4];\\n".replace("; ", ";\\n"))
+    >>> simplenn_layers(f)
+    ((3, 2, 1), [FullLayer(n_out=4, activation=None)])
+    """
+    return layers_from_config_dict(read_simplenn_config(path))
+
+
 def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -> Network:
     """Build the :class:`~sparsecnn.Network` a checked configuration dict describes.
 
@@ -290,17 +335,9 @@ def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -
     1  conv  6 x 6 x 1          2 x 9   3 x 3 x 2
     2  full  18                 3 x 18  3
     """
-    from .layers import ConvLayer, FullLayer
     from .network import Network
 
-    LC = config["LC"]
-    layers: list[ConvLayer | FullLayer] = [
-        ConvLayer(config["ch_input"][m + 1], h=config["wd_filter"][m], s=config["strides"][m],
-                  p=config["wd_pad_added"][m], r=config["wd_subimage_pool"][m])
-        for m in range(LC)
-    ]
-    layers += [FullLayer(n) for n in config["full_neurons"]]
-    shape = (config["ht_input"], config["wd_input"], config["ch_input"][0])
+    shape, layers = layers_from_config_dict(config)
     try:
         return Network(shape, layers)
     except ArchitectureError as e:

@@ -53,8 +53,14 @@ from typing import Any
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from . import data as data_io
+from . import engine, second_order
+from .engine import Keep
 from .exceptions import ConfigError, DataFormatError, InputTypeError, ShapeError, SparseCNNError
 from .network import Network
+from .optim._common import positive_int
+from .optim.newton import newton_loop
+from .second_order import JACOBIAN_MODES
 
 __all__ = ["DistributedObjective", "DistributedGaussNewton", "newton_distributed", "connect",
            "owner_of", "split_columns"]
@@ -132,9 +138,7 @@ def _read_source(source: Any, shape: tuple[int, int, int]) -> tuple[Any, Any]:
                 if "X" not in z or "y" not in z:
                     raise DataFormatError(f"{path}: an .npz partition must hold arrays X and y")
                 return z["X"], z["y"]
-        from .data import load_simplenn_mat
-
-        return load_simplenn_mat(path, shape=shape)
+        return data_io.load_simplenn_mat(path, shape=shape)
     X, y = source
     if isinstance(X, (str, os.PathLike)):
         X = np.load(os.fspath(X), allow_pickle=False)
@@ -181,14 +185,19 @@ def _evaluate_part(net: Network, theta: np.ndarray, part: _Part, l: int, batch_s
     loss = 0.0
     batches: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
     lk = part.X.shape[1]
-    for start in range(0, lk, batch_size):
-        sl = slice(start, min(start + batch_size, lk))
-        out, kept = net._forward(Ws, bs, np.ascontiguousarray(part.X[:, sl]), keep=keep)
-        fb, dZ = net._loss(out, part.labels[sl], l)            # dZ = (2/l)(z - y), global l
+    for sl in engine.batches(lk, batch_size):
+        out, kept = engine.forward(net, net.backend, _keep_of(net, keep), Ws, bs,
+                                   np.ascontiguousarray(part.X[:, sl]))
+        fb, dZ = net.loss.batch(out, part.labels[sl], l)       # dZ = (2/l)(z - y), global l
         loss += fb
         if keep:
             batches.append((kept, dZ))
     return _PartEval(loss, batches if keep else None)
+
+
+def _keep_of(net: Network, keep: bool) -> Keep:
+    """Everything (for the gradient) or nothing but the output."""
+    return Keep.everything(net, net.pool_backward) if keep else Keep.nothing(net)
 
 
 def _loss_of(ev: _PartEval) -> float:
@@ -200,8 +209,9 @@ def _grad_of(net: Network, theta: np.ndarray, ev: _PartEval) -> np.ndarray:
     assert ev.batches is not None
     Ws, _ = net.unpack(theta)
     g = np.zeros(net.n_params)
+    keep = _keep_of(net, True)
     for kept, dZ in ev.batches:
-        g += net.pack(*net._backward(Ws, kept, dZ))
+        g += net.pack(*engine.backward(net, net.backend, keep, Ws, None, kept["Z1"], kept, dZ))
     return g
 
 
@@ -214,28 +224,22 @@ def _objective_part(net: Network, theta: np.ndarray, part: _Part, l: int, batch_
 
 
 def _Jv_part(net: Network, theta: np.ndarray, part: _Part, v: np.ndarray, batch_size: int) -> np.ndarray:
-    from .second_order import net_Jv
-
-    return net_Jv(net, theta, part.X, v, batch_size=batch_size)
+    return second_order.net_Jv(net, theta, part.X, v, batch_size=batch_size)
 
 
 def _JTv_part(net: Network, theta: np.ndarray, part: _Part, u: np.ndarray, batch_size: int) -> np.ndarray:
-    from .second_order import net_JTv
-
-    return net_JTv(net, theta, part.X, u, batch_size=batch_size)
+    return second_order.net_JTv(net, theta, part.X, u, batch_size=batch_size)
 
 
 def _gn_part(net: Network, theta: np.ndarray, part: _Part, local: np.ndarray | None, jacobian: str,
              batch_size: int) -> Any:
-    from .second_order import GaussNewton
-
     X = part.X if local is None else part.X[:, local]
-    return GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size)
+    return second_order.GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size)
 
 
 def _gn_product(G: Any, v: np.ndarray, size: int) -> np.ndarray:
     """``(1/|S|) sum_{i in S ∩ P_k} (J^i)^T 2 J^i v`` (global ``|S|``)."""
-    return G.JTv((2.0 / size) * G.Jv(v))
+    return G.JTv(G.net.loss.B(G.Jv(v), 1.0 / size))
 
 
 # ------------------------------------------------------------ the client
@@ -382,8 +386,6 @@ class DistributedObjective:
                  batch_size: int = 1024, transform: Any = None) -> None:
         if client is None:
             raise ConfigError("a distributed.Client is needed (see sparsecnn.distributed.connect)")
-        from .optim._common import positive_int
-
         self.net = net
         self.client = client
         self.C = net.check_C(C)
@@ -491,7 +493,7 @@ class DistributedObjective:
         ((77,), True)
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         th = self._send_theta(theta)
         futs = [self.client.submit(_objective_part, self._net, th, p, self.l, self.batch_size, pure=False)
                 for p in self.parts]
@@ -526,7 +528,7 @@ class DistributedObjective:
         True
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         evs = self.evaluate(theta, keep=False)
         return self.f_from(theta, evs)
 
@@ -565,7 +567,7 @@ class DistributedObjective:
         (True, True)
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         th = self._send_theta(theta)
         return [self.client.submit(_evaluate_part, self._net, th, p, self.l, self.batch_size, keep,
                                    pure=False) for p in self.parts]
@@ -657,7 +659,7 @@ class DistributedObjective:
         ((3, 10), True)
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         th, vv = self._send_theta(theta), self._send(np.asarray(v, dtype=np.float64).reshape(-1))
         futs = [self.client.submit(_Jv_part, self._net, th, p, vv, self.batch_size, pure=False)
                 for p in self.parts]
@@ -691,7 +693,7 @@ class DistributedObjective:
         True
         >>> obj.close(); client.close(); cluster.close()
         """
-        theta = self.net._check_theta(theta)
+        theta = self.net.check_theta(theta)
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
@@ -781,14 +783,12 @@ class DistributedGaussNewton(LinearOperator):
 
     def __init__(self, obj: DistributedObjective, theta: np.ndarray,
                  idx: Sequence[int] | np.ndarray | None = None, *, jacobian: str = "recompute") -> None:
-        from .second_order import JACOBIAN_MODES
-
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
         n = obj.net.n_params
         super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
         self.obj = obj
-        theta = obj.net._check_theta(theta)
+        theta = obj.net.check_theta(theta)
         th = obj._send_theta(theta)
         client = obj.client
         if idx is None:
@@ -921,9 +921,6 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
     (2, True, True)
     >>> client.close(); cluster.close()
     """
-    from .optim.newton import newton_loop
-    from .second_order import JACOBIAN_MODES
-
     own = None
     if client is None:
         if scheduler is None and workers is None:
@@ -932,7 +929,7 @@ def newton_distributed(net: Network, theta: np.ndarray, data: Any, y: Any = None
     elif scheduler is not None or workers is not None:
         raise ConfigError("give either a client or a scheduler/workers, not both")
     try:
-        theta = net._check_theta(theta).copy()
+        theta = net.check_theta(theta).copy()
         C = net.check_C(C)
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")

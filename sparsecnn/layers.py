@@ -27,54 +27,20 @@ import numpy as np
 import scipy.sparse as sp
 
 from . import kernels
-from .activations import Activation, get_activation
+from .activations import ACTIVATE_ORDERS, Activation, get_activation
 from .exceptions import ArchitectureError, ConfigError, InputTypeError, ShapeError
-from .operators import P_pad, P_phi, P_pool_avg, conv_size, max_pool_winners
+from .kernels import conv as kconv
+from .kernels import pooling as kpool
+from .kernels import windowed as kwin
+from .kernels.conv import _floating
+from .operators import P_pad, P_phi, P_pool_avg, conv_size
 from .operators._common import freeze
-from .operators.pool import _P_pool_from_winners, window_max
+from .operators.pool import _P_pool_from_winners
 
 __all__ = ["ConvLayer", "FullLayer", "ConvShape", "FullShape", "POOL_BACKWARDS", "ACTIVATE_ORDERS"]
 
 POOL_BACKWARDS = ("auto", "eq5", "eq6")
 POOLS = ("max", "avg")
-ACTIVATE_ORDERS = ("slides", "pool-first")
-
-_BLOCK_BYTES = 1 << 18
-"""Target size of the output block of :meth:`ConvShape.S` (kept in cache while the bias is added)."""
-
-
-_FUSED_BLOCK_BYTES = 1 << 20
-"""Target size of a block of windows in :meth:`ConvShape.conv_pool_forward` and its backward."""
-
-
-def _floating(X: object) -> np.ndarray:
-    """``X`` as an array of its own float dtype (float32 stays float32), float64 otherwise."""
-    arr = np.asarray(X)
-    if arr.dtype.kind != "f" or arr.dtype.itemsize not in (4, 8):
-        arr = arr.astype(np.float64)
-    return arr
-
-
-def _result(out: np.ndarray | None, shape: tuple[int, ...], dtype: np.dtype, what: str) -> np.ndarray:
-    if out is None:
-        return np.empty(shape, dtype=dtype)
-    if out.shape != shape or out.dtype != dtype or not out.flags.c_contiguous:
-        raise ShapeError(f"{what}: out must be a C-contiguous {dtype} array of shape {shape}, "
-                         f"got {out.dtype} {out.shape}")
-    return out
-
-
-def _block(bytes_per_item: int, n: int) -> int:
-    return max(1, min(n, _BLOCK_BYTES // max(bytes_per_item, 1)))
-
-
-def _sum_dW(parts: list[np.ndarray]) -> np.ndarray:
-    """``dW`` from the parts of the kernel threads."""
-    total = parts[0]
-    for c in parts[1:]:
-        total += c
-    return total
-
 
 def _positive_int(owner: str, name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -352,9 +318,7 @@ class ConvShape:
         >>> np.array_equal(Phi, ly.P_phi @ (ly.P_pad @ Z))   # the literal product P_phi P_pad vec(Z)
         True
         """
-        if fold_pad or self.P_pad is None:
-            return kernels.select(self.P_phipad, Z, out)
-        return kernels.select(self.P_phi, kernels.select(self.P_pad, Z), out)
+        return kconv.phi(self, Z, out=out, fold_pad=fold_pad)
 
     def phi_T(self, dPhi: np.ndarray, *, out: np.ndarray | None = None, fold_pad: bool = True
               ) -> np.ndarray:
@@ -386,9 +350,7 @@ class ConvShape:
         >>> np.allclose(ly.phi_T(dPhi), ly.P_pad.T @ (ly.P_phi.T @ dPhi))
         True
         """
-        if fold_pad or self.P_pad is None:
-            return kernels.select_T(self.P_phipad, dPhi, out)
-        return kernels.select_T(self.P_pad, kernels.select_T(self.P_phi, dPhi), out)
+        return kconv.phi_T(self, dPhi, out=out, fold_pad=fold_pad)
 
     def S(self, W: np.ndarray, bias: np.ndarray, Phi: np.ndarray, *, out: np.ndarray | None = None
           ) -> np.ndarray:
@@ -425,24 +387,7 @@ class ConvShape:
         >>> np.allclose(S[:, 1].reshape(2, 16, order="F"), W @ phi_1 + bias[:, None])
         True
         """
-        Phi = _floating(Phi)
-        dtype = Phi.dtype
-        l = Phi.shape[1]
-        W = np.asarray(W, dtype=dtype)
-        b = np.asarray(bias, dtype=dtype).reshape(-1, 1)
-        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
-        res = _result(out, (self.n_S, l), dtype, "S")
-        S3 = res.reshape(self.n_pos, self.d_out, l)
-        step = _block(max(self.d_out, self.hhd) * l * dtype.itemsize, self.n_pos)
-
-        def run(j0: int, j1: int) -> None:
-            for a in range(j0, j1, step):
-                e = min(a + step, j1)
-                np.matmul(W, Phi3[a:e], out=S3[a:e])
-                S3[a:e] += b
-
-        kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
-        return res
+        return kconv.S(self, W, bias, Phi, out=out)
 
     @overload
     def S_T(self, W: np.ndarray, Phi: np.ndarray, dS: np.ndarray, *, need_dPhi: Literal[True] = ...,
@@ -497,35 +442,7 @@ class ConvShape:
         >>> bool(np.isclose(np.sum(dS * ly.S(W, bias, Phi)), np.sum(dPhi * Phi)))   # W^T dS
         True
         """
-        dS = _floating(dS)
-        dtype = dS.dtype
-        l = dS.shape[1]
-        Phi = np.asarray(Phi, dtype=dtype)
-        WT = np.asarray(W, dtype=dtype).T
-        dS3 = dS.reshape(self.n_pos, self.d_out, l)
-        Phi3 = Phi.reshape(self.n_pos, self.hhd, l)
-        res = _result(out, (self.n_pos * self.hhd, l), dtype, "S_T") if need_dPhi else None
-        res3 = res.reshape(self.n_pos, self.hhd, l) if res is not None else None
-        step = _block(self.hhd * l * dtype.itemsize, self.n_pos)
-
-        def run(j0: int, j1: int) -> np.ndarray:
-            dW = np.zeros(self.W_shape, dtype=dtype)
-            tmp = np.empty((min(step, j1 - j0), *self.W_shape), dtype=dtype)
-            for a in range(j0, j1, step):                                 # cache-sized blocks
-                e = min(a + step, j1)
-                t = np.matmul(dS3[a:e], Phi3[a:e].transpose(0, 2, 1), out=tmp[:e - a])
-                dW += t.sum(axis=0)                                       # dW += sum_j dS_j phi_j^T
-                if res3 is not None:
-                    np.matmul(WT, dS3[a:e], out=res3[a:e])
-            return dW
-
-        parts = kernels.parallel_blas(run, self.n_pos, 2 * self.d_out * self.hhd * self.n_pos * l)
-        return _sum_dW(parts), self._db(dS3), res
-
-    def _db(self, dS3: np.ndarray) -> np.ndarray:
-        """``dxi/dS 1`` summed over the batch: one pass over ``dS``."""
-        n_pos, d_out, l = dS3.shape
-        return dS3.reshape(n_pos, d_out * l).sum(axis=0).reshape(d_out, l).sum(axis=1)
+        return kconv.S_T(self, W, Phi, dS, need_dPhi=need_dPhi, out=out)
 
     @overload
     def conv_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *,
@@ -577,32 +494,7 @@ class ConvShape:
         >>> none is None and np.array_equal(S2, S)
         True
         """
-        Z = _floating(Z)
-        dtype = Z.dtype
-        l = Z.shape[1]
-        W = np.asarray(W, dtype=dtype)
-        b = np.asarray(bias, dtype=dtype).reshape(-1, 1)
-        plan = kernels.selection_plan(self.P_phipad)
-        if Z.shape[0] != self.n_in:
-            raise ShapeError(f"conv layer {self.m}: Z must have d*a*b = {self.n_in} rows, got {Z.shape[0]}")
-        src = kernels.gather_source(plan, np.ascontiguousarray(Z))
-        Phi = _result(out_phi, (self.n_pos * self.hhd, l), dtype, "conv_forward") if keep_phi else None
-        S = _result(out_S, (self.n_S, l), dtype, "conv_forward")
-        S3 = S.reshape(self.n_pos, self.d_out, l)
-        take, hhd = plan.take, self.hhd
-        step = _block(max(self.d_out, self.hhd) * l * dtype.itemsize, self.n_pos)
-
-        def run(j0: int, j1: int) -> None:
-            block = None if Phi is not None else kernels.scratch("conv_forward.phi", (step * hhd, l), dtype)
-            for a in range(j0, j1, step):
-                e = min(a + step, j1)
-                P = Phi[a * hhd:e * hhd] if Phi is not None else block[:(e - a) * hhd]  # type: ignore[index]
-                np.take(src, take[a * hhd:e * hhd], axis=0, out=P, mode="clip")
-                np.matmul(W, P.reshape(e - a, hhd, l), out=S3[a:e])
-                S3[a:e] += b
-
-        kernels.parallel_blas(run, self.n_pos, self.d_out * self.hhd * self.n_pos * l)
-        return Phi, S
+        return kconv.conv_forward(self, Z, W, bias, out_phi=out_phi, out_S=out_S, keep_phi=keep_phi)
 
     def _backward_arrays(self, work: kernels.Workspace | None, l: int, dtype: np.dtype, need_dS: bool = True
                          ) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -675,61 +567,7 @@ class ConvShape:
         >>> np.allclose(ly.conv_backward(W, None, dS, Z=Z)[0], ly.conv_backward(W, ly.phi(Z), dS)[0])
         True
         """
-        dS = _floating(dS)
-        dtype = dS.dtype
-        l = dS.shape[1]
-        WT = np.asarray(W, dtype=dtype).T
-        dS3 = dS.reshape(self.n_pos, self.d_out, l)
-        P = self.P_phipad
-        hhd = self.hhd
-        if Phi is not None:
-            Phi3 = np.asarray(Phi, dtype=dtype).reshape(self.n_pos, hhd, l)
-
-            def phi_block(a: int, e: int, into: np.ndarray | None) -> np.ndarray:
-                return Phi3[a:e]
-        elif Z is not None:
-            if Z.shape != (self.n_in, l):
-                raise ShapeError(f"conv layer {self.m}: Z must have shape (d*a*b, l) = ({self.n_in}, {l}), "
-                                 f"got {Z.shape}")
-            take = kernels.selection_plan(P).take
-            src = kernels.gather_source(kernels.selection_plan(P), np.ascontiguousarray(Z, dtype=dtype))
-
-            def phi_block(a: int, e: int, into: np.ndarray | None) -> np.ndarray:
-                blk = into[:e - a]  # type: ignore[index]                # rows a*hhd:e*hhd of P_phipad vec(Z)
-                np.take(src, take[a * hhd:e * hhd], axis=0, out=blk.reshape(-1, l), mode="clip")
-                return blk
-        else:
-            raise ShapeError(f"conv layer {self.m}: conv_backward needs phi(pad(Z)) or Z")
-        res = _result(out, (self.n_in, l), dtype, "conv_backward") if need_dZ else None
-        step = _block(hhd * l * dtype.itemsize, self.n_pos)
-        part_name = kernels.partial_name("conv_backward.dZ")     # the worker threads' partial dxi/dZ
-
-        def run(j0: int, j1: int) -> tuple[np.ndarray, np.ndarray | None]:
-            dW = np.zeros(self.W_shape, dtype=dtype)
-            tmp = np.empty((min(step, j1 - j0), *self.W_shape), dtype=dtype)
-            target = None
-            if res is not None:
-                target = res if j0 == 0 else kernels.scratch(part_name, res.shape, dtype)
-                target.fill(0)
-                buf = kernels.scratch("conv_backward.dphi", (step, hhd, l), dtype)
-            rebuilt = kernels.scratch("conv_backward.phi", (step, hhd, l), dtype) if Phi is None else None
-            for a in range(j0, j1, step):                                 # cache-sized blocks
-                e = min(a + step, j1)
-                phi_blk = phi_block(a, e, rebuilt)
-                t = np.matmul(dS3[a:e], phi_blk.transpose(0, 2, 1), out=tmp[:e - a])
-                dW += t.sum(axis=0)                                       # dW += sum_j dS_j phi_j^T
-                if target is not None:
-                    dphi = buf[:e - a]
-                    np.matmul(WT, dS3[a:e], out=dphi)                     # dxi/dphi_j = W^T dS_j
-                    kernels.csc_add(P, (a * hhd, e * hhd), dphi, target)  # += P_phipad^T rows
-            return dW, target
-
-        parts = kernels.parallel_blas(run, self.n_pos, 2 * self.d_out * hhd * self.n_pos * l)
-        dW = _sum_dW([c for c, _ in parts])
-        if res is not None:
-            for _, t in parts[1:]:
-                np.add(res, t, out=res)
-        return dW, self._db(dS3), res
+        return kconv.conv_backward(self, W, Phi, dS, need_dZ=need_dZ, out=out, Z=Z)
 
     # convolution and max pooling fused, window by window ------------------
     @property
@@ -794,35 +632,6 @@ class ConvShape:
         """
         return self.max_pools and self.sigma.dsigma_from_output is not None
 
-    def _not_windowed(self, what: str) -> ConfigError:
-        return ConfigError(f"conv layer {self.m}: {what} needs max pooling and an activation whose sigma' "
-                           f"follows from sigma; got pool {self.spec.pool!r} with r = {self.spec.r}, "
-                           f"activation {self.sigma.name!r}")
-
-    def _check_windowed(self, l: int, images: dict[str, np.ndarray | None],
-                        pooled: dict[str, np.ndarray], offsets: np.ndarray) -> None:
-        """Checks of the window-by-window kernels: ``images`` ``(d a b, l)``, ``pooled`` and
-        ``offsets`` ``(d^{m+1} a^{m+1} b^{m+1}, l)`` (``None`` entries skipped), ``offsets``
-        integers in ``0..r^2-1`` (positions in ``vec(S)`` would give a wrong gradient, not an error)."""
-        pooled = {**pooled, "the winners' offsets": offsets}
-        for names, rows, formula in ((images, self.n_in, "d*a*b"), (pooled, self.n_out, "d*a_out*b_out")):
-            for name, arr in names.items():
-                if arr is not None and arr.shape != (rows, l):
-                    raise ShapeError(f"conv layer {self.m}: {name} must have shape ({formula}, l) = "
-                                     f"({rows}, {l}), got {arr.shape}")
-        r2 = self.spec.r ** 2
-        if offsets.dtype.kind not in "ui":
-            raise InputTypeError(f"conv layer {self.m}: the winners' offsets must be integers, got {offsets.dtype}")
-        if offsets.size and (int(offsets.min()) < 0 or int(offsets.max()) >= r2):
-            raise ShapeError(f"conv layer {self.m}: the winners' offsets must lie in 0..r^2-1 = 0..{r2 - 1} "
-                             f"(offsets inside the window, as conv_pool_forward gives them), got "
-                             f"{int(offsets.min())}..{int(offsets.max())}")
-
-    def _windows_step(self, l: int, itemsize: int) -> int:
-        """Windows per block: the block's ``S`` (or ``dxi/dS``) within ``_FUSED_BLOCK_BYTES``."""
-        per_window = self.spec.r ** 2 * self.d_out * l * itemsize
-        return max(1, min(self.a_out * self.b_out, _FUSED_BLOCK_BYTES // per_window))
-
     def conv_pool_forward(self, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *, order: str = "slides",
                           out: np.ndarray | None = None, out_offsets: np.ndarray | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:
@@ -864,58 +673,7 @@ class ConvShape:
         >>> np.allclose(Z_next, Z_ref), np.array_equal(winner_positions(ly, k), winners), k.dtype
         (True, True, dtype('uint8'))
         """
-        if not self.windowed:
-            raise self._not_windowed("conv_pool_forward")
-        if order not in ACTIVATE_ORDERS:
-            raise ConfigError(f"order must be one of {ACTIVATE_ORDERS}, got {order!r}")
-        Z = _floating(Z)
-        if Z.ndim != 2 or Z.shape[0] != self.n_in:
-            raise ShapeError(f"conv layer {self.m}: Z must have d*a*b = {self.n_in} rows, got shape {Z.shape}")
-        dtype, l = Z.dtype, Z.shape[1]
-        W = np.asarray(W, dtype=dtype)
-        b = np.asarray(bias, dtype=dtype).reshape(-1, 1)
-        r, d, hhd = self.spec.r, self.d_out, self.hhd
-        r2, n_win = r * r, self.a_out * self.b_out
-        k_type = np.min_scalar_type(r2 - 1)
-        Zn = _result(out, (self.n_out, l), dtype, "conv_pool_forward")
-        K = _result(out_offsets, (self.n_out, l), k_type, "conv_pool_forward offsets")
-        plan = kernels.selection_plan(self.P_phipad_windows)
-        src = kernels.gather_source(plan, np.ascontiguousarray(Z))
-        take = plan.take
-        Zn3, K3 = Zn.reshape(n_win, d, l), K.reshape(n_win, d, l)
-        pool_first = order == "pool-first" and self.sigma.monotone
-        step = self._windows_step(l, dtype.itemsize)
-        pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
-        codes = list(range(r2))                                             # offsets k = dr + r dq
-
-        def run(w0: int, w1: int) -> None:
-            phi = kernels.scratch("conv_pool_forward.phi", (pstep * hhd, l), dtype)
-            S = kernels.scratch("conv_pool_forward.S", (step, r2, d, l), dtype)
-            tmp = (kernels.scratch("conv_pool_forward.wins", (step, d, l), bool),
-                   kernels.scratch("conv_pool_forward.wins23", (step, d, l), bool),
-                   kernels.scratch("conv_pool_forward.pair", (step, d, l), dtype),
-                   kernels.scratch("conv_pool_forward.k23", (step, d, l), k_type))
-            for a in range(w0, w1, step):
-                e = min(a + step, w1)
-                n = e - a
-                Sb = S[:n]
-                Sj = Sb.reshape(n * r2, d, l)
-                for j0 in range(a * r2, e * r2, pstep):      # rows of P_phipad_windows, a few positions
-                    j1 = min(j0 + pstep, e * r2)
-                    P = phi[:(j1 - j0) * hhd]
-                    np.take(src, take[j0 * hhd:j1 * hhd], axis=0, out=P, mode="clip")
-                    np.matmul(W, P.reshape(j1 - j0, hhd, l), out=Sj[j0 - a * r2:j1 - a * r2])   # W phi_j
-                Sb += b                                                                  # + b 1^T
-                if not pool_first:
-                    self.sigma.sigma_into(Sb, Sb)                                       # sigma(S)
-                m_ = Zn3[a:e]                                # P_pool: each window's maximum and its offset
-                window_max([Sb[:, kk] for kk in range(r2)], codes, m_, K3[a:e],
-                           (tmp[0][:n], tmp[1][:n], tmp[2][:n], tmp[3][:n]))
-                if pool_first:
-                    self.sigma.sigma_into(m_, m_)                                       # sigma of the maxima
-
-        kernels.parallel_blas(run, n_win, d * hhd * r2 * n_win * l)
-        return Zn, K
+        return kwin.conv_pool_forward(self, Z, W, bias, order=order, out=out, out_offsets=out_offsets)
 
     def conv_pool_backward(self, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray, Znext: np.ndarray,
                            offsets: np.ndarray, *, need_dZ: bool = True, out: np.ndarray | None = None
@@ -962,67 +720,7 @@ class ConvShape:
         >>> all(np.allclose(x, y) for x, y in zip((dW, db, dZ), ref))
         True
         """
-        if not self.windowed:
-            raise self._not_windowed("conv_pool_backward")
-        dZnext = _floating(dZnext)
-        dtype, l = dZnext.dtype, dZnext.shape[1]
-        r, d, hhd = self.spec.r, self.d_out, self.hhd
-        r2, n_win = r * r, self.a_out * self.b_out
-        self._check_windowed(l, {"Z": Z}, {"dxi/dZ^{m+1}": dZnext, "Z^{m+1}": Znext}, offsets)
-        WT = np.asarray(W, dtype=dtype).T
-        P = self.P_phipad_windows
-        plan = kernels.selection_plan(P)
-        src = kernels.gather_source(plan, np.ascontiguousarray(Z, dtype=dtype))
-        take = plan.take
-        dZn3, Zn3, K3 = dZnext.reshape(n_win, d, l), Znext.reshape(n_win, d, l), offsets.reshape(n_win, d, l)
-        res = _result(out, (self.n_in, l), dtype, "conv_pool_backward") if need_dZ else None
-        step = self._windows_step(l, dtype.itemsize)
-        pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
-        part_name = kernels.partial_name("conv_pool_backward.dZ")
-
-        def run(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            dW = np.zeros(self.W_shape, dtype=dtype)
-            db = np.zeros(d, dtype=dtype)
-            phi = kernels.scratch("conv_pool_backward.phi", (pstep, hhd, l), dtype)
-            dS = kernels.scratch("conv_pool_backward.dS", (step, r2, d, l), dtype)
-            tmp = kernels.scratch("conv_pool_backward.dW", (pstep, d, hhd), dtype)
-            at = kernels.scratch("conv_pool_backward.at", (step, d, l), bool)
-            gb = kernels.scratch("conv_pool_backward.g", (step, d, l), dtype)
-            target = None
-            if res is not None:
-                target = res if w0 == 0 else kernels.scratch(part_name, res.shape, dtype)
-                target.fill(0)
-                dphi = kernels.scratch("conv_pool_backward.dphi", (pstep, hhd, l), dtype)
-            for a in range(w0, w1, step):
-                e = min(a + step, w1)
-                n = e - a
-                g = self.sigma.backprop_from_output(dZn3[a:e], Zn3[a:e], out=gb[:n])   # (6): dZ ⊙ sigma'
-                db += g.sum(axis=(0, 2))
-                dSb = dS[:n]
-                for kk in range(r2):                                      # P_pool^T: g at the winner
-                    np.equal(K3[a:e], kk, out=at[:n])
-                    np.multiply(g, at[:n], out=dSb[:, kk])
-                dSj = dSb.reshape(n * r2, d, l)
-                for j0 in range(a * r2, e * r2, pstep):                   # a few positions at a time
-                    j1 = min(j0 + pstep, e * r2)
-                    dSp = dSj[j0 - a * r2:j1 - a * r2]
-                    Pb = phi[:j1 - j0]
-                    np.take(src, take[j0 * hhd:j1 * hhd], axis=0, out=Pb.reshape(-1, l), mode="clip")
-                    t = np.matmul(dSp, Pb.transpose(0, 2, 1), out=tmp[:j1 - j0])
-                    dW += t.sum(axis=0)                                   # dW += sum_j dS_j phi_j^T
-                    if target is not None:
-                        dp = dphi[:j1 - j0]
-                        np.matmul(WT, dSp, out=dp)                        # dxi/dphi_j = W^T dS_j
-                        kernels.csc_add(P, (j0 * hhd, j1 * hhd), dp.reshape(-1, l), target)
-            return dW, db, target
-
-        parts = kernels.parallel_blas(run, n_win, 2 * d * hhd * r2 * n_win * l)
-        dW = _sum_dW([p[0] for p in parts])
-        db = _sum_dW([p[1] for p in parts])
-        if res is not None:
-            for _, _, t in parts[1:]:
-                np.add(res, t, out=res)
-        return dW, db, res
+        return kwin.conv_pool_backward(self, W, Z, dZnext, Znext, offsets, need_dZ=need_dZ, out=out)
 
     def conv_pool_R(self, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V: np.ndarray,
                     v_b: np.ndarray, Znext: np.ndarray, offsets: np.ndarray, *, out: np.ndarray | None = None
@@ -1067,59 +765,7 @@ class ConvShape:
         >>> np.allclose(ly.conv_pool_R(Z, RZ, W, V, v_b, Z_next, k), (plus - minus) / (2 * eps), atol=1e-6)
         True
         """
-        if not self.windowed:
-            raise self._not_windowed("conv_pool_R")
-        Z = _floating(Z)
-        dtype, l = Z.dtype, Z.shape[1]
-        r, d, hhd = self.spec.r, self.d_out, self.hhd
-        r2, n_win = r * r, self.a_out * self.b_out
-        self._check_windowed(l, {"Z": Z, "R(Z)": RZ}, {"Z^{m+1}": Znext}, offsets)
-        plan = kernels.selection_plan(self.P_phipad_windows)
-        m_in = plan.shape[1]
-        take = plan.take.reshape(-1, hhd)
-        if RZ is None:                                  # R(S) = V phi + v_b 1^T
-            WV = np.asarray(V, dtype=dtype)
-            src = kernels.gather_source(plan, np.ascontiguousarray(Z))
-            idx = take
-        else:                                           # [V W] [phi; R(phi)]: Z and R(Z), each with a zero row
-            WV = np.hstack([np.asarray(V, dtype=dtype), np.asarray(W, dtype=dtype)])
-            src = np.zeros((2 * (m_in + 1), l), dtype=dtype)
-            src[:m_in] = Z
-            src[m_in + 1:2 * m_in + 1] = RZ
-            idx = np.hstack([take, take + (m_in + 1)])
-        cols = WV.shape[1]                              # h h d^m, or 2 h h d^m with R(Z)
-        rows = idx.ravel()
-        vb = np.asarray(v_b, dtype=dtype).reshape(-1, 1)
-        res = _result(out, (self.n_out, l), dtype, "conv_pool_R")
-        R3, Zn3, K3 = res.reshape(n_win, d, l), Znext.reshape(n_win, d, l), offsets.reshape(n_win, d, l)
-        step = self._windows_step(l, dtype.itemsize)
-        pstep = _block(max(d, cols) * l * dtype.itemsize, step * r2)
-
-        def run(w0: int, w1: int) -> None:
-            phi = kernels.scratch("conv_pool_R.phi", (pstep * cols, l), dtype)
-            RS = kernels.scratch("conv_pool_R.RS", (step, r2, d, l), dtype)
-            at = kernels.scratch("conv_pool_R.at", (step, d, l), bool)
-            part = kernels.scratch("conv_pool_R.part", (step, d, l), dtype)
-            for a in range(w0, w1, step):
-                e = min(a + step, w1)
-                n = e - a
-                RSj = RS[:n].reshape(n * r2, d, l)
-                for j0 in range(a * r2, e * r2, pstep):
-                    j1 = min(j0 + pstep, e * r2)
-                    P = phi[:(j1 - j0) * cols]
-                    np.take(src, rows[j0 * cols:j1 * cols], axis=0, out=P, mode="clip")
-                    np.matmul(WV, P.reshape(j1 - j0, cols, l), out=RSj[j0 - a * r2:j1 - a * r2])
-                RSj += vb
-                Rb = R3[a:e]
-                for kk in range(r2):                 # P_pool R(S): sum_k R(S)_k [k = winner], exact for finite R(S)
-                    np.equal(K3[a:e], kk, out=at[:n])
-                    np.multiply(RS[:n, kk], at[:n], out=Rb if kk == 0 else part[:n])
-                    if kk:
-                        np.add(Rb, part[:n], out=Rb)
-                self.sigma.backprop_from_output(Rb, Zn3[a:e], out=Rb)         # ⊙ sigma'(S) at the winners
-
-        kernels.parallel_blas(run, n_win, d * cols * r2 * n_win * l)
-        return res
+        return kwin.conv_pool_R(self, Z, RZ, W, V, v_b, Znext, offsets, out=out)
 
     def winners(self, A: np.ndarray) -> np.ndarray | None:
         """Winners of max pooling on ``vec(sigma(S))``; ``None`` unless max pooling follows.
@@ -1151,7 +797,11 @@ class ConvShape:
         """
         if not self.max_pools:
             return None
-        return max_pool_winners(A, self.a_conv, self.b_conv, self.d_out, self.spec.r)
+        A = np.asarray(A)
+        if A.ndim != 2 or A.shape[0] != self.n_S:
+            raise ShapeError(f"conv layer {self.m}: the pooled image must have d*a*b = {self.n_S} rows, "
+                             f"got shape {A.shape}")
+        return kpool.max_pool_winners(A, self.a_conv, self.b_conv, self.d_out, self.spec.r)
 
     def P_pool(self, winners: np.ndarray | None) -> sp.csr_array:
         """``P_pool`` of the batch: for max pooling built from ``winners`` (instances-last
@@ -1229,15 +879,7 @@ class ConvShape:
         >>> ConvShape(1, 4, 4, 1, ConvLayer(1, h=1, r=2, pool="avg")).pool(A, None).ravel()
         array([3.5 , 2.5 , 5.5 , 3.25])
         """
-        if not self.pools:
-            return A
-        if winners is None:
-            return kernels.spmm(self.P_avg, A, out)
-        A = _floating(A)
-        l = A.shape[1]
-        res = _result(out, (self.n_out, l), A.dtype, "pool")
-        kernels.select(self.P_pool(winners), A.reshape(-1), res.reshape(-1))
-        return res
+        return kconv.pool(self, A, winners, out=out)
 
     def pool_T(self, dZnext: np.ndarray, winners: np.ndarray | None, *, out: np.ndarray | None = None
                ) -> np.ndarray:
@@ -1271,15 +913,7 @@ class ConvShape:
         >>> np.array_equal(ly.pool_T(v, w), ly.P_pool(w).T @ v)
         True
         """
-        if not self.pools:
-            return dZnext
-        if winners is None:
-            return kernels.spmm_T(self.P_avg, dZnext, out)
-        dZnext = _floating(dZnext)
-        l = dZnext.shape[1]
-        res = _result(out, (self.n_S, l), dZnext.dtype, "pool_T")
-        kernels.select_T(self.P_pool(winners), dZnext.reshape(-1), res.reshape(-1))
-        return res
+        return kconv.pool_T(self, dZnext, winners, out=out)
 
     def activate_pool(self, S: np.ndarray, *, order: str = "slides"
                       ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -1317,14 +951,7 @@ class ConvShape:
         >>> np.array_equal(Z_slides, blocks.max(axis=(0, 2)).reshape(4, 3, order="F"))
         True
         """
-        if order not in ACTIVATE_ORDERS:
-            raise ConfigError(f"order must be one of {ACTIVATE_ORDERS}, got {order!r}")
-        if order == "pool-first" and self.max_pools and self.sigma.monotone:
-            winners = self.winners(S)
-            return self.sigma.sigma(self.pool(S, winners)), winners
-        A = self.sigma.sigma(S)
-        winners = self.winners(A)
-        return self.pool(A, winners), winners
+        return kconv.activate_pool(self, S, order=order)
 
 
 @dataclass

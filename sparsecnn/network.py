@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import config, engine, objective, second_order
+from .engine import Keep
 from .exceptions import (
+    ArchitectureError,
     ConfigError,
     InputTypeError,
     LabelError,
@@ -29,9 +31,8 @@ from .exceptions import (
 )
 from .kernels import Workspace, blas_serial, release_scratch
 from .layers import ACTIVATE_ORDERS, POOL_BACKWARDS, ConvLayer, ConvShape, FullLayer, FullShape
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .planner import Plan
+from .operators.pool import _check_winners
+from .planner import Plan, make_plan
 
 __all__ = ["Network", "ForwardCache", "DEFAULT_BATCH_SIZE", "DTYPES"]
 
@@ -79,11 +80,6 @@ def _check_dtype(dtype: object) -> np.dtype:
     return dt
 
 
-def _reads_X(plan: Plan) -> bool:
-    """Whether the backward pass of ``plan`` rebuilds something from ``Z^1 = X``."""
-    return any("Z1" in plan.recipe(n).inputs for n in plan.recipes)
-
-
 @dataclass
 class ForwardCache:
     """What a forward pass kept for the backward pass.
@@ -98,14 +94,18 @@ class ForwardCache:
     kept : dict of str to ndarray
         Named intermediate quantities: ``"Z2"`` (``vec(Z^2)``, one column per
         instance), ``"phi1"``, ``"S1"``, ``"pool1"`` (winners), ...  Without a
-        plan, everything (store-all, winners as positions in ``vec(sigma(S^m))``);
-        with a plan, exactly ``plan.retained`` at the planned dtypes (winners as
-        offsets inside their window, ``sigma'(S^m)`` as ``bool`` for ReLU).
+        plan, everything (store-all); with a plan, exactly ``plan.retained`` at
+        the planned dtypes (``sigma'(S^m)`` as ``bool`` for ReLU).  Winners are
+        kept as offsets inside their window either way
+        (:func:`sparsecnn.engine.winner_positions` gives positions).
     plan : Plan or None
         The plan the forward pass followed (:meth:`Network.plan`).
     X : ndarray or None
         The input, held by reference when a plan rebuilds quantities from it
         (not counted in :attr:`nbytes`: the caller holds it).
+    keep : Keep or None
+        What the forward pass kept and how the backward pass rebuilds the rest
+        (:class:`sparsecnn.engine.Keep`).
 
     Examples
     --------
@@ -132,6 +132,7 @@ class ForwardCache:
     kept: dict[str, np.ndarray] = field(default_factory=dict)
     plan: Plan | None = None
     X: np.ndarray | None = None
+    keep: Keep | None = field(default=None, repr=False)
 
     @property
     def l(self) -> int:
@@ -182,6 +183,14 @@ class Network:
         the network between calls, so that fresh memory is touched once rather
         than at every call; :meth:`release_buffers` frees them.  ``False``
         reuses them across the batches of one call only.
+    backend : {"fast", "reference"}, default "fast"
+        Who computes each step (:mod:`sparsecnn.engine.backends`): ``"reference"``
+        the literal products of :mod:`sparsecnn.equations` through the ``csr_array``
+        operators (no threads, no work arrays, float64); ``"fast"`` the blocked,
+        threaded and window-by-window kernels of :mod:`sparsecnn.kernels`.
+        Both give the same numbers to rounding.
+    loss : {"squared"}, default "squared"
+        The loss ``xi`` of the objective (:mod:`sparsecnn.objective`).
 
     Examples
     --------
@@ -196,7 +205,8 @@ class Network:
 
     def __init__(self, input_shape: Sequence[int], layers: Sequence[ConvLayer | FullLayer],
                  *, pool_backward: str = "auto", dtype: object = "float64",
-                 activate_order: str = "pool-first", reuse_buffers: bool = True) -> None:
+                 activate_order: str = "pool-first", reuse_buffers: bool = True, backend: str = "fast",
+                 loss: str = "squared") -> None:
         if isinstance(input_shape, (str, bytes)) or len(input_shape) != 3:
             raise ConfigError(f"input_shape must be (a, b, d), got {input_shape!r}")
         for name, v in zip(("a", "b", "d"), input_shape, strict=True):
@@ -211,6 +221,8 @@ class Network:
         self.dtype: np.dtype = _check_dtype(dtype)
         self.activate_order = activate_order
         self.reuse_buffers = bool(reuse_buffers)
+        self.backend: engine.Backend = engine.get_backend(backend)
+        self.loss: objective.Loss = objective.get_loss(loss)
         self._workspace = Workspace()
         layers = list(layers)
         if not layers or not isinstance(layers[-1], FullLayer):
@@ -272,7 +284,7 @@ class Network:
 
     def replace(self, **options: object) -> Network:
         """The same layers with other constructor options (``pool_backward``, ``dtype``,
-        ``activate_order``, ``reuse_buffers``); the parameter layout is unchanged.
+        ``activate_order``, ``reuse_buffers``, ``backend``, ``loss``); the parameter layout is unchanged.
 
         Examples
         --------
@@ -282,7 +294,8 @@ class Network:
         ('slides', dtype('float32'), True)
         """
         kw: dict[str, object] = {"pool_backward": self.pool_backward, "dtype": self.dtype,
-                                 "activate_order": self.activate_order, "reuse_buffers": self.reuse_buffers}
+                                 "activate_order": self.activate_order, "reuse_buffers": self.reuse_buffers,
+                                 "backend": self.backend.name, "loss": self.loss.name}
         unknown = set(options) - set(kw)
         if unknown:
             raise ConfigError(f"replace: unknown options {sorted(unknown)}; expected some of {sorted(kw)}")
@@ -355,7 +368,7 @@ class Network:
         (array([[1.],
                [2.]]), array([3., 4.]))
         """
-        theta = self._check_theta(theta)
+        theta = self.check_theta(theta)
         Ws, bs = [], []
         for m, ly in enumerate(self.layers, start=1):
             rows, cols = ly.W_shape
@@ -382,7 +395,18 @@ class Network:
         return self.pack(Ws, bs)
 
     # ---------------------------------------------------------------- checks
-    def _check_theta(self, theta: object) -> np.ndarray:
+    def check_theta(self, theta: object) -> np.ndarray:
+        """``theta`` as a finite float64 vector of ``n`` entries, or a clear error.
+
+        Examples
+        --------
+        >>> Network((1, 1, 1), [FullLayer(2)]).check_theta([1, 2, 3, 4])
+        array([1., 2., 3., 4.])
+        >>> Network((1, 1, 1), [FullLayer(2)]).check_theta(np.ones(3))
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ShapeError: theta must be a vector of n = 4 entries, got shape (3,)
+        """
         if isinstance(theta, (str, bytes)) or theta is None:
             raise InputTypeError(f"theta must be a numeric vector, got {type(theta).__name__}")
         arr = np.asarray(theta)
@@ -465,127 +489,84 @@ class Network:
             raise ConfigError(f"C must be > 0, got {C}")
         return value
 
-    def _check_batch_size(self, batch_size: object) -> int:
+    @staticmethod
+    def check_batch_size(batch_size: object) -> int:
+        """``batch_size`` as a positive int, or a clear error.
+
+        Examples
+        --------
+        >>> Network.check_batch_size(64)
+        64
+        >>> Network.check_batch_size(0)
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.InputTypeError: batch_size must be a positive integer, got 0
+        """
         if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
             raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
         return int(batch_size)
 
-    def _pool_mode_check(self, pool_backward: str | None) -> None:
-        """Check ``pool_backward`` against every conv layer before any work is done."""
-        for ly in self.conv:
-            self._pool_mode(ly, pool_backward)
+    def check_winners(self, winners: object, l: int) -> dict[int, np.ndarray]:
+        """Winners given from outside as ``{m: positions in vec(sigma(S^m))}``, checked.
 
-    def _pool_mode(self, ly: ConvShape, pool_backward: str | None) -> str:
-        mode = pool_backward or self.pool_backward
-        if mode not in POOL_BACKWARDS:
-            raise ConfigError(f"pool_backward must be one of {POOL_BACKWARDS}, got {mode!r}")
-        if mode == "auto":
-            return "eq6" if ly.eq6_valid else "eq5"
-        if mode == "eq6" and not ly.eq6_valid:
-            raise ConfigError(
-                f"conv layer {ly.m}: equation (6) needs sigma'(S^{ly.m}) to follow from Z^{ly.m + 1}, "
-                f"which does not hold for activation {ly.sigma.name!r} with {ly.spec.pool} pooling"
-            )
-        return mode
+        Each value is an integer array of shape ``(d^{m+1} a^{m+1} b^{m+1}, l)`` whose
+        entry ``[o, i]`` is the column of the 1 in row ``o`` of ``P_pool^{m,i}``
+        (what :func:`sparsecnn.operators.max_pool_winners` returns); ``m`` must be
+        a conv layer with max pooling.
 
-    # --------------------------------------------------------- forward pass
-    def _forward(self, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
-                 keep: bool = True, plan: Plan | None = None, work: Workspace | None = None
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Forward pass for one batch; returns ``z^{L+1}`` and the kept quantities.
-
-        Without a plan, ``keep=True`` keeps everything (store-all): ``Z{m}``
-        for ``m = 1..L+1`` (``Z1`` is ``X``), ``phi{m}``, ``S{m}`` and the
-        winners ``pool{m}`` (positions, as from ``ConvShape.winners``).  With a
-        plan (:meth:`plan`), exactly ``plan.retained`` at the planned dtypes
-        (see :mod:`sparsecnn.planner.execute`).  The products run in ``X``'s
-        float dtype (``Ws`` and ``bs`` should have it too).  With ``work``,
-        ``phi{m}`` and ``S{m}`` are written into its arrays, valid until the
-        next pass that uses the same workspace.
+        Examples
+        --------
+        >>> net = Network((4, 4, 1), [ConvLayer(1, h=1, r=2), FullLayer(2)])
+        >>> net.check_winners({1: np.array([[5], [7], [13], [14]])}, 1)[1].ravel().tolist()
+        [5, 7, 13, 14]
+        >>> net.check_winners({2: np.zeros((4, 1), int)}, 1)
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ConfigError: winners: layer 2 is not a conv layer with max pooling (max-pooling layers: [1])
         """
-        if plan is not None and keep:
-            from .planner.execute import forward_planned
+        if winners is None:
+            return {}
+        if not isinstance(winners, Mapping):
+            raise InputTypeError(f"winners must be a mapping {{m: array}}, got {type(winners).__name__}")
+        pooling = [ly.m for ly in self.conv if ly.max_pools]
+        out: dict[int, np.ndarray] = {}
+        for m, w in winners.items():
+            if isinstance(m, bool) or not isinstance(m, numbers.Integral) or int(m) not in pooling:
+                raise ConfigError(f"winners: layer {m!r} is not a conv layer with max pooling "
+                                  f"(max-pooling layers: {pooling})")
+            ly = self.conv[int(m) - 1]
+            arr = np.asarray(w)
+            if arr.ndim != 2 or arr.shape != (ly.n_out, l):
+                raise ShapeError(f"winners of layer {m} must have shape (d^{m + 1} a^{m + 1} b^{m + 1}, l) = "
+                                 f"({ly.n_out}, {l}), got {arr.shape}")
+            out[int(m)] = np.asarray(_check_winners(arr, ly.a_conv, ly.b_conv, ly.d_out, ly.spec.r))
+        return out
 
-            return forward_planned(self, plan, Ws, bs, X, work)
-        kept: dict[str, np.ndarray] = {}
-        Z = X
-        dtype, l = X.dtype, X.shape[1]
-        for ly in self.conv:
-            m = ly.m
-            out_phi = out_S = None
-            if work is not None:
-                out_phi = work.get(f"phi{m}", (ly.hhd * ly.n_pos, l), dtype) if keep else None
-                # not kept: one S array for the layers, the other one where Z^m is the last S itself
-                out_S = work.get(f"S{m}" if keep else work.apart_from(Z, "S", "S'"), (ly.n_S, l), dtype)
-            # vec(phi(pad(Z^m))) = P_phi P_pad vec(Z^m) and S^m = W^m phi(pad(Z^m)) + b^m 1^T, one sweep
-            # (phi held whole only when kept for the backward pass)
-            Phi, S = ly.conv_forward(Z, Ws[m - 1], bs[m - 1], out_phi=out_phi, out_S=out_S, keep_phi=keep)
-            # vec(Z^{m+1}) = P_pool vec(sigma(S^m)); P_pool (the winners) chosen by the data
-            Znext, winners = ly.activate_pool(S, order=self.activate_order)
-            if keep:
-                assert Phi is not None
-                kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
-                if winners is not None:
-                    kept[f"pool{m}"] = winners
-            Z = Znext
-        for fl in self.full:
-            m = fl.m
-            s = fl.s(Ws[m - 1], bs[m - 1], Z)                 # s^m = W^m z^m + b^m
-            if keep:
-                kept[f"Z{m}"], kept[f"S{m}"] = Z, s
-            Z = fl.sigma.sigma(s)                             # z^{m+1} = sigma(s^m)
-        if keep:
-            kept[f"Z{self.L + 1}"] = Z
-        return Z, kept
+    def keep(self, plan: Plan | None = None, pool_backward: str | None = None, *, fastest: bool = False) -> Keep:
+        """What a forward pass keeps (:class:`sparsecnn.engine.Keep`): the plan's choice, or everything
+        (``dxi/dS^m`` by ``pool_backward``, default the network's); ``fastest``: without a plan or
+        ``pool_backward``, the fastest exact plan (:meth:`auto_plan`).
 
-    # -------------------------------------------------------- backward pass
-    def _backward(self, Ws: list[np.ndarray], kept: dict[str, np.ndarray], dZ: np.ndarray,
-                  pool_backward: str | None = None, *, plan: Plan | None = None,
-                  bs: list[np.ndarray] | None = None, X: np.ndarray | None = None,
-                  work: Workspace | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Backward pass for one batch from ``dZ = dxi/dz^{L+1}`` (one column per instance).
-
-        Returns the gradients of ``sum_i`` (column ``i`` of ``dZ``)``^T z^{L+1,i}``
-        with respect to each ``W^m`` and ``b^m``.  Without a plan ``kept`` is a
-        store-all dict from :meth:`_forward`; with one, it is what the planned
-        forward pass kept, and ``X`` (and ``bs``, where the plan recomputes
-        ``S^m`` by a GEMM) let the backward pass rebuild the rest.  The products
-        run in ``dZ``'s float dtype; ``work`` holds ``dxi/dS^m`` and ``dxi/dZ^m``.
+        Examples
+        --------
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> sorted(net.keep().retained), net.keep(fastest=True).windowed
+        (['S1', 'S2', 'Z1', 'Z2', 'Z3', 'phi1', 'pool1'], frozenset({1}))
         """
         if plan is not None:
-            from .planner.execute import backward_planned
-
-            return backward_planned(self, plan, Ws, bs, X, kept, dZ, work)
-        dWs: list[np.ndarray] = [np.empty(0)] * self.L
-        dbs: list[np.ndarray] = [np.empty(0)] * self.L
-        dtype, l = dZ.dtype, dZ.shape[1]
-        for fl in reversed(self.full):
-            m = fl.m
-            ds = fl.sigma.backprop(dZ, kept[f"S{m}"])        # (4): dxi/dz^{m+1} ⊙ sigma'(s^m)
-            dWs[m - 1], dbs[m - 1], dZ = fl.s_T(Ws[m - 1], kept[f"Z{m}"], ds)   # (1)-(3)
-        for ly in reversed(self.conv):
-            m = ly.m
-            mode = self._pool_mode(ly, pool_backward)
-            winners = kept.get(f"pool{m}")
-            out_dS, out_dZ = ly._backward_arrays(work, l, dtype)
-            if mode == "eq6" and ly.sigma.dsigma_from_output is not None:
-                # (6): (dxi/dvec(Z^{m+1})^T ⊙ vec(sigma'(S^m) read from Z^{m+1})^T) P_pool
-                dS = ly.pool_T(ly.sigma.backprop_from_output(dZ, kept[f"Z{m + 1}"]), winners, out=out_dS)
-            else:
-                # (7) then (5): (dxi/dvec(Z^{m+1})^T P_pool) ⊙ vec(sigma'(S^m))^T
-                dS = ly.sigma.backprop(ly.pool_T(dZ, winners, out=out_dS), kept[f"S{m}"])
-            # dxi/dW^m = dxi/dS^m phi^T, dxi/db^m = dxi/dS^m 1, and (m > 1)
-            # vec(dxi/dZ^m) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^m), one sweep
-            dWs[m - 1], dbs[m - 1], dZn = ly.conv_backward(Ws[m - 1], kept[f"phi{m}"], dS,
-                                                           need_dZ=m > 1, out=out_dZ)
-            if dZn is not None:
-                dZ = dZn
-        return dWs, dbs
+            if pool_backward is not None:
+                raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
+                                  "equations (5) and (6)")
+            return Keep.from_plan(self, plan, windowed=self.backend.windowed)
+        if fastest and pool_backward is None:
+            auto = self.auto_plan()
+            if auto is not None:
+                return Keep.from_plan(self, auto, windowed=True)
+        return Keep.everything(self, pool_backward or self.pool_backward)
 
     # ---------------------------------------------------------------- public
     def _batches(self, l: int, batch_size: int) -> Iterator[slice]:
-        for start in range(0, l, batch_size):
-            yield slice(start, min(start + batch_size, l))
+        return engine.batches(l, batch_size)
 
     def output(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE,
                dtype: object = None) -> np.ndarray:
@@ -608,15 +589,17 @@ class Network:
                [0., 0.],
                [0., 0.]])
         """
-        dt = self._resolve_dtype(dtype)
-        Ws, bs = self._params(theta, dt)
+        dt = self.resolve_dtype(dtype)
+        Ws, bs = self.params(theta, dt)
         X = self.check_X(X)
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self.check_batch_size(batch_size)
         work = self._work()
+        keep = Keep.nothing(self, windowed=self.backend.windowed)
         out = np.empty((self.n_L, X.shape[1]))
         with blas_serial():
             for sl in self._batches(X.shape[1], batch_size):
-                out[:, sl], _ = self._forward(Ws, bs, self._batch(X, sl, dt, work), keep=False, work=work)
+                out[:, sl], _ = engine.forward(self, self.backend, keep, Ws, bs, self._batch(X, sl, dt, work),
+                                               work=work)
         return out
 
     def predict(self, theta: np.ndarray, X: np.ndarray, *, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -635,7 +618,7 @@ class Network:
         return self.output(theta, X, batch_size=batch_size, dtype=dtype).argmax(axis=0)
 
     def forward(self, theta: np.ndarray, X: np.ndarray, *, plan: Plan | str | float | None = None,
-                dtype: object = None) -> ForwardCache:
+                dtype: object = None, winners: Mapping[int, np.ndarray] | None = None) -> ForwardCache:
         """Forward pass over all of ``X`` at once, keeping what the backward pass reads.
 
         Parameters
@@ -643,11 +626,15 @@ class Network:
         theta : ndarray, shape ``(n,)``
         X : ndarray, shape ``(d^1 a^1 b^1, l)``
         plan : Plan, policy name or byte budget, optional
-            What to keep (see :meth:`plan`); ``None`` keeps everything, with
-            winners as positions (the store-all dict of :meth:`_forward`).
+            What to keep (see :meth:`plan`); ``None`` keeps everything:
+            ``Z{m}`` (``Z1 = X``), ``phi{m}``, ``S{m}`` and the winners ``pool{m}``.
         dtype : {"float64", "float32"}, optional
             The products' float type (default: the network's); :meth:`backward`
             follows it.
+        winners : dict of int to ndarray, optional
+            ``{m: positions in vec(sigma(S^m))}``, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``:
+            ``P_pool^{m,i}`` is built from these instead of the argmax (see
+            :meth:`check_winners`); for instance PyTorch's, so both sides use one matrix.
 
         Returns
         -------
@@ -666,16 +653,16 @@ class Network:
         >>> np.allclose(net.backward(cache, [0, 1, 2, 0])[1], net.objective(theta, X, [0, 1, 2, 0])[1])
         True
         """
-        theta = self._check_theta(theta)
-        dt = self._resolve_dtype(dtype)
-        Ws, bs = self._params(theta, dt)
+        theta = self.check_theta(theta)
+        dt = self.resolve_dtype(dtype)
+        Ws, bs = self.params(theta, dt)
         X = np.ascontiguousarray(self.check_X(X), dtype=dt)
-        the_plan = self._resolve_plan(plan)
+        given = self.check_winners(winners, X.shape[1])
+        the_plan = self.resolve_plan(plan)
+        keep = self.keep(the_plan, None)
         with blas_serial():
-            out, kept = self._forward(Ws, bs, X, plan=the_plan)
-        if the_plan is None:
-            return ForwardCache(theta, Ws, bs, out, kept)
-        return ForwardCache(theta, Ws, bs, out, kept, the_plan, X if _reads_X(the_plan) else None)
+            out, kept = engine.forward(self, self.backend, keep, Ws, bs, X, winners=given)
+        return ForwardCache(theta, Ws, bs, out, kept, the_plan, X if keep.reads_X else None, keep)
 
     def backward(self, cache: ForwardCache, y: np.ndarray, C: float = np.inf, *,
                  pool_backward: str | None = None) -> tuple[float, np.ndarray]:
@@ -695,14 +682,14 @@ class Network:
         """
         C = self.check_C(C)
         labels = self.check_y(y, cache.l)
-        f_sum, dZ = self._loss(cache.output, labels, cache.l)
-        if cache.plan is not None and pool_backward is not None:
-            raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
-                              "equations (5) and (6)")
+        keep = self.keep(cache.plan, pool_backward)
+        if cache.plan is None and pool_backward is None and cache.keep is not None:
+            keep = cache.keep
+        xi_sum, dZ = self.loss.batch(cache.output, labels, cache.l)
+        X = cache.X if cache.X is not None else cache.kept.get("Z1")
         with blas_serial():
-            dWs, dbs = self._backward(cache.Ws, cache.kept, dZ, pool_backward, plan=cache.plan, bs=cache.bs,
-                                      X=cache.X)
-        return self._finish(cache.theta, C, f_sum, cache.l, self.pack(dWs, dbs))
+            dWs, dbs = engine.backward(self, self.backend, keep, cache.Ws, cache.bs, X, cache.kept, dZ)
+        return objective.finish(cache.theta, C, xi_sum, cache.l, self.pack(dWs, dbs))
 
     def plan(self, policy: str | float = "slides") -> Plan:
         """What to keep between the forward and the backward pass, and how to rebuild the rest.
@@ -734,14 +721,35 @@ class Network:
         >>> net.plan("min-memory").bytes_per_instance, net.plan("store-all").bytes_per_instance
         (89936, 1250256)
         """
-        from .planner import make_plan
-
         return make_plan(self, policy)
 
-    def _resolve_plan(self, plan: object) -> Plan | None:
-        """``plan`` as a :class:`Plan` of this network (a policy or budget is planned here)."""
-        from .planner import Plan
+    def auto_plan(self) -> Plan | None:
+        """The fastest exact plan: ``plan("slides")`` where it lets some conv layer run window by
+        window (fast backend), else ``None`` (store-all).
 
+        Examples
+        --------
+        >>> Network((6, 6, 1), [ConvLayer(2, h=3, r=2), FullLayer(3)]).auto_plan().policy
+        'slides'
+        >>> Network((6, 6, 1), [ConvLayer(2, h=3, r=2, pool="avg"), FullLayer(3)]).auto_plan() is None
+        True
+        >>> Network((6, 6, 1), [ConvLayer(2, h=3, r=2), FullLayer(3)], backend="reference").auto_plan() is None
+        True
+        """
+        if not self.backend.windowed or not any(ly.windowed for ly in self.conv):
+            return None
+        slides = self.plan("slides")
+        return slides if Keep.from_plan(self, slides, windowed=True).windowed else None
+
+    def resolve_plan(self, plan: object) -> Plan | None:
+        """``plan`` as a :class:`Plan` of this network (a policy or budget is planned here; ``None`` stays).
+
+        Examples
+        --------
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, r=2), FullLayer(3)])
+        >>> net.resolve_plan("min-memory").retained, net.resolve_plan(None)
+        (('pool1', 'Z2', 'Z3'), None)
+        """
         if plan is None:
             return None
         if not isinstance(plan, Plan):
@@ -753,33 +761,45 @@ class Network:
             raise ConfigError(f"the plan was made for {plan.network!r}, not for {self!r}")
         return plan
 
-    def _loss(self, out: np.ndarray, labels: np.ndarray, l_total: int) -> tuple[float, np.ndarray]:
-        """Squared loss of a batch: ``sum_i xi_i`` (summed in float64) and
-        ``dZ = (1/l) dxi/dz^{L+1}`` (in ``out``'s dtype)."""
-        diff = np.array(out, dtype=np.float64)
-        diff[labels, np.arange(labels.size)] -= 1.0                  # z^{L+1,i} - y^i
-        dZ = (2.0 / l_total) * diff
-        return float(np.einsum("ij,ij->", diff, diff)), dZ.astype(out.dtype, copy=False)
-
     # ------------------------------------------------------ dtype and buffers
-    def _resolve_dtype(self, dtype: object) -> np.dtype:
+    def resolve_dtype(self, dtype: object) -> np.dtype:
+        """The products' float type for one call: ``dtype``, or the network's where ``None``.
+
+        Examples
+        --------
+        >>> net = Network((1, 1, 1), [FullLayer(2)], dtype="float32")
+        >>> net.resolve_dtype(None), net.resolve_dtype("float64")
+        (dtype('float32'), dtype('float64'))
+        """
         return self.dtype if dtype is None else _check_dtype(dtype)
 
-    def _params(self, theta: np.ndarray, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``W^m``, ``b^m`` from ``theta`` (checked), in ``dtype``."""
+    def params(self, theta: np.ndarray, dtype: np.dtype) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``W^m``, ``b^m`` from ``theta`` (checked), in ``dtype`` (lists at index ``m - 1``).
+
+        Examples
+        --------
+        >>> Ws, bs = Network((1, 1, 1), [FullLayer(2)]).params(np.arange(4.0), np.dtype("float32"))
+        >>> Ws[0].dtype, bs[0]
+        (dtype('float32'), array([2., 3.], dtype=float32))
+        """
         Ws, bs = self.unpack(theta)
         if dtype != np.float64:
             Ws = [np.ascontiguousarray(W, dtype=dtype) for W in Ws]
             bs = [np.ascontiguousarray(b, dtype=dtype) for b in bs]
         return Ws, bs
 
-    def _work(self) -> Workspace:
-        """The network's workspace, or a fresh one when buffers are not kept between calls."""
+    def _work(self) -> Workspace | None:
+        """The network's workspace, or a fresh one when buffers are not kept between calls
+        (``None`` for the reference backend, which uses no work arrays)."""
+        if self.backend.name == "reference":
+            return None
         return self._workspace if self.reuse_buffers else Workspace()
 
     @staticmethod
-    def _batch(X: np.ndarray, sl: slice, dtype: np.dtype, work: Workspace) -> np.ndarray:
+    def _batch(X: np.ndarray, sl: slice, dtype: np.dtype, work: Workspace | None) -> np.ndarray:
         """Columns ``sl`` of ``X`` as a C-contiguous batch in ``dtype``, in ``work``'s array ``"X"``."""
+        if work is None:
+            return np.ascontiguousarray(X[:, sl], dtype=dtype)
         Xb = work.get("X", (X.shape[0], sl.stop - sl.start), dtype)
         np.copyto(Xb, X[:, sl])
         return Xb
@@ -805,15 +825,10 @@ class Network:
         """Bytes of work arrays kept between calls (calling thread; see ``reuse_buffers``)."""
         return self._workspace.nbytes
 
-    def _finish(self, theta: np.ndarray, C: float, f_sum: float, l: int, grad_loss: np.ndarray
-                ) -> tuple[float, np.ndarray]:
-        f = float(theta @ theta) / (2.0 * C) + f_sum / l
-        return f, theta / C + grad_loss
-
     def objective(self, theta: np.ndarray, X: np.ndarray, y: np.ndarray, C: float = np.inf, *,
                   batch_size: int = DEFAULT_BATCH_SIZE, pool_backward: str | None = None,
-                  plan: Plan | str | float | None = None, dtype: object = None
-                  ) -> tuple[float, np.ndarray]:
+                  plan: Plan | str | float | None = None, dtype: object = None,
+                  winners: Mapping[int, np.ndarray] | None = None) -> tuple[float, np.ndarray]:
         """``f(theta)`` and its gradient, batch by batch.
 
         Parameters
@@ -831,10 +846,16 @@ class Network:
             Overrides the network's choice for this call (not with a plan).
         plan : Plan, policy name or byte budget, optional
             Each batch keeps what the plan retains and the backward pass
-            rebuilds the rest (see :meth:`plan`); ``None`` keeps everything.
+            rebuilds the rest (see :meth:`plan`); ``None``: the fastest exact
+            path, :meth:`auto_plan` (conv layers with max pooling run window by
+            window on the fast backend), or everything where none applies or
+            ``pool_backward`` is given.
         dtype : {"float64", "float32"}, optional
             The products' float type for this call (default: the network's).
             ``f`` and the gradient are summed over batches in float64.
+        winners : dict of int to ndarray, optional
+            Max-pooling winners given from outside, as for :meth:`forward`
+            (one column per column of ``X``).
 
         Returns
         -------
@@ -848,38 +869,45 @@ class Network:
         >>> f
         1.0
         """
-        theta = self._check_theta(theta)
-        dt = self._resolve_dtype(dtype)
-        Ws, bs = self._params(theta, dt)
+        theta = self.check_theta(theta)
+        dt = self.resolve_dtype(dtype)
+        Ws, bs = self.params(theta, dt)
         X = self.check_X(X)
         C = self.check_C(C)
-        batch_size = self._check_batch_size(batch_size)
+        batch_size = self.check_batch_size(batch_size)
         l = X.shape[1]
         labels = self.check_y(y, l)
-        the_plan = self._resolve_plan(plan)
-        if the_plan is not None and pool_backward is not None:
-            raise ConfigError("pool_backward cannot be combined with a plan: the plan chooses between "
-                              "equations (5) and (6)")
-        self._pool_mode_check(pool_backward)
+        given = self.check_winners(winners, l)
+        keep = self.keep(self.resolve_plan(plan), pool_backward, fastest=True)
         work = self._work()
-        f_sum = 0.0
+        xi_sum = 0.0
         grad = np.zeros(self.n_params)
+        be = self.backend
         with blas_serial():
             for sl in self._batches(l, batch_size):
                 Xb = self._batch(X, sl, dt, work)
-                out, kept = self._forward(Ws, bs, Xb, plan=the_plan, work=work)
-                fb, dZ = self._loss(out, labels[sl], l)
-                f_sum += fb
-                dWs, dbs = self._backward(Ws, kept, dZ, pool_backward, plan=the_plan, bs=bs, X=Xb, work=work)
+                out, kept = engine.forward(self, be, keep, Ws, bs, Xb, work=work,
+                                           winners={m: w[:, sl] for m, w in given.items()})
+                xi_b, dZ = self.loss.batch(out, labels[sl], l)        # sum_i xi_i, (1/l) dxi/dz^{L+1}
+                xi_sum += xi_b
+                dWs, dbs = engine.backward(self, be, keep, Ws, bs, Xb, kept, dZ, work=work)
                 grad += self.pack(dWs, dbs)
-        return self._finish(theta, C, f_sum, l, grad)
+        return objective.finish(theta, C, xi_sum, l, grad)
+
+    # the former private names, still called by modules outside the engine
+    _check_theta = check_theta
+    _check_batch_size = check_batch_size
+    _resolve_plan = resolve_plan
+    _resolve_dtype = resolve_dtype
+    _params = params
 
     # ---------------------------------------------------------- construction
     @classmethod
-    def from_simplenn_config(cls, path: str | os.PathLike[str]) -> Network:
+    def from_simplenn_config(cls, path: str | os.PathLike[str], **kwargs: object) -> Network:
         """Build the network described by a simpleNN configuration file.
 
-        See :func:`sparsecnn.config.read_simplenn_config` for the format.
+        See :func:`sparsecnn.config.read_simplenn_config` for the format;
+        ``kwargs`` (``backend=``, ``dtype=``, ...) go to :class:`Network`.
 
         Examples
         --------
@@ -897,9 +925,11 @@ class Network:
         >>> back.n_params == net.n_params
         True
         """
-        from .config import network_from_simplenn_config
-
-        return network_from_simplenn_config(path)
+        input_shape, layers = config.simplenn_layers(path)
+        try:
+            return cls(input_shape, layers, **kwargs)  # type: ignore[arg-type]
+        except ArchitectureError as e:
+            raise ArchitectureError(f"{os.fspath(path)}: {e}") from None
 
     # ------------------------------------------------- second order (delegates)
     def Jv(self, theta: np.ndarray, X: np.ndarray, v: np.ndarray, *, dtype: object = None) -> np.ndarray:
@@ -918,9 +948,7 @@ class Network:
         >>> bool(np.allclose(net.Jv(theta, X, v), fd, atol=1e-6))
         True
         """
-        from .second_order import net_Jv
-
-        return net_Jv(self, theta, X, v, dtype=dtype)
+        return second_order.net_Jv(self, theta, X, v, dtype=dtype)
 
     def JTv(self, theta: np.ndarray, X: np.ndarray, u: np.ndarray, *, dtype: object = None) -> np.ndarray:
         """``sum_i (J^i)^T u_i`` for ``u`` of shape ``(n_L, l)``; shape ``(n,)`` (backward pass).
@@ -933,9 +961,7 @@ class Network:
         >>> bool(np.isclose(net.JTv(theta, X, u) @ v, np.sum(u * net.Jv(theta, X, v))))
         True
         """
-        from .second_order import net_JTv
-
-        return net_JTv(self, theta, X, u, dtype=dtype)
+        return second_order.net_JTv(self, theta, X, u, dtype=dtype)
 
     def gauss_newton(self, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute",
                      dtype: object = None):
@@ -952,6 +978,4 @@ class Network:
         >>> bool(np.isclose(v @ (G @ v), 2 / 2 * np.sum(net.Jv(theta, X, v) ** 2)))
         True
         """
-        from .second_order import gauss_newton
-
-        return gauss_newton(self, theta, X, jacobian=jacobian, dtype=dtype)
+        return second_order.gauss_newton(self, theta, X, jacobian=jacobian, dtype=dtype)

@@ -46,18 +46,22 @@ True
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from .exceptions import ConfigError, InputTypeError, ShapeError
+from . import engine
+from .engine import Keep, Store
+from .exceptions import ConfigError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
-from .network import Network
 from .planner import Plan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .network import Network
 
 __all__ = [
     "JACOBIAN_MODES",
@@ -79,10 +83,6 @@ DEFAULT_GN_BATCH = 1024
 
 
 # ------------------------------------------------------------------ helpers
-def _batch_slices(l: int, batch_size: int) -> list[slice]:
-    return [slice(s, min(s + batch_size, l)) for s in range(0, l, batch_size)]
-
-
 def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``sum_i dS^i phi(pad(Z^{m,i}))^T`` and ``sum_i dS^i 1`` for a batch.
 
@@ -97,98 +97,16 @@ def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.nda
     return dW, dS3.sum(axis=(0, 2))
 
 
-def _conv_phi_grad(ly: ConvShape, W: np.ndarray, dS: np.ndarray) -> np.ndarray:
-    """``vec((W^m)^T dS^m)`` for a batch, shape ``(h h d^m a_conv b_conv, l)``."""
-    l = dS.shape[1]
-    return (W.T @ dS.reshape(ly.n_pos, ly.d_out, l)).reshape(ly.n_pos * ly.hhd, l)
-
-
-def _dsigma_times(ly: ConvShape | FullShape, kept: dict[str, np.ndarray], m: int, RS: np.ndarray
-                  ) -> np.ndarray | None:
-    """``sigma'(S^m) ⊙ RS`` where ``S^m`` is kept; ``None`` when it is not."""
-    sigma = ly.sigma
-    if sigma.name == "identity":
-        return RS
-    S = kept.get(f"S{m}")
-    if S is None:
-        return None
-    return sigma.dsigma(S) * RS
-
-
-def _pool_after_mask(ly: ConvShape) -> bool:
-    """Whether ``P_pool (sigma'(S^m) ⊙ R(S^m)) = (P_pool R(S^m)) ⊙ sigma'(S^m) read from Z^{m+1}``:
-    ``sigma'`` follows from ``sigma`` and ``P_pool`` selects (max pooling) or is absent."""
-    return ly.sigma.dsigma_from_output is not None and ly.eq6_valid and (ly.max_pools or not ly.pools)
-
-
-def _R_forward(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray],
-               Vs: Sequence[np.ndarray], vbs: Sequence[np.ndarray],
-               work: Workspace | None = None, X: np.ndarray | None = None) -> np.ndarray:
-    """The R-operator forward pass of one batch: ``R(z^{L+1})``, shape ``(n_L, l)``.
-
-    Runs in the dtype of the kept arrays (``Vs``, ``vbs`` should have it too);
-    ``work`` holds the per-layer temporaries.  Where max pooling selects,
-    ``P_pool (sigma'(S^m) ⊙ R(S^m))`` is formed as ``(P_pool R(S^m)) ⊙ sigma'``
-    read from ``Z^{m+1}`` (the analogue of equation (6)): the same numbers, the
-    mask product on the ``r^2`` times smaller pooled array.  Where ``kept`` is
-    what :func:`windowed_plan`'s plan keeps (``X`` is then the batch's input),
-    each convolutional layer runs window by window
-    (:meth:`~sparsecnn.layers.ConvShape.conv_pool_R`).
-    """
-    R: np.ndarray | None = None                                   # R(Z^1) = 0
-    if X is not None:
-        kept = {"Z1": X, **kept}
-    for ly in net.conv:
-        m = ly.m
-        if X is not None and ly.windowed and f"phi{m}" not in kept:   # windowed: no phi, no S kept
-            Z = kept[f"Z{m}"]
-            out_R = work.get(f"RZ{m + 1}", (ly.n_out, Z.shape[1]), Z.dtype) if work is not None else None
-            R = ly.conv_pool_R(Z, R, Ws[m - 1], Vs[m - 1], vbs[m - 1], kept[f"Z{m + 1}"], kept[f"pool{m}"],
-                               out=out_R)
-            continue
-        Phi = kept[f"phi{m}"]
-        l = Phi.shape[1]
-        out = work.get(f"RS{m}", (ly.n_S, l), Phi.dtype) if work is not None else None
-        RS = ly.S(Vs[m - 1], vbs[m - 1], Phi, out=out)            # V^m phi + v_b^m 1^T
-        if R is not None:                                          # + W^m P_phi P_pad R(Z^m)
-            tmp_S = work.get("WRphi", RS.shape, RS.dtype) if work is not None else None
-            _, WR = ly.conv_forward(R, Ws[m - 1], np.zeros(ly.d_out, dtype=RS.dtype),
-                                    out_S=tmp_S, keep_phi=False)
-            RS += WR
-        winners = kept.get(f"pool{m}")
-        if f"Z{m + 1}" in kept and _pool_after_mask(ly):
-            R = ly.sigma.backprop_from_output(ly.pool(RS, winners), kept[f"Z{m + 1}"])
-            continue
-        RA = _dsigma_times(ly, kept, m, RS)                        # sigma'(S^m) ⊙ R(S^m)
-        if RA is not None:
-            R = ly.pool(RA, winners)                               # P_pool R(sigma^m)
-        else:
-            raise ConfigError(f"conv layer {m}: J v needs S^{m} (sigma'(S^{m}) does not follow "
-                              f"from Z^{m + 1} here)")
-    for fl in net.full:
-        m = fl.m
-        Rs = Vs[m - 1] @ kept[f"Z{m}"]                             # V^m z^m + v_b^m
-        Rs += vbs[m - 1][:, None]
-        if R is not None:
-            Rs += Ws[m - 1] @ R                                    # + W^m R(z^m)
-        Rz = _dsigma_times(fl, kept, m, Rs)
-        if Rz is None:
-            from_output = fl.sigma.dsigma_from_output
-            if from_output is None:
-                raise ConfigError(f"full layer {m}: J v needs s^{m} or sigma' from z^{m + 1}")
-            Rz = Rs * from_output(kept[f"Z{m + 1}"])
-        R = Rz
-    assert R is not None
-    return R
-
-
-def _dz_dS(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray], l: int
+def _dz_dS(net: Network, keep: Keep, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray], l: int
            ) -> list[np.ndarray]:
     """``dz^{L+1,i}/dvec(S^{m,i})^T`` for every layer, from ``n_L`` backward passes.
 
     Returns a list indexed by ``m - 1`` of arrays of shape ``(n_L, n_S^m, l)``:
     entry ``[k, j, i]`` is ``dz^{L+1,i}_k / dvec(S^{m,i})_j`` (``s^m`` for full layers).
+    ``kept`` is what a keep-everything forward pass kept.
     """
+    be = net.backend
+    st = Store(net, be, keep, list(Ws), None, None, kept)
     n_L = net.n_L
     out: list[np.ndarray] = []
     sizes = [ly.n_S for ly in net.conv] + [fl.n_out for fl in net.full]
@@ -197,6 +115,7 @@ def _dz_dS(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray], 
         out.append(np.empty((n_L, n_S, l), dtype=dtype))
     layers: list[ConvShape | FullShape] = [*net.conv, *net.full]
     dsig = {ly.m: ly.sigma.dsigma(kept[f"S{ly.m}"]) for ly in layers}     # sigma'(S^m), once
+    winners = {ly.m: st.winners(ly.m) for ly in net.conv}
     for k in range(n_L):                                           # one backward pass per output
         dZ = np.zeros((n_L, l), dtype=dtype)
         dZ[k] = 1.0
@@ -207,10 +126,12 @@ def _dz_dS(net: Network, Ws: Sequence[np.ndarray], kept: dict[str, np.ndarray], 
             dZ = Ws[m - 1].T @ ds                                  # (3)
         for ly in reversed(net.conv):
             m = ly.m
-            dS = ly.pool_T(dZ, kept.get(f"pool{m}")) * dsig[m]    # (7), (5)
+            dS = be.eq7(ly, dZ, winners[m]) * dsig[m]              # (7), (5)
             out[m - 1][k] = dS
             if m > 1:
-                dZ = ly.phi_T(_conv_phi_grad(ly, Ws[m - 1], dS))
+                dZn = be.conv_backward(ly, Ws[m - 1], kept[f"phi{m}"], dS)[2]  # P_pad^T P_phi^T vec(W^T dS)
+                assert dZn is not None
+                dZ = dZn
     return out
 
 
@@ -289,11 +210,9 @@ def windowed_plan(net: Network) -> Plan | None:
     >>> windowed_plan(Network((6, 6, 1), [ConvLayer(2, h=3, r=2, pool="avg"), FullLayer(3)])) is None
     True
     """
-    from .planner.execute import fused
-
     plan = net.plan("slides")
     keep = set(plan.retained)
-    if not all(fused(net, plan, ly) for ly in net.conv):
+    if len(Keep.from_plan(net, plan, windowed=True).windowed) != net.LC:
         return None
     for fl in net.full:
         if f"Z{fl.m}" not in keep and fl.m > 1:
@@ -365,36 +284,38 @@ class GaussNewton(LinearOperator):
     n_matvec: int
     compute_dtype: np.dtype
     plan: Plan | None
-    _work: Workspace
+    keep: Keep
+    _work: Workspace | None
 
     def __init__(self, net: Network, theta: np.ndarray, X: np.ndarray, *,
                  jacobian: str = "recompute", batch_size: int = DEFAULT_GN_BATCH,
                  dtype: object = None) -> None:
         if jacobian not in JACOBIAN_MODES:
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-            raise InputTypeError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = net.check_batch_size(batch_size)
         self.net = net
-        self.theta = net._check_theta(theta)
+        self.theta = net.check_theta(theta)
         X = net.check_X(X)
         self.jacobian = jacobian
         self.l = int(X.shape[1])
         n = int(net.n_params)
         super().__init__(dtype=np.dtype(np.float64), shape=(n, n))
-        self.compute_dtype = net._resolve_dtype(dtype)
-        self.Ws, self.bs = net._params(self.theta, self.compute_dtype)
+        self.compute_dtype = net.resolve_dtype(dtype)
+        self.Ws, self.bs = net.params(self.theta, self.compute_dtype)
         self.output = np.empty((net.n_L, self.l))
         self._batches: list[_Batch] = []
-        self._work = Workspace()
-        self.plan = windowed_plan(net) if jacobian == "recompute" else None
+        be = net.backend
+        self._work = Workspace() if be.windowed else None
+        self.plan = windowed_plan(net) if jacobian == "recompute" and be.windowed else None
+        self.keep = net.keep(self.plan, None)
         with blas_serial():
-            for sl in _batch_slices(self.l, int(batch_size)):
+            for sl in engine.batches(self.l, int(batch_size)):
                 Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
-                out, kept = net._forward(self.Ws, self.bs, Xb, keep=True, plan=self.plan)
+                out, kept = engine.forward(net, be, self.keep, self.Ws, self.bs, Xb)
                 self.output[:, sl] = out
                 batch = _Batch(sl, kept, Xb)
                 if jacobian == "store":
-                    batch.dzdS = _dz_dS(net, self.Ws, kept, out.shape[1])
+                    batch.dzdS = _dz_dS(net, self.keep, self.Ws, kept, out.shape[1])
                 self._batches.append(batch)
         forward = sum(int(v.nbytes) for b in self._batches for v in b.kept.values())
         if self.plan is not None:                                  # Z^1 is kept apart from the plan's
@@ -435,13 +356,13 @@ class GaussNewton(LinearOperator):
         True
         """
         v = self._check_v(v)
-        Vs, vbs = self.net._params(v, self.compute_dtype)          # V^m, v_b^m as W^m, b^m in theta
+        Vs, vbs = self.net.params(v, self.compute_dtype)          # V^m, v_b^m as W^m, b^m in theta
         out = np.empty((self.net.n_L, self.l))
         with blas_serial():
             for b in self._batches:
                 if b.dzdS is None:
-                    out[:, b.sl] = _R_forward(self.net, self.Ws, b.kept, Vs, vbs, work=self._work,
-                                              X=b.X if self.plan is not None else None)
+                    out[:, b.sl] = engine.R_forward(self.net, self.net.backend, self.keep, self.Ws, b.kept,
+                                                    Vs, vbs, X=b.X, work=self._work)
                 else:
                     out[:, b.sl] = self._Jv_stored(b, Vs, vbs)
         return out
@@ -475,8 +396,8 @@ class GaussNewton(LinearOperator):
             for b in self._batches:
                 ub = np.ascontiguousarray(u[:, b.sl], dtype=self.compute_dtype)
                 if b.dzdS is None:
-                    dWs, dbs = self.net._backward(self.Ws, b.kept, ub, plan=self.plan, bs=self.bs, X=b.X,
-                                                  work=self._work)
+                    dWs, dbs = engine.backward(self.net, self.net.backend, self.keep, self.Ws, self.bs, b.X,
+                                               b.kept, ub, work=self._work)
                 else:
                     dWs, dbs = self._JTv_stored(b, ub)
                 total += self.net.pack(dWs, dbs)
@@ -486,7 +407,7 @@ class GaussNewton(LinearOperator):
         assert b.dzdS is not None
         out = np.zeros((self.net.n_L, b.sl.stop - b.sl.start))
         for ly in self.net.conv:
-            P = ly.S(Vs[ly.m - 1], vbs[ly.m - 1], b.kept[f"phi{ly.m}"])   # vec(V phi + v_b 1^T)
+            P = self.net.backend.S(ly, Vs[ly.m - 1], vbs[ly.m - 1], b.kept[f"phi{ly.m}"])  # vec(V phi + v_b 1^T)
             out += np.einsum("kji,ji->ki", b.dzdS[ly.m - 1], P)
         for fl in self.net.full:
             P = Vs[fl.m - 1] @ b.kept[f"Z{fl.m}"] + vbs[fl.m - 1][:, None]
@@ -509,9 +430,9 @@ class GaussNewton(LinearOperator):
         return dWs, dbs
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
-        """``G v = (1/l) J^T (2 J v)``."""
+        """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss)."""
         self.n_matvec += 1
-        return self.JTv((2.0 / self.l) * self.Jv(v))
+        return self.JTv(self.net.loss.B(self.Jv(v), 1.0 / self.l))     # (1/l) J^T B J v
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

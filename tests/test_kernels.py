@@ -14,20 +14,33 @@ import scipy.sparse as sp
 from sparsecnn import ConvLayer, kernels
 from sparsecnn.activations import ACTIVATIONS
 from sparsecnn.exceptions import ConfigError, InputTypeError, ShapeError
+from sparsecnn.kernels import sparse as sparse_module
+from sparsecnn.kernels import sparsetools
+from sparsecnn.kernels import threads as threads_module
 from sparsecnn.layers import ConvShape
 from sparsecnn.operators import P_pad, P_phi, P_pool, max_pool_winners
 
 DTYPES = [np.float64, np.float32]
 
 
+@pytest.fixture(autouse=True, params=["private", "public"], ids=["sparsetools", "public-fallback"])
+def sparse_products(request):
+    """Every test of this file twice: through scipy's private routines (where the import check passed)
+    and through the shim's public fallback (``P @ X`` of a matrix built around the same arrays)."""
+    old = sparsetools.use_public_products(request.param == "public")
+    assert sparsetools.USING_PRIVATE == (request.param == "private" and sparsetools._PRIVATE_OK)
+    yield request.param
+    sparsetools.use_public_products(old)
+
+
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
 def threads(request):
     old = kernels.get_num_threads()
     kernels.set_num_threads(request.param)
-    old_min = kernels._MIN_SPLIT
-    kernels._MIN_SPLIT = 1               # split even small jobs, so that the two-thread paths run
+    old_min = threads_module._MIN_SPLIT
+    threads_module._MIN_SPLIT = 1        # split even small jobs, so that the two-thread paths run
     yield request.param
-    kernels._MIN_SPLIT = old_min
+    threads_module._MIN_SPLIT = old_min
     kernels.set_num_threads(old)
 
 
@@ -97,8 +110,8 @@ def test_spmm_general_matrix_and_float32_data_cached(threads):
     P = sp.random_array((60, 30), density=0.2, rng=rng, format="csr")
     X = rng.standard_normal((30, 4)).astype(np.float32)
     np.testing.assert_allclose(kernels.spmm(P, X), P @ X.astype(np.float64), rtol=1e-5, atol=1e-5)
-    first = kernels._data(P, np.dtype(np.float32))
-    assert kernels._data(P, np.dtype(np.float32)) is first and not first.flags.writeable
+    first = sparse_module._data(P, np.dtype(np.float32))
+    assert sparse_module._data(P, np.dtype(np.float32)) is first and not first.flags.writeable
     Y = rng.standard_normal((60, 4))
     np.testing.assert_allclose(kernels.spmm_T(P, Y), P.T @ Y, rtol=1e-12, atol=1e-12)
 
@@ -320,7 +333,7 @@ def test_blas_split_switch_gives_the_same_results():
     ly = ConvShape(1, 14, 14, 6, ConvLayer(7, h=3, p=1, r=2))
     Z = rng.standard_normal((ly.n_in, 40))
     W, bias = rng.standard_normal(ly.W_shape), rng.standard_normal(ly.d_out)
-    old_threads, old_split = kernels.get_num_threads(), kernels._blas_split
+    old_threads, old_split = kernels.get_num_threads(), kernels.get_blas_split()
     try:
         kernels.set_num_threads(2)
         kernels.set_blas_split(False)
@@ -339,3 +352,27 @@ def test_P_phipad_is_the_product_of_the_literal_matrices():
     assert not ly.P_phipad.data.flags.writeable
     ly0 = ConvShape(1, 5, 4, 2, ConvLayer(3, h=3))
     assert ly0.P_phipad is ly0.P_phi
+
+
+# ------------------------------------------------------------------- the _sparsetools shim
+def test_sparsetools_shim_checks_itself_and_falls_back(monkeypatch):
+    """The import check rejects a routine that computes something else; the public fallback is exact."""
+    assert sparsetools.self_check(sparsetools._public_csr, sparsetools._public_csc)
+
+    def wrong(n_row, n_col, n_vecs, Ap, Aj, Ax, Xx, Yx):          # forgets the first row
+        sparsetools._public_csr(n_row, n_col, n_vecs, Ap, Aj, Ax, Xx, Yx)
+        Yx[:n_vecs] = 0.0
+
+    assert not sparsetools.self_check(wrong, sparsetools._public_csc)
+    assert not sparsetools.self_check(sparsetools._public_csr, None)          # missing: rejected too
+
+
+def test_sparsetools_fallback_chosen_by_the_environment_variable():
+    import subprocess
+    import sys
+
+    code = "from sparsecnn.kernels import sparsetools as s; print(s.USING_PRIVATE, s._PRIVATE_OK)"
+    env = {**__import__("os").environ, "SPARSECNN_PUBLIC_SPARSE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    using, ok = out.stdout.split()
+    assert using == "False" and ok in ("True", "False")

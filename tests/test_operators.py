@@ -694,3 +694,15 @@ def test_eq5_eq6_agree_for_relu_max_pooling(case):
     Znext = P @ Zs
     v = rng.standard_normal(P.shape[0])
     np.testing.assert_array_equal(_eq5(v, P, s), _eq6(v, P, Znext))
+
+
+def test_literal_and_fast_max_pool_winners_agree_with_ties():
+    """operators.max_pool_winners (argmax over each window, as defined) and the fast backend's
+    kernels.pooling.max_pool_winners (pairwise comparisons, threads) give the same winners."""
+    from sparsecnn.kernels.pooling import max_pool_winners as fast
+
+    rng = np.random.default_rng(0)
+    for a, b, d, r in [(1, 1, 1, 1), (4, 4, 1, 2), (7, 5, 3, 2), (6, 9, 2, 3), (8, 8, 2, 4)]:
+        for V in (rng.standard_normal((d * a * b, 3)), rng.integers(0, 2, (d * a * b, 3)).astype(float),
+                  np.zeros((d * a * b, 2))):
+            np.testing.assert_array_equal(max_pool_winners(V, a, b, d, r), fast(V, a, b, d, r))

@@ -30,6 +30,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 import sparsecnn  # noqa: E402
 from sparsecnn import ConvLayer, FullLayer, Network, SparseCNNError, to_torch  # noqa: E402
+from sparsecnn.engine import winner_positions  # noqa: E402
 from sparsecnn.interop import X_from_torch, from_torch, torch_pool_indices_to_winners  # noqa: E402
 from sparsecnn.oracle import CheckReport, OracleMismatch, check  # noqa: E402
 from sparsecnn.oracle.check import reference_forward, reference_products  # noqa: E402
@@ -368,15 +369,20 @@ def test_float32_near_ties_use_the_models_winners():
 
 
 # ---------------------------------------------------- the reference itself
-def test_reference_forward_is_the_networks_store_all_forward():
+def test_reference_forward_is_the_engines_store_all_forward_on_both_backends():
     net, theta, X, _ = tie_problem()
     Ws, bs = net.unpack(theta)
-    out, kept = net._forward(Ws, bs, X, keep=True)
     out2, kept2 = reference_forward(net, Ws, bs, X)
-    np.testing.assert_array_equal(out, out2)
-    assert sorted(kept) == sorted(kept2)
-    for k in kept:
-        np.testing.assert_array_equal(kept[k], kept2[k])
+    for backend, tol in (("reference", 0.0), ("fast", 1e-12)):
+        cache = net.replace(backend=backend, activate_order="slides").forward(theta, X)
+        np.testing.assert_allclose(cache.output, out2, rtol=tol, atol=tol)
+        assert sorted(cache.kept) == sorted(kept2)
+        for k, v in cache.kept.items():
+            if k.startswith("pool"):                                   # kept as offsets; positions given back
+                v = winner_positions(net.layers[int(k[4:]) - 1], v)
+                np.testing.assert_array_equal(v, kept2[k])
+            else:
+                np.testing.assert_allclose(v, kept2[k], rtol=tol, atol=tol)
 
 
 def test_reference_products_match_the_public_api():

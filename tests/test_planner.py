@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from sparsecnn import ConvLayer, FullLayer, Network
+from sparsecnn import ConvLayer, FullLayer, Network, engine
+from sparsecnn.engine import Keep
 from sparsecnn.exceptions import ArchitectureError, ConfigError, InputTypeError
 from sparsecnn.operators import P_pad, P_phi, P_pool_avg
 from sparsecnn.planner import POLICIES, BudgetError, Plan, build_graph
@@ -208,7 +209,9 @@ def test_winners_kept_as_window_offsets():
     ly = net.layers[0]
     assert cache.kept["pool1"].dtype == np.uint8 and cache.kept["pool1"].shape == (ly.n_out, 5)
     assert cache.kept["pool1"].max() < 4
-    full = net.forward(theta, X).kept["pool1"]                         # store-all: positions in vec(sigma(S))
+    store_all = net.forward(theta, X).kept                             # store-all keeps offsets too (one encoding)
+    full = winner_positions(ly, store_all["pool1"])                    # positions in vec(sigma(S))
+    np.testing.assert_array_equal(np.take_along_axis(ly.sigma.sigma(store_all["S1"]), full, 0), store_all["Z2"])
     np.testing.assert_array_equal(winner_positions(ly, cache.kept["pool1"]), full)
     np.testing.assert_array_equal(winner_offsets(ly, full), cache.kept["pool1"])
 
@@ -235,7 +238,10 @@ def test_winners_recomputed_from_sigma_of_S_with_relu_ties():
     smallest = net.plan(8 * net.n_L)                                   # keeps only the output
     assert smallest.retained == ("Z4",)
     assert smallest.recipe("pool1").rule == "winners"
-    np.testing.assert_array_equal(net.objective(theta, X, y, plan=smallest)[1], net.objective(theta, X, y)[1])
+    # the same winners, so the same products in the same order as store-all: equal to the last bit
+    # (the default objective runs window by window, which sums dxi/dW^m in another order)
+    np.testing.assert_array_equal(net.objective(theta, X, y, plan=smallest)[1],
+                                  net.objective(theta, X, y, plan="store-all")[1])
 
 
 # --------------------------------------------------------------------------- policies
@@ -350,14 +356,16 @@ def test_store_all_kept_dict_contract_without_a_plan():
     net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(4), FullLayer(3)])
     theta, X, y = data(net, 4)
     Ws, bs = net.unpack(theta)
-    out, kept = net._forward(Ws, bs, X, keep=True)
+    be, everything = net.backend, Keep.everything(net, "auto")
+    out, kept = engine.forward(net, be, everything, Ws, bs, X)
     assert set(kept) == {"Z1", "Z2", "Z3", "Z4", "phi1", "S1", "S2", "S3", "pool1"}
-    assert kept["Z1"] is X and kept["pool1"].dtype == np.int32
-    dWs, dbs = net._backward(Ws, kept, np.ones_like(out))
+    assert kept["Z1"] is X and kept["pool1"].dtype == np.uint8            # winners: offsets, one encoding
+    dWs, dbs = engine.backward(net, be, everything, Ws, bs, X, kept, np.ones_like(out))
     plan = net.plan("min-memory")
-    out_p, kept_p = net._forward(Ws, bs, X, plan=plan)
+    keep = Keep.from_plan(net, plan, windowed=True)
+    out_p, kept_p = engine.forward(net, be, keep, Ws, bs, X)
     assert set(kept_p) == set(plan.retained)
-    dWp, dbp = net._backward(Ws, kept_p, np.ones_like(out), plan=plan, bs=bs, X=X)
+    dWp, dbp = engine.backward(net, be, keep, Ws, bs, X, kept_p, np.ones_like(out))
     assert rel(net.pack(dWp, dbp), net.pack(dWs, dbs)) <= 1e-12
 
 
@@ -524,11 +532,13 @@ _Z2_IS_S1 = (Network((4, 4, 1), [ConvLayer(1, h=1, r=1, activation="identity"),
                                  ConvLayer(1, h=1, r=1), FullLayer(2)]), 0, 0.0)
 
 
+@pytest.mark.parametrize("backend", ["fast", "reference"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
 @example(_Z2_IS_S1)
-def test_every_policy_gives_the_store_all_and_torch_gradient(case):
+def test_every_policy_gives_the_store_all_and_torch_gradient(backend, case):
     net, seed, frac = case
+    net = net.replace(backend=backend)
     rng = np.random.default_rng(seed)
     l = 4
     theta = net.init_params(seed=seed)

@@ -204,10 +204,12 @@ def networks(draw):
     return net, draw(st.integers(1, 4)), draw(st.integers(0, 2**31 - 1))
 
 
+@pytest.mark.parametrize("backend", ["fast", "reference"])
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(networks())
-def test_products_match_torch_func(case):
+def test_products_match_torch_func(backend, case):
     net, l, seed = case
+    net = net.replace(backend=backend)
     rng = np.random.default_rng(seed)
     theta = rng.standard_normal(net.n_params)
     X = rng.standard_normal((net.n_input, l))

@@ -116,7 +116,7 @@ def compare(net, theta, X, y, C, every_entry_point=True):
     x = X_to_torch(net, X)
     winners = torch_max_pool_winners(model, net, x)
     use_winners(net, winners)
-    cache = net.forward(theta, X)
+    cache = net.forward(theta, X, winners=winners)
     # Where PyTorch's argmax differs from sparsecnn's own the values tie: pooling
     # with either set of winners gives the same Z^{m+1}.
     for m, w in winners.items():
@@ -129,7 +129,7 @@ def compare(net, theta, X, y, C, every_entry_point=True):
     f, g = net.backward(cache, y, C)
     errors = [rel(cache.output, out_t), rel(f, f_t), rel(g, g_t)]
     if every_entry_point:
-        f2, g2 = net.objective(theta, X, y, C)
+        f2, g2 = net.objective(theta, X, y, C, winners=winners)
         errors = [max(errors[0], rel(net.output(theta, X), out_t)),
                   max(errors[1], rel(f2, f_t)), max(errors[2], rel(g2, g_t))]
     return tuple(errors)

@@ -55,6 +55,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .. import objective
 from ..exceptions import ConfigError
 from ..kernels import blas_serial
 from ..network import Network
@@ -289,8 +290,7 @@ class _InProcess:
 
     def f(self, theta: np.ndarray) -> float:
         out = self.net.output(theta, self.X, batch_size=self.batch_size, dtype=self.dtype)
-        loss, _ = self.net._loss(out, self.labels, self.l)
-        return float(theta @ theta) / (2.0 * self.C) + loss / self.l
+        return objective.value(theta, self.C, float(self.net.loss.xi(out, self.labels).sum()), self.l)
 
     def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> GaussNewton:
         return GaussNewton(self.net, theta, self.X[:, idx], jacobian=self.jacobian,
@@ -301,11 +301,8 @@ def _objective_plan(net: Network, plan: object) -> Plan | None:
     """``plan`` resolved for :func:`newton`; ``"auto"``: ``"slides"`` where some conv layer then runs
     window by window, else ``None`` (store-all)."""
     if isinstance(plan, str) and plan == "auto":
-        from ..planner.execute import fused
-
-        slides = net.plan("slides")
-        return slides if any(fused(net, slides, ly) for ly in net.conv) else None
-    return net._resolve_plan(plan)
+        return net.auto_plan()
+    return net.resolve_plan(plan)
 
 
 def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: float,
@@ -419,15 +416,15 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
         if log is not None:
             log(f"total_#CG: {sum(out[1].cg_iters)}")
         return out
-    theta = net._check_theta(theta).copy()
+    theta = net.check_theta(theta).copy()
     X = net.check_X(X)
     labels = net.check_y(y, X.shape[1])
     C = net.check_C(C)
     batch_size = positive_int("batch_size", batch_size)
     if jacobian not in JACOBIAN_MODES:
         raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
-    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net._resolve_dtype(dtype),
-                         None if gn_dtype is None else net._resolve_dtype(gn_dtype), _objective_plan(net, plan))
+    problem = _InProcess(net, X, labels, C, batch_size, jacobian, net.resolve_dtype(dtype),
+                         None if gn_dtype is None else net.resolve_dtype(gn_dtype), _objective_plan(net, plan))
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,

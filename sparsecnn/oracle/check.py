@@ -39,12 +39,11 @@ Both sides use the objective of NOTATION.md with the model's parameters,
   ``torch.func``: then ``J^T u`` falls back to ``torch.autograd.grad`` with
   ``grad_outputs`` and ``J v`` to the double-backward trick (``J v =
   d/dw <J^T w, v>``); the report says which was used.
-- sparsecnn: the forward pass with ``phi``, ``S``, ``sigma`` and ``P_pool`` of
-  each :class:`~sparsecnn.layers.ConvShape`, keeping what
-  ``Network._forward(..., keep=True)`` keeps; the gradient by
-  ``Network._backward``; ``J v`` by the R-operator forward pass of
-  :mod:`sparsecnn.second_order` and ``J^T u``, ``G v`` by the backward pass
-  on the same kept quantities.
+- sparsecnn: the engine (:mod:`sparsecnn.engine`) with the reference backend:
+  every step a literal product of :mod:`sparsecnn.equations` (``P_phi``,
+  ``P_pad``, ``P_pool`` as ``csr_array``), keeping everything; the gradient and
+  ``J^T u``, ``G v`` by the engine's backward pass, ``J v`` by its R-operator
+  forward pass, on the same kept quantities.
 
 Layouts
 -------
@@ -105,11 +104,27 @@ from typing import Any
 
 import numpy as np
 
+from .. import engine, objective
+from ..engine import Keep
 from ..exceptions import ConfigError, InputTypeError, ShapeError
-from ..interop import TorchReading
+from ..interop import (
+    TorchReading,
+    X_from_torch,
+    X_to_torch,
+    _torch,
+    read_torch,
+    torch_pool_indices_to_winners,
+)
 from ..network import Network
 from .bounds import ErrorBounds
-from .layouts import ParameterIndex, TorchParameter, layer_offsets, theta_to_torch, torch_parameters
+from .layouts import (
+    ParameterIndex,
+    TorchParameter,
+    layer_offsets,
+    theta_to_torch,
+    torch_parameters,
+    torch_to_theta,
+)
 from .report import CheckReport, Comparison, TieInfo, eps_name
 
 __all__ = [
@@ -161,7 +176,11 @@ def _parse_products(products: str | Iterable[str]) -> tuple[str, ...]:
 def reference_forward(net: Network, Ws: list[np.ndarray], bs: list[np.ndarray], X: np.ndarray,
                       winners: Mapping[int, np.ndarray] | None = None
                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The store-all forward pass, with max-pooling winners given from outside where supplied.
+    """The store-all forward pass of the reference backend, with max-pooling winners given from outside.
+
+    The engine's forward loop (:func:`sparsecnn.engine.forward`) with
+    :class:`~sparsecnn.engine.ReferenceBackend`: ``P_phi @ (P_pad @ Z)``,
+    ``W @ phi + b 1^T``, ``P_pool @ vec(sigma(S))`` literally, in float64.
 
     Parameters
     ----------
@@ -178,9 +197,9 @@ def reference_forward(net: Network, Ws: list[np.ndarray], bs: list[np.ndarray], 
     -------
     out : ndarray, shape ``(n_L, l)``
     kept : dict
-        As ``Network._forward(Ws, bs, X, keep=True)``: ``Z{m}`` (``m = 1..L+1``,
-        ``Z1 = X``), ``phi{m}``, ``S{m}`` (``s^m`` for full layers) and
-        ``pool{m}`` (the winners used).
+        ``Z{m}`` (``m = 1..L+1``, ``Z1 = X``), ``phi{m}``, ``S{m}`` (``s^m`` for
+        full layers) and ``pool{m}`` (the winners used, as positions in
+        ``vec(sigma(S^m))``).
 
     Examples
     --------
@@ -195,28 +214,16 @@ def reference_forward(net: Network, Ws: list[np.ndarray], bs: list[np.ndarray], 
     >>> out.shape, kept["phi1"].shape, kept["S1"].shape, kept["Z2"].shape, kept["pool1"].shape
     ((3, 4), (324, 4), (72, 4), (18, 4), (18, 4))
     """
-    winners = dict(winners or {})
-    kept: dict[str, np.ndarray] = {}
-    Z = X
-    for ly in net.conv:
-        m = ly.m
-        Phi = ly.phi(Z)                                   # P_phi P_pad vec(Z^m)
-        S = ly.S(Ws[m - 1], bs[m - 1], Phi)               # W^m phi(pad(Z^m)) + b^m 1^T
-        A = ly.sigma.sigma(S)                             # sigma(S^m)
-        w = winners.get(m) if ly.max_pools else None
-        if w is None:
-            w = ly.winners(A)                             # sparsecnn's argmax (None without max pooling)
-        kept[f"Z{m}"], kept[f"phi{m}"], kept[f"S{m}"] = Z, Phi, S
-        if w is not None:
-            kept[f"pool{m}"] = w
-        Z = ly.pool(A, w)                                 # P_pool vec(sigma(S^m))
-    for fl in net.full:
-        m = fl.m
-        s = fl.s(Ws[m - 1], bs[m - 1], Z)                 # s^m = W^m z^m + b^m
-        kept[f"Z{m}"], kept[f"S{m}"] = Z, s
-        Z = fl.sigma.sigma(s)
-    kept[f"Z{net.L + 1}"] = Z
-    return Z, kept
+    ref = net.replace(backend="reference")
+    X = np.asarray(X, dtype=np.float64)
+    given = ref.check_winners(winners, X.shape[1])
+    Ws = [np.asarray(W, dtype=np.float64) for W in Ws]
+    bs = [np.asarray(b, dtype=np.float64) for b in bs]
+    out, kept = engine.forward(ref, ref.backend, Keep.everything(ref, "auto"), Ws, bs, X, winners=given)
+    for ly in net.conv:                                   # the winners used, as positions
+        if f"pool{ly.m}" in kept:
+            kept[f"pool{ly.m}"] = engine.winner_positions(ly, kept[f"pool{ly.m}"])
+    return out, kept
 
 
 def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, C: float, *,
@@ -271,30 +278,32 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
     products = set(products)
     Ws, bs = net.unpack(theta)
     out, kept = reference_forward(net, Ws, bs, X, winners)
+    ref = net.replace(backend="reference")
+    keep = Keep.everything(ref, "auto")
+    encoded = {k: (engine.winner_offsets(ref.conv[int(k[4:]) - 1], v) if k.startswith("pool") else v)
+               for k, v in kept.items()}
+
+    def backward(dZ: np.ndarray) -> np.ndarray:
+        return ref.pack(*engine.backward(ref, ref.backend, keep, Ws, bs, kept["Z1"], encoded, dZ))
+
     l = X.shape[1]
-    diff = out.copy()
-    diff[y, np.arange(l)] -= 1.0                          # z^{L+1,i} - y^i
-    res: dict[str, Any] = {"output": out}
-    reg = float(theta @ theta) / (2.0 * C)
-    res["f"] = reg + float(np.einsum("ij,ij->", diff, diff)) / l
+    xi_sum, dZ = ref.loss.batch(out, np.asarray(y), l)     # sum_i xi_i, (1/l) dxi/dz^{L+1}
+    res: dict[str, Any] = {"output": out, "f": objective.value(theta, C, xi_sum, l)}
     if "grad" in products:
-        dWs, dbs = net._backward(Ws, kept, (2.0 / l) * diff)
-        res["grad"] = theta / C + net.pack(dWs, dbs)
+        res["grad"] = objective.gradient(theta, C, backward(dZ))
     if products & {"Jv", "Gv"}:
         if v is None:
             raise ConfigError("J v and G v need a vector v")
-        from ..second_order import _R_forward
-
         Vs, vbs = net.unpack(v)
-        Jv = _R_forward(net, Ws, kept, Vs, vbs)
+        Jv = engine.R_forward(ref, ref.backend, keep, Ws, encoded, Vs, vbs, X=kept["Z1"])
         if "Jv" in products:
             res["Jv"] = Jv
         if "Gv" in products:
-            res["Gv"] = net.pack(*net._backward(Ws, kept, (2.0 / l) * Jv))
+            res["Gv"] = backward(ref.loss.B(Jv, 1.0 / l))
     if "JTv" in products:
         if u is None:
             raise ConfigError("J^T u needs a matrix u")
-        res["JTv"] = net.pack(*net._backward(Ws, kept, np.ascontiguousarray(u, dtype=np.float64)))
+        res["JTv"] = backward(np.ascontiguousarray(u, dtype=np.float64))
     return res, kept
 
 
@@ -472,8 +481,6 @@ def capture(reading: TorchReading, x: Any) -> tuple[dict[int, Any], dict[int, An
     >>> {m: tuple(t.shape) for m, t in outputs.items()}, {m: tuple(t.shape) for m, t in indices.items()}
     ({1: (4, 2, 2, 2), 2: (4, 3)}, {1: (4, 2, 2, 2)})
     """
-    from ..interop import _torch
-
     torch = _torch()
     F = torch.nn.functional
     want = {ly.out_node: ly.m for ly in reading.layers}
@@ -538,8 +545,6 @@ def model_pool_winners(model: Any, net: Network, x: Any, reading: TorchReading |
     >>> list(winners), winners[1].shape
     ([1], (18, 4))
     """
-    from ..interop import read_torch, torch_pool_indices_to_winners
-
     if not any(ly.max_pools for ly in net.conv):
         return {}
     if reading is None:
@@ -619,8 +624,6 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
     parameters of layer ``m``, ``layer_of[name] = m``); with ``"Gv"`` and ``Jv_ref``
     (``(n_L, l)``), ``"GvJT"``: the model's ``J^T`` applied to ``(2/l) Jv_ref``.
     """
-    from ..interop import _torch
-
     torch = _torch()
     named = dict(model.named_parameters())
     dtype = next(iter(named.values())).dtype
@@ -732,9 +735,6 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
     The forward rows get the a priori bounds; the other products start from the model's
     measured forward differences ``observed`` (``{m: |Z^{m+1} model - reference|}``, PyTorch layout).
     """
-    from ..interop import X_from_torch, _torch
-    from .layouts import torch_to_theta
-
     torch = _torch()
     net = reading.net
     gm = reading.graph_module
@@ -878,8 +878,6 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     >>> report.verdict()
     'PASSED: 8 rows within tolerance'
     """
-    from ..interop import X_from_torch, X_to_torch, _torch, read_torch, torch_pool_indices_to_winners
-
     torch = _torch()
     nn = torch.nn
     if not isinstance(model, nn.Module):
@@ -966,8 +964,6 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     ties = tie_info(net, kept, model_w)
     theirs_raw, notes, failed = _torch_products(model, x_t, labels, C, prods, params, v, u, layer_of=layer_of,
                                                 Jv_ref=ours.get("Jv"))
-
-    from .layouts import torch_to_theta
 
     def vec(t: Any, m: int) -> np.ndarray:
         a = _to_numpy(t)

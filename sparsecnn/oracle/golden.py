@@ -107,6 +107,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import winner_positions
 from ..exceptions import DataFormatError, ShapeError
 from ..network import Network
 from .check import compare_products, default_rtol
@@ -383,7 +384,8 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
     f, grad = net.objective(theta, X, labels, C)
     G = gauss_newton(net, theta, X)
     cache = net.replace(activate_order="slides").forward(theta, X)       # P_pool as the slides choose it
-    winners = {ly.m: np.asarray(cache.kept[f"pool{ly.m}"], dtype=np.int64) for ly in net.conv if ly.max_pools}
+    winners = {ly.m: np.asarray(winner_positions(ly, cache.kept[f"pool{ly.m}"]), dtype=np.int64)
+               for ly in net.conv if ly.max_pools}
     info = {
         "seed": int(seed), "instances": int(l),
         "objective": "f = theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2",

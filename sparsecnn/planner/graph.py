@@ -61,7 +61,9 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -94,7 +96,14 @@ class Recipe:
     equation : str
         The slide equation it implements.
     rule : str
-        What the executor does (``"phi"``, ``"eq6"``, ...).
+        The recipe's name (``"phi"``, ``"eq6"``, ...).
+    compute : callable or None
+        How the engine computes ``output`` (as autograd's ``defvjp`` attaches a
+        function to an operation): a forward quantity by ``compute(store, layer)``,
+        ``dxi/dS^m`` by ``compute(store, layer, dxi/dZ^{m+1}, out)``, reading
+        its inputs from the store (:class:`sparsecnn.engine.Store`) and calling
+        the equations through ``store.backend``; ``None`` for the steps the
+        backward loop takes itself (the gradients, ``dxi/dZ^m``).
     backward : bool
         Work of the backward pass proper (not recomputation of a forward quantity).
     recovery : bool
@@ -123,6 +132,7 @@ class Recipe:
     rule: str
     backward: bool = False
     recovery: bool = False
+    compute: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
 
 
 def recipes_for(G: nx.DiGraph, node: str) -> list[Recipe]:
@@ -152,6 +162,92 @@ def recipes_for(G: nx.DiGraph, node: str) -> list[Recipe]:
     return [G.graph["recipes"][rid] for rid in G.graph["by_output"].get(node, [])]
 
 
+# ------------------------------------------------- how each recipe is computed
+# Forward quantities: compute(store, layer).  ``store.get(name)`` gives a kept or
+# rebuilt quantity (winners as positions in vec(sigma(S^m))), ``store.W(m)`` and
+# ``store.b(m)`` the parameters, ``store.backend`` the equations.
+def _pad(st: Any, ly: Any) -> Any:
+    return st.backend.pad(ly, st.get(f"Z{ly.m}"))                          # P_pad vec(Z^m)
+
+
+def _phi(st: Any, ly: Any) -> Any:
+    return st.backend.phi(ly, st.get(f"Z{ly.m}"))                          # P_phi P_pad vec(Z^m)
+
+
+def _S_conv(st: Any, ly: Any) -> Any:
+    m = ly.m
+    return st.backend.S(ly, st.W(m), st.b(m), st.get(f"phi{m}"))          # W^m phi + b^m 1^T
+
+
+def _S_full(st: Any, ly: Any) -> Any:
+    m = ly.m
+    return st.backend.s(ly, st.W(m), st.b(m), st.get(f"Z{m}"))            # W^m z^m + b^m
+
+
+def _sigma(st: Any, ly: Any) -> Any:
+    return ly.sigma.sigma(st.get(f"S{ly.m}"))                              # sigma(S^m)
+
+
+def _winners(st: Any, ly: Any) -> Any:
+    return st.backend.winners(ly, st.get(f"sigma{ly.m}"))                  # argmax in each window
+
+
+def _pool_max(st: Any, ly: Any) -> Any:
+    m = ly.m
+    return st.backend.pool(ly, st.get(f"sigma{m}"), st.get(f"pool{m}"))   # P_pool vec(sigma(S^m))
+
+
+def _pool_avg(st: Any, ly: Any) -> Any:
+    return st.backend.pool(ly, st.get(f"sigma{ly.m}"), None)
+
+
+def _dsigma_S(st: Any, ly: Any) -> Any:
+    return ly.sigma.dsigma(st.get(f"S{ly.m}"))                             # sigma'(S^m)
+
+
+def _dsigma_Z(st: Any, ly: Any) -> Any:
+    return ly.sigma.dsigma_from_output(st.get(f"Z{ly.m + 1}"))             # sigma'(S^m) read from Z^{m+1}
+
+
+# dxi/dS^m: compute(store, layer, dxi/dZ^{m+1}, out), out an optional work array
+def _eq4(st: Any, ly: Any, dZ: Any, out: Any) -> Any:
+    return dZ * st.get(f"dsigma{ly.m}")                                     # (4)
+
+
+def _copy(st: Any, ly: Any, dZ: Any, out: Any) -> Any:
+    return dZ                                                               # sigma' = 1, no pooling
+
+
+def _eq5(st: Any, ly: Any, dZ: Any, out: Any) -> Any:
+    m = ly.m
+    dS = st.backend.eq7(ly, dZ, st.winners(m), out=out)                     # (7)
+    dS *= st.get(f"dsigma{m}")                                              # (5): ⊙ sigma'(S^m)
+    return dS
+
+
+def _eq5_identity(st: Any, ly: Any, dZ: Any, out: Any) -> Any:
+    return st.backend.eq7(ly, dZ, st.winners(ly.m), out=out)                # (7), sigma' = 1
+
+
+def _eq5_nopool(st: Any, ly: Any, dZ: Any, out: Any) -> Any:
+    return dZ * st.get(f"dsigma{ly.m}")                                     # (5) with P_pool = I
+
+
+def _eq6(st: Any, ly: Any, dZ: Any, out: Any) -> Any:
+    m = ly.m
+    return st.backend.eq7(ly, dZ * st.get(f"dsigmaZ{m}"), st.winners(m), out=out)   # (6)
+
+
+COMPUTE: dict[str, Callable[..., Any]] = {
+    "pad": _pad, "phi": _phi, "S_conv": _S_conv, "S_full": _S_full, "sigma": _sigma,
+    "winners": _winners, "pool_max": _pool_max, "pool_avg": _pool_avg, "Z_sigma": _sigma,
+    "dsigma_S": _dsigma_S, "dsigma_Z": _dsigma_Z, "dsigmaZ": _dsigma_Z,
+    "eq4": _eq4, "eq4_identity": _copy, "eq5": _eq5, "eq5_identity": _eq5_identity,
+    "eq5_nopool": _eq5_nopool, "identity_nopool": _copy, "eq6": _eq6,
+}
+"""Recipe rule -> compute function (attached to every :class:`Recipe` of that rule)."""
+
+
 class _Builder:
     def __init__(self, net: object) -> None:
         self.G = nx.DiGraph()
@@ -170,7 +266,7 @@ class _Builder:
     def recipe(self, output: str, inputs: tuple[str, ...], op: str, flops: int, equation: str,
                rule: str, *, backward: bool = False, recovery: bool = False) -> None:
         rid = f"{output}:{rule}"
-        r = Recipe(rid, output, inputs, op, int(flops), equation, rule, backward, recovery)
+        r = Recipe(rid, output, inputs, op, int(flops), equation, rule, backward, recovery, COMPUTE.get(rule))
         assert rid not in self.G.graph["recipes"], rid
         self.G.graph["recipes"][rid] = r
         self.G.graph["by_output"].setdefault(output, []).append(rid)

@@ -65,7 +65,7 @@ from typing import Any
 import networkx as nx
 
 from ..exceptions import ConfigError, InputTypeError
-from . import rules
+from . import draw, rules
 from .graph import Recipe, build_graph
 
 __all__ = ["Plan", "BudgetError", "POLICIES", "make_plan", "pareto_front"]
@@ -379,9 +379,7 @@ class Plan:
         <BLANKLINE>
         layer 1: relu with max pooling: equation (6) reads sigma'(S^1) at the winners from Z^2, so S^1 is not needed (rule 1)
         """
-        from .draw import explain_table
-
-        return explain_table(self)
+        return draw.explain_table(self)
 
     def draw(self, ax: Any = None, **kwargs: Any) -> Any:
         """Draw the compute graph with matplotlib (through networkx); returns the axes.
@@ -413,9 +411,7 @@ class Plan:
         True
         >>> plt.close(fig)
         """
-        from .draw import draw_plan
-
-        return draw_plan(self, ax=ax, **kwargs)
+        return draw.draw_plan(self, ax=ax, **kwargs)
 
     def to_dot(self) -> str:
         """The annotated compute graph in Graphviz DOT.
@@ -426,9 +422,7 @@ class Plan:
         >>> print(Network((1, 1, 2), [FullLayer(2)]).plan("slides").to_dot().splitlines()[0])
         digraph plan {
         """
-        from .draw import to_dot
-
-        return to_dot(self)
+        return draw.to_dot(self)
 
 
 def _check_policy(policy: object) -> str | float:

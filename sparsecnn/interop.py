@@ -65,7 +65,8 @@ import numpy as np
 from .activations import LEAKY_SLOPE
 from .exceptions import ConfigError, InputTypeError, ShapeError, SparseCNNError
 from .layers import ConvLayer, ConvShape, FullLayer
-from .network import Network
+from .network import Network, _as_matrix
+from .operators.pool import _check_winners
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -215,7 +216,6 @@ def X_to_torch(net_or_shape: Network | Sequence[int], X: np.ndarray,
     """
     torch = _torch()
     a, b, d = _input_shape_of(net_or_shape)
-    from .network import _as_matrix
 
     X = _as_matrix("X", X, d * a * b, "d*a*b")
     l = X.shape[1]
@@ -1241,7 +1241,6 @@ def torch_pool_indices_to_winners(indices: Any, net: Network, m: int) -> np.ndar
     l = pos.shape[0]
     winners = pos.transpose(3, 2, 1, 0).reshape(-1, l)            # (d a_out b_out, l), as X_from_torch
     winners = np.ascontiguousarray(winners, dtype=np.int32 if ly.n_S < 2**31 - 1 else np.int64)
-    from .operators.pool import _check_winners
 
     _check_winners(winners, ly.a_conv, ly.b_conv, ly.d_out, ly.spec.r)
     return winners[:, 0] if single else winners

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..exceptions import ShapeError
+from ..interop import flatten_permutation
 from ..layers import ConvShape
 from ..network import Network
 
@@ -228,8 +229,6 @@ def torch_parameters(net: Network, names: Sequence[tuple[str, str | None]] | Non
             h = ly.spec.h
             w = W.reshape(rows, ly.d, h, h).transpose(0, 1, 3, 2)                # [o, c, q, r] -> [o, c, r, q]
         elif m == net.LC + 1:
-            from ..interop import flatten_permutation
-
             w = np.empty_like(W)
             w[:, flatten_permutation(*_shape_entering_full(net))] = W
         else:

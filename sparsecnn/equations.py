@@ -15,23 +15,19 @@ in :func:`sparsecnn.operators.P_pool`); for one instance (1-D vectors) it is the
 slides' ``P_pool^{m,i}`` itself.  Average pooling's ``P_pool`` is the same for
 every instance and acts column by column.
 
-======================  ==================================================================
-function                slides
-======================  ==================================================================
-:func:`eq1`             (1) ``dxi/dvec(W^m)^T = vec(dxi/ds^{m,i} (z^{m,i})^T)^T``
-:func:`eq2`             (2) ``dxi/d(b^m)^T = dxi/d(s^{m,i})^T``
-:func:`eq3`             (3) ``dxi/d(z^{m,i})^T = ((W^m)^T dxi/ds^{m,i})^T``
-:func:`eq4`             (4) ``dxi/d(s^{m,i})^T = dxi/d(z^{m+1,i})^T ⊙ I[s^{m,i}]^T``
-:func:`eq5`             (5) ``(dxi/dvec(Z^{m+1,i})^T P_pool^{m,i}) ⊙ vec(I[S^{m,i}])^T``
-:func:`eq6`             (6) ``(dxi/dvec(Z^{m+1,i})^T ⊙ vec(I[Z^{m+1,i}])^T) P_pool^{m,i}``
-:func:`eq7`             (7) ``dxi/dvec(Z^{m+1,i})^T P_pool^{m,i}``
-:func:`conv_phi`        ``vec(phi(pad(Z^{m,i}))) = P_phi P_pad vec(Z^{m,i})``
-:func:`conv_S`          ``S^{m,i} = W^m phi(pad(Z^{m,i})) + b^m 1^T``
-:func:`pool_Z`          ``vec(Z^{m+1,i}) = P_pool^{m,i} vec(sigma(S^{m,i}))``
-:func:`conv_dW`         ``dxi/dW^m = dxi/dS^{m,i} phi(pad(Z^{m,i}))^T``
-:func:`conv_db`         ``dxi/db^m = dxi/dS^{m,i} 1_{a_conv b_conv}``
-:func:`conv_dZ`         ``vec(dxi/dZ^{m,i}) = P_pad^T P_phi^T vec((W^m)^T dxi/dS^{m,i})``
-======================  ==================================================================
+- :func:`eq1`: (1) :math:`\partial \xi_i / \partial \mathrm{vec}(W^m)^T = \mathrm{vec}(\partial \xi_i / \partial s^{m,i} (z^{m,i})^T)^T`
+- :func:`eq2`: (2) :math:`\partial \xi_i / \partial (b^m)^T = \partial \xi_i / \partial (s^{m,i})^T`
+- :func:`eq3`: (3) :math:`\partial \xi_i / \partial (z^{m,i})^T = ((W^m)^T \partial \xi_i / \partial s^{m,i})^T`
+- :func:`eq4`: (4) :math:`\partial \xi_i / \partial (s^{m,i})^T = \partial \xi_i / \partial (z^{m+1,i})^T \odot I[s^{m,i}]^T`
+- :func:`eq5`: (5) :math:`\partial \xi_i / \partial \mathrm{vec}(S^{m,i})^T = (\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T P_{\mathrm{pool}}^{m,i}) \odot \mathrm{vec}(I[S^{m,i}])^T`
+- :func:`eq6`: (6) :math:`\partial \xi_i / \partial \mathrm{vec}(S^{m,i})^T = (\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T \odot \mathrm{vec}(I[Z^{m+1,i}])^T) P_{\mathrm{pool}}^{m,i}`
+- :func:`eq7`: (7) :math:`\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T \, P_{\mathrm{pool}}^{m,i}`
+- :func:`conv_phi`: :math:`\mathrm{vec}(\phi(\mathrm{pad}(Z^{m,i}))) = P_\phi P_{\mathrm{pad}} \mathrm{vec}(Z^{m,i})`
+- :func:`conv_S`: :math:`S^{m,i} = W^m \phi(\mathrm{pad}(Z^{m,i})) + b^m \mathbb{1}^T_{a_{conv} b_{conv}}`
+- :func:`pool_Z`: :math:`\mathrm{vec}(Z^{m+1,i}) = P_{\mathrm{pool}}^{m,i} \mathrm{vec}(\sigma(S^{m,i}))`
+- :func:`conv_dW`: :math:`\partial \xi_i / \partial W^m = \partial \xi_i / \partial S^{m,i} \, \phi(\mathrm{pad}(Z^{m,i}))^T`
+- :func:`conv_db`: :math:`\partial \xi_i / \partial b^m = \partial \xi_i / \partial S^{m,i} \mathbb{1}_{a_{conv} b_{conv}}`
+- :func:`conv_dZ`: :math:`\mathrm{vec}(\partial \xi_i / \partial Z^{m,i}) = P_{\mathrm{pad}}^T P_\phi^T \mathrm{vec}((W^m)^T \partial \xi_i / \partial S^{m,i})`
 
 Examples
 --------
@@ -83,7 +79,7 @@ def _T_times(v: np.ndarray, P: sp.sparray | sp.spmatrix) -> np.ndarray:
 
 # ----------------------------------------------------------- full layers (1)-(4)
 def eq1(dxi_ds: np.ndarray, z: np.ndarray) -> np.ndarray:
-    r"""Equation (1): ``\partial \xi_i / \partial \mathrm{vec}(W^m)^T = \mathrm{vec}(\partial \xi_i / \partial s^{m,i} (z^{m,i})^T)^T``.
+    r"""Equation (1): :math:`\partial \xi_i / \partial \mathrm{vec}(W^m)^T = \mathrm{vec}(\partial \xi_i / \partial s^{m,i} (z^{m,i})^T)^T`.
 
     Parameters
     ----------
@@ -107,7 +103,7 @@ def eq1(dxi_ds: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def eq2(dxi_ds: np.ndarray) -> np.ndarray:
-    r"""Equation (2): ``\partial \xi_i / \partial (b^m)^T = \partial \xi_i / \partial (s^{m,i})^T``, summed over ``i``.
+    r"""Equation (2): :math:`\partial \xi_i / \partial (b^m)^T = \partial \xi_i / \partial (s^{m,i})^T`, summed over ``i``.
 
     Parameters
     ----------
@@ -126,7 +122,7 @@ def eq2(dxi_ds: np.ndarray) -> np.ndarray:
 
 
 def eq3(W: np.ndarray, dxi_ds: np.ndarray) -> np.ndarray:
-    r"""Equation (3): ``\partial \xi_i / \partial (z^{m,i})^T = ((W^m)^T \partial \xi_i / \partial s^{m,i})^T``.
+    r"""Equation (3): :math:`\partial \xi_i / \partial (z^{m,i})^T = ((W^m)^T \partial \xi_i / \partial s^{m,i})^T`.
 
     Parameters
     ----------
@@ -147,7 +143,7 @@ def eq3(W: np.ndarray, dxi_ds: np.ndarray) -> np.ndarray:
 
 
 def eq4(dxi_dz: np.ndarray, s: np.ndarray, activation: str = "relu") -> np.ndarray:
-    r"""Equation (4): ``\partial \xi_i / \partial (s^{m,i})^T = \partial \xi_i / \partial (z^{m+1,i})^T \odot I[s^{m,i}]^T``.
+    r"""Equation (4): :math:`\partial \xi_i / \partial (s^{m,i})^T = \partial \xi_i / \partial (z^{m+1,i})^T \odot I[s^{m,i}]^T`.
 
     ``I[s]`` is ``sigma'(s)`` of ReLU; other activations use their own ``sigma'``.
 
@@ -169,7 +165,7 @@ def eq4(dxi_dz: np.ndarray, s: np.ndarray, activation: str = "relu") -> np.ndarr
 
 # ---------------------------------------------------------- pooling (5)-(7)
 def eq7(v: np.ndarray, P_pool: sp.sparray | sp.spmatrix) -> np.ndarray:
-    r"""Equation (7): ``\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T \, P_{\mathrm{pool}}^{m,i}``.
+    r"""Equation (7): :math:`\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T \, P_{\mathrm{pool}}^{m,i}`.
 
     The reverse mapping of pooling: a large zero vector with the entries of
     ``v`` put at the positions max pooling selected.  Returned as a column
@@ -199,7 +195,7 @@ def eq7(v: np.ndarray, P_pool: sp.sparray | sp.spmatrix) -> np.ndarray:
 
 def eq5(v: np.ndarray, P_pool: sp.sparray | sp.spmatrix, vec_S: np.ndarray,
         activation: str = "relu") -> np.ndarray:
-    r"""Equation (5): ``\partial \xi_i / \partial \mathrm{vec}(S^{m,i})^T = (\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T P_{\mathrm{pool}}^{m,i}) \odot \mathrm{vec}(I[S^{m,i}])^T``.
+    r"""Equation (5): :math:`\partial \xi_i / \partial \mathrm{vec}(S^{m,i})^T = (\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T P_{\mathrm{pool}}^{m,i}) \odot \mathrm{vec}(I[S^{m,i}])^T`.
 
     Parameters
     ----------
@@ -225,7 +221,7 @@ def eq5(v: np.ndarray, P_pool: sp.sparray | sp.spmatrix, vec_S: np.ndarray,
 
 def eq6(v: np.ndarray, P_pool: sp.sparray | sp.spmatrix, vec_Z_next: np.ndarray,
         activation: str = "relu") -> np.ndarray:
-    r"""Equation (6): ``\partial \xi_i / \partial \mathrm{vec}(S^{m,i})^T = (\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T \odot \mathrm{vec}(I[Z^{m+1,i}])^T) P_{\mathrm{pool}}^{m,i}``.
+    r"""Equation (6): :math:`\partial \xi_i / \partial \mathrm{vec}(S^{m,i})^T = (\partial \xi_i / \partial \mathrm{vec}(Z^{m+1,i})^T \odot \mathrm{vec}(I[Z^{m+1,i}])^T) P_{\mathrm{pool}}^{m,i}`.
 
     Needs ``Z^{m+1}`` only, not ``S^m``: ``sigma'`` is read from the pooled
     output (for ReLU ``I[Z^{m+1}]``; for tanh, sigmoid, leaky ReLU and the
@@ -254,7 +250,7 @@ def eq6(v: np.ndarray, P_pool: sp.sparray | sp.spmatrix, vec_Z_next: np.ndarray,
 # ------------------------------------------------------------ conv layers
 def conv_phi(Z: np.ndarray, P_phi: sp.sparray | sp.spmatrix,
              P_pad: sp.sparray | sp.spmatrix | None = None) -> np.ndarray:
-    r"""``\mathrm{vec}(\phi(\mathrm{pad}(Z^{m,i}))) = P_\phi P_{\mathrm{pad}} \mathrm{vec}(Z^{m,i})``.
+    r""":math:`\mathrm{vec}(\phi(\mathrm{pad}(Z^{m,i}))) = P_\phi P_{\mathrm{pad}} \mathrm{vec}(Z^{m,i})`.
 
     Parameters
     ----------
@@ -291,7 +287,7 @@ def _vec(M: np.ndarray) -> np.ndarray:
 
 
 def conv_S(W: np.ndarray, phi: np.ndarray, b: np.ndarray) -> np.ndarray:
-    r"""``S^{m,i} = W^m \phi(\mathrm{pad}(Z^{m,i})) + b^m \mathbb{1}^T_{a_{conv} b_{conv}}``, as ``vec(S^{m,i})``.
+    r""":math:`S^{m,i} = W^m \phi(\mathrm{pad}(Z^{m,i})) + b^m \mathbb{1}^T_{a_{conv} b_{conv}}`, as ``vec(S^{m,i})``.
 
     Parameters
     ----------
@@ -317,7 +313,7 @@ def conv_S(W: np.ndarray, phi: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def pool_Z(P_pool: sp.sparray | sp.spmatrix | None, vec_S: np.ndarray,
            activation: str = "relu") -> np.ndarray:
-    r"""``\mathrm{vec}(Z^{m+1,i}) = P_{\mathrm{pool}}^{m,i} \mathrm{vec}(\sigma(S^{m,i}))``.
+    r""":math:`\mathrm{vec}(Z^{m+1,i}) = P_{\mathrm{pool}}^{m,i} \mathrm{vec}(\sigma(S^{m,i}))`.
 
     Parameters
     ----------
@@ -339,7 +335,7 @@ def pool_Z(P_pool: sp.sparray | sp.spmatrix | None, vec_S: np.ndarray,
 
 
 def conv_dW(dxi_dS: np.ndarray, phi: np.ndarray, d_out: int) -> np.ndarray:
-    r"""``\partial \xi_i / \partial W^m = \partial \xi_i / \partial S^{m,i} \, \phi(\mathrm{pad}(Z^{m,i}))^T``, summed over ``i``.
+    r""":math:`\partial \xi_i / \partial W^m = \partial \xi_i / \partial S^{m,i} \, \phi(\mathrm{pad}(Z^{m,i}))^T`, summed over ``i``.
 
     Parameters
     ----------
@@ -365,7 +361,7 @@ def conv_dW(dxi_dS: np.ndarray, phi: np.ndarray, d_out: int) -> np.ndarray:
 
 
 def conv_db(dxi_dS: np.ndarray, d_out: int) -> np.ndarray:
-    r"""``\partial \xi_i / \partial b^m = \partial \xi_i / \partial S^{m,i} \mathbb{1}_{a_{conv} b_{conv}}``, summed over ``i``.
+    r""":math:`\partial \xi_i / \partial b^m = \partial \xi_i / \partial S^{m,i} \mathbb{1}_{a_{conv} b_{conv}}`, summed over ``i``.
 
     Parameters
     ----------
@@ -389,7 +385,7 @@ def conv_db(dxi_dS: np.ndarray, d_out: int) -> np.ndarray:
 
 def conv_dZ(W: np.ndarray, dxi_dS: np.ndarray, P_phi: sp.sparray | sp.spmatrix,
             P_pad: sp.sparray | sp.spmatrix | None = None) -> np.ndarray:
-    r"""``\mathrm{vec}(\partial \xi_i / \partial Z^{m,i}) = P_{\mathrm{pad}}^T P_\phi^T \mathrm{vec}((W^m)^T \partial \xi_i / \partial S^{m,i})``.
+    r""":math:`\mathrm{vec}(\partial \xi_i / \partial Z^{m,i}) = P_{\mathrm{pad}}^T P_\phi^T \mathrm{vec}((W^m)^T \partial \xi_i / \partial S^{m,i})`.
 
     Parameters
     ----------

@@ -41,7 +41,7 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 WIDTH = 1280
 NOTEBOOK_PAGE = "notebooks/01_operators/"
 EQUATIONS_PAGE = "equations/"
-API_PAGE = "api/notation/"
+API_PAGES = ("api/notation/", "api/equations/")
 """An API page: its docstrings write formulas with Sphinx's :math: role and ``.. math::``."""
 
 TEX_LEFT = re.compile(r"\\[A-Za-z]+|\\[(\[]|\$\$|\$[^$\s][^$]*\$")
@@ -256,10 +256,11 @@ def test_site_notebook_page_has_pictures_and_math(chromium: str, server: str, ar
     screenshot(chromium, server + NOTEBOOK_PAGE, tmp_path / "profile", artefacts / "notebook-01.png", 3600)
 
 
-def test_site_api_page_docstring_math_rendered(chromium: str, server: str, tmp_path: Path) -> None:
-    html = dump_dom(chromium, server + API_PAGE, tmp_path / "profile")
+@pytest.mark.parametrize("api_page", API_PAGES)
+def test_site_api_page_docstring_math_rendered(chromium: str, server: str, tmp_path: Path, api_page: str) -> None:
+    html = dump_dom(chromium, server + api_page, tmp_path / "profile")
     page = read_page(html)
-    assert page.arithmatex >= 5, f"{API_PAGE}: only {page.arithmatex} formulas from the docstrings"
-    assert page.rendered >= page.arithmatex, f"{API_PAGE}: MathJax rendered {page.rendered} of {page.arithmatex}"
+    assert page.arithmatex >= 5, f"{api_page}: only {page.arithmatex} formulas from the docstrings"
+    assert page.rendered >= page.arithmatex, f"{api_page}: MathJax rendered {page.rendered} of {page.arithmatex}"
     left = tex_left(page)
-    assert not left, f"TeX source left unrendered on {API_PAGE}: {left[:5]}"
+    assert not left, f"TeX source left unrendered on {api_page}: {left[:5]}"

@@ -57,13 +57,13 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .exceptions import ArchitectureError, ConfigError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .network import Network
+from .exceptions import ArchitectureError, ConfigError, DataFormatError
+from .layers import ConvLayer, FullLayer
+from .limits import check_network_size
+from .network import Network
+from .safe_io import regular_file
 
 __all__ = [
     "KEYS",
@@ -90,6 +90,8 @@ KEYS: dict[str, tuple[str, int, str]] = {
 """The keys of a simpleNN configuration: entries, minimum value, meaning."""
 
 _SCALARS = ("L", "LC", "LF", "wd_input", "ht_input")
+MAX_CONFIG_BYTES = 1_000_000
+"""Largest configuration file read (a simpleNN configuration is a few hundred bytes)."""
 _LINE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<value>.*?)\s*;?\s*$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
@@ -232,7 +234,8 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        If the file cannot be read, or on an unknown, missing or duplicate
+        If the file cannot be read, is not a regular file (a FIFO, a device such as
+        ``/dev/zero``, a folder) or is larger than ``MAX_CONFIG_BYTES``, or on an unknown, missing or duplicate
         key, a value that is not an integer or a row vector of integers, a
         value out of range, or lengths that disagree (``L != LC + LF``,
         ``len(ch_input) != LC + 1``, a per-conv-layer vector without ``LC``
@@ -253,10 +256,18 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     name = os.fspath(path)
     try:
-        raw = Path(name).read_bytes()
+        regular_file(name, "simpleNN configuration file")
+    except DataFormatError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        with open(name, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{name}: cannot read the simpleNN configuration file: "
                           f"{e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_BYTES:,} bytes; a simpleNN configuration file is "
+                          "a few lines of 'name = value;'")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -279,6 +290,12 @@ def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -
     -------
     Network
 
+    Raises
+    ------
+    SizeLimitError
+        If the network would need more memory than the limit of :mod:`sparsecnn.limits`
+        (checked before anything is built; the message states the size needed).
+
     Examples
     --------
     >>> cfg = parse_simplenn_config(
@@ -290,9 +307,6 @@ def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -
     1  conv  6 x 6 x 1          2 x 9   3 x 3 x 2
     2  full  18                 3 x 18  3
     """
-    from .layers import ConvLayer, FullLayer
-    from .network import Network
-
     LC = config["LC"]
     layers: list[ConvLayer | FullLayer] = [
         ConvLayer(config["ch_input"][m + 1], h=config["wd_filter"][m], s=config["strides"][m],
@@ -301,6 +315,7 @@ def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -
     ]
     layers += [FullLayer(n) for n in config["full_neurons"]]
     shape = (config["ht_input"], config["wd_input"], config["ch_input"][0])
+    check_network_size(shape, layers, source)
     try:
         return Network(shape, layers)
     except ArchitectureError as e:

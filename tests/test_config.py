@@ -278,7 +278,7 @@ def test_not_an_assignment(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="not found"):
         read_simplenn_config(tmp_path / "absent.config")
     with pytest.raises(ConfigError, match="absent.config"):
         Network.from_simplenn_config(tmp_path / "absent.config")

@@ -42,6 +42,23 @@ DEFAULT_BATCH_SIZE = 1024
 """Instances per batch in :meth:`Network.objective` and :meth:`Network.output`."""
 
 
+def check_finite(name: str, arr: np.ndarray) -> np.ndarray:
+    """``arr`` if every entry is finite, else a NonFiniteError naming ``name`` and the first bad entry.
+
+    Examples
+    --------
+    >>> check_finite("v", np.array([1.0, np.nan]))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.NonFiniteError: v must be finite, got nan at entry 1
+    """
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        where = int(bad[0]) if arr.ndim == 1 else tuple(int(i) for i in bad)
+        raise NonFiniteError(f"{name} must be finite, got {arr[tuple(bad)]} at entry {where}")
+    return arr
+
+
 def _as_matrix(name: str, X: object, rows: int, rows_formula: str) -> np.ndarray:
     """``X`` as a finite float64 matrix with ``rows`` rows, or a clear error."""
     if isinstance(X, (str, bytes)) or X is None:
@@ -430,20 +447,27 @@ class Network:
         arr = np.asarray(y)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise InputTypeError(f"y must be a vector of integer labels, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr):
+            raise InputTypeError(f"y must be a vector of real integer labels, got dtype {arr.dtype}")
+        if l == 0:
+            raise ShapeError("l = 0: there are no instances (columns of X); f and the accuracy average over "
+                             "the l instances, so l >= 1 is needed")
         arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
         if arr.ndim != 1 or arr.size != l:
             raise ShapeError(f"y must have one label per column of X, l = {l}, got shape {arr.shape}")
         if not np.issubdtype(arr.dtype, np.integer):
             if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
                 raise LabelError("y must hold integer labels 0..n_L-1, got non-integer values")
-        labels = arr.astype(np.int64)
-        bad = (labels < 0) | (labels >= self.n_L)
+        bad = (arr < 0) | (arr >= self.n_L)            # in y's own dtype: no wrap-around in a cast
         if bad.any():
             k = int(np.argmax(bad))
+            value = int(arr[k]) if arr.dtype.kind in "iub" else float(arr[k])
             raise LabelError(
-                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {labels[k]} at position {k}"
+                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {value:g} at position {k}"
+                if isinstance(value, float) else
+                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {value} at position {k}"
             )
-        return labels
+        return arr.astype(np.int64)
 
     @staticmethod
     def check_C(C: object) -> float:

@@ -56,7 +56,7 @@ from scipy.sparse.linalg import LinearOperator
 from .exceptions import ConfigError, InputTypeError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
-from .network import Network
+from .network import Network, check_finite
 from .planner import Plan
 
 __all__ = [
@@ -409,7 +409,7 @@ class GaussNewton(LinearOperator):
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         if v.size != self.shape[1]:
             raise ShapeError(f"v must have n = {self.shape[1]} entries, got {v.size}")
-        return v
+        return check_finite("v", v)
 
     def Jv(self, v: np.ndarray) -> np.ndarray:
         """``J^i v`` for every instance, shape ``(n_L, l)``.
@@ -470,6 +470,7 @@ class GaussNewton(LinearOperator):
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
+        check_finite("u", u)
         total = np.zeros(self.shape[0])
         with blas_serial():
             for b in self._batches:
@@ -511,7 +512,10 @@ class GaussNewton(LinearOperator):
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``G v = (1/l) J^T (2 J v)``."""
         self.n_matvec += 1
-        return self.JTv((2.0 / self.l) * self.Jv(v))
+        Jv = self.Jv(v)
+        if not np.isfinite(Jv).all():                  # J v overflowed: so does G v (CG reports it)
+            return np.full(self.shape[0], np.nan)
+        return self.JTv((2.0 / self.l) * Jv)
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

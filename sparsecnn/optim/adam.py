@@ -90,4 +90,4 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback, dtype=dtype)
+                           callback=callback, dtype=dtype, lr=lr, solver="adam")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from ._argtypes import integer, number
-from .exceptions import SparseCNNError
+from ._argtypes import address, integer, number
+from .exceptions import DataFormatError, DivergenceError, SparseCNNError
 from .optim._common import History
 
 __all__ = ["add_parser", "run_train", "run_predict"]
@@ -85,7 +86,7 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--jacobian", choices=["recompute", "store"], default="recompute",
                    help="recompute J v and J^T u (default) or store dz/dS per instance (simpleNN)")
     dist = g.add_mutually_exclusive_group()
-    dist.add_argument("--scheduler", metavar="ADDRESS",
+    dist.add_argument("--scheduler", metavar="ADDRESS", type=address,
                       help="compute f, g and G v on the Dask cluster at ADDRESS (e.g. tcp://host:8786)")
     dist.add_argument("--workers", type=integer(1), metavar="N",
                       help="compute f, g and G v on a local Dask cluster of N worker processes")
@@ -101,7 +102,7 @@ def add_parser(subparsers: Any) -> None:
                         "(default float64)")
     t.add_argument("--gn-dtype", choices=["float64", "float32"],
                    help="Newton: float type of the Gauss-Newton products in CG alone (default: --dtype)")
-    t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
+    t.add_argument("--seed", type=integer(0), default=111, help="seed of the initial theta and of sampling (default 111)")
     t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
     t.add_argument("--plot", type=Path, help="draw f and test accuracy per iteration to this image")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -135,8 +136,11 @@ def run_train(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 on success; 1 after printing the error on stderr when the configuration,
-        the data or a file fails (:class:`~sparsecnn.exceptions.SparseCNNError`, ``OSError``).
+        0 on success; 2 when ``--save``, ``--plot`` or ``--log`` cannot be written (checked
+        before any work); 1 after printing the error on stderr when the configuration,
+        the data or a file fails (:class:`~sparsecnn.exceptions.SparseCNNError`, ``OSError``)
+        or the run diverges (:class:`~sparsecnn.exceptions.DivergenceError`; with
+        ``--save``, the last finite ``theta`` is saved, marked ``"diverged"`` in its metadata).
 
     Examples
     --------
@@ -160,16 +164,71 @@ def run_train(args: argparse.Namespace) -> int:
     model saved to .../model.npz
     0
     """
+    problem = check_outputs(args)
+    if problem is not None:
+        print(f"sparsecnn train: error: {problem}", file=sys.stderr)
+        return 2
     try:
         return _train(args)
     except (SparseCNNError, OSError) as exc:
         return _fail("train", exc)
 
 
+def _writable(path: Path, option: str) -> str | None:
+    """Why ``path`` cannot be written, or None."""
+    if path.is_dir():
+        return f"{option} {path}: is a folder; give a file name"
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        return f"{option} {path}: the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{option} {path}: the folder {folder} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{option} {path}: the file exists and is not writable"
+    return None
+
+
+def check_outputs(args: argparse.Namespace) -> str | None:
+    """Why ``--save``, ``--plot`` or ``--log`` could not be written after training, or None.
+
+    Checked before any work starts, so a long run is not lost to a typo: the folder must
+    exist and be writable, the name must not be a folder, and ``--plot`` needs matplotlib
+    and a format it writes (its suffix).
+
+    Examples
+    --------
+    >>> check_outputs(argparse.Namespace(save=Path("/nonexistent/m.npz"), plot=None))
+    '--save /nonexistent/m.npz: the folder /nonexistent does not exist'
+    >>> check_outputs(argparse.Namespace(save=None, plot=Path("p.xyz")))  # doctest: +ELLIPSIS
+    "--plot p.xyz: matplotlib cannot write '.xyz' files; use one of .avif, .eps, ..."
+    """
+    for option in ("save", "plot", "log"):
+        path = getattr(args, option, None)
+        if path is not None:
+            problem = _writable(Path(path), f"--{option}")
+            if problem is not None:
+                return problem
+    plot = getattr(args, "plot", None)
+    if plot is not None and Path(plot).suffix:
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError as exc:  # pragma: no cover - matplotlib is an optional dependency
+            return f"--plot needs matplotlib ({exc})"
+        formats = sorted(FigureCanvasBase.get_supported_filetypes())
+        if Path(plot).suffix[1:].lower() not in formats:
+            return (f"--plot {plot}: matplotlib cannot write {Path(plot).suffix!r} files; use one of "
+                    + ", ".join("." + f for f in formats))
+    return None
+
+
 def _load(path: Path, net_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
     from .data import load_simplenn_mat
 
-    return load_simplenn_mat(path, shape=net_shape)
+    X, y = load_simplenn_mat(path, shape=net_shape)
+    if X.shape[1] == 0:
+        raise DataFormatError(f"{path}: holds no instances (l = 0 rows of Z); training, testing and the "
+                              "accuracy need l >= 1")
+    return X, y
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -232,6 +291,15 @@ def _train(args: argparse.Namespace) -> int:
             theta, hist = adam(net, theta0, Xtr, ytr, C=C, lr=args.lr or 1e-3, bsize=args.bsize or 128,
                                epoch_max=args.epoch_max, seed=args.seed, validation=validation,
                                callback=progress)
+    except DivergenceError as exc:
+        if args.save is not None and exc.theta is not None:
+            save_model(args.save, net, exc.theta, mean=mean,
+                       meta={"scale": PIXEL_SCALE, "solver": args.solver, "C": C, "seed": args.seed,
+                             "train": str(args.train), "diverged": True, "iteration": exc.iteration})
+            unit = "iteration" if args.solver == "newton" else "epoch"
+            print(f"the last finite theta (before the failing step, {unit} {exc.iteration}) saved to "
+                  f"{args.save}", file=sys.stderr)
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -8,6 +8,8 @@ slide symbol, what was expected and what was given.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "SparseCNNError",
     "ShapeError",
@@ -83,9 +85,9 @@ class DivergenceError(SparseCNNError, ArithmeticError):
     (3, (2,), True)
     """
 
-    def __init__(self, message: str, *, iteration: int = 0, theta: object = None,
-                 history: object = None) -> None:
+    def __init__(self, message: str, *, iteration: int = 0, theta: Any = None,
+                 history: Any = None) -> None:
         super().__init__(message)
         self.iteration = iteration
-        self.theta = theta
-        self.history = history
+        self.theta: Any = theta
+        self.history: Any = history

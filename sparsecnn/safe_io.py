@@ -39,7 +39,7 @@ import numpy as np
 from .exceptions import DataFormatError
 from .limits import check_bytes
 
-__all__ = ["regular_file", "read_npz", "atomic_write", "READ_ERRORS"]
+__all__ = ["regular_file", "read_npz", "atomic_write", "unwritable", "READ_ERRORS"]
 
 READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError,
@@ -77,9 +77,9 @@ def regular_file(path: str | os.PathLike[str], what: str) -> Path:
 def _member_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
     version = np.lib.format.read_magic(fh)
     if version == (1, 0):
-        return np.lib.format.read_array_header_1_0(fh)  # type: ignore[no-any-return]
+        return np.lib.format.read_array_header_1_0(fh)
     if version == (2, 0):
-        return np.lib.format.read_array_header_2_0(fh)  # type: ignore[no-any-return]
+        return np.lib.format.read_array_header_2_0(fh)
     raise ValueError(f".npy format version {version} is not supported")
 
 
@@ -239,3 +239,28 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         except OSError:
             pass
         raise
+
+
+def unwritable(path: str | os.PathLike[str], option: str) -> str | None:
+    """Why a file could not be written at ``path`` (named ``option`` in the text), or None.
+
+    Used by the command-line tools before any work starts.
+
+    Examples
+    --------
+    >>> unwritable("/nonexistent/m.npz", "--save")
+    '--save /nonexistent/m.npz: the folder /nonexistent does not exist'
+    >>> unwritable("/", "--save")
+    '--save /: is a folder; give a file name'
+    """
+    p = Path(path)
+    if p.is_dir():
+        return f"{option} {p}: is a folder; give a file name"
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        return f"{option} {p}: the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{option} {p}: the folder {folder} is not writable"
+    if p.exists() and not os.access(p, os.W_OK):
+        return f"{option} {p}: the file exists and is not writable"
+    return None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 from ._argtypes import address, integer, number
 from .exceptions import DataFormatError, DivergenceError, SparseCNNError
 from .optim._common import History
+from .safe_io import unwritable
 
 __all__ = ["add_parser", "run_train", "run_predict"]
 
@@ -174,20 +174,6 @@ def run_train(args: argparse.Namespace) -> int:
         return _fail("train", exc)
 
 
-def _writable(path: Path, option: str) -> str | None:
-    """Why ``path`` cannot be written, or None."""
-    if path.is_dir():
-        return f"{option} {path}: is a folder; give a file name"
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        return f"{option} {path}: the folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"{option} {path}: the folder {folder} is not writable"
-    if path.exists() and not os.access(path, os.W_OK):
-        return f"{option} {path}: the file exists and is not writable"
-    return None
-
-
 def check_outputs(args: argparse.Namespace) -> str | None:
     """Why ``--save``, ``--plot`` or ``--log`` could not be written after training, or None.
 
@@ -205,7 +191,7 @@ def check_outputs(args: argparse.Namespace) -> str | None:
     for option in ("save", "plot", "log"):
         path = getattr(args, option, None)
         if path is not None:
-            problem = _writable(Path(path), f"--{option}")
+            problem = unwritable(path, f"--{option}")
             if problem is not None:
                 return problem
     plot = getattr(args, "plot", None)

@@ -192,6 +192,10 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     if (y_flat < 0).any():
         k = int(np.argmax(y_flat < 0))
         raise DataFormatError(f"{name}: y must hold labels >= 0, got {y_flat[k]} at position {k}")
+    if (y_flat >= 2.0**63).any():                   # a cast would wrap around to a negative label
+        k = int(np.argmax(y_flat >= 2.0**63))
+        given = int(y_flat[k]) if y_flat.dtype.kind in "iu" else f"{float(y_flat[k]):g}"
+        raise DataFormatError(f"{name}: y must hold labels < 2^63, got {given} at position {k}")
     y = y_flat.astype(np.int64)
 
     # row i, column c*ab + j  ->  X[c + d*j, i]

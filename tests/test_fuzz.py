@@ -208,6 +208,12 @@ def mutate_json(data: st.DataObject, value: Any, depth: int = 0) -> Any:
 DTYPES = ["f2", "f4", "f8", "i1", "i4", "i8", "u1", "u8", "c16", "?", "U3", "S3", "M8[s]", "O"]
 
 
+def unchecked_cast(arr: np.ndarray, dtype: str) -> np.ndarray:
+    """``arr.astype(dtype)`` without warnings: NaN to integers and overflow are the point here."""
+    with np.errstate(all="ignore"):
+        return arr.astype(dtype, casting="unsafe")
+
+
 def npy_member(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.lib.format.write_array(buf, arr, allow_pickle=True)
@@ -225,7 +231,7 @@ def mutate_array(data: st.DataObject, arr: np.ndarray) -> bytes:
     if op == "dtype":
         dt = data.draw(st.sampled_from(DTYPES))
         try:
-            new = arr.astype(dt)
+            new = unchecked_cast(arr, dt)
         except (TypeError, ValueError):
             new = np.zeros(arr.shape, dtype=dt)
         return npy_member(new)
@@ -347,7 +353,7 @@ def mutate_config(data: st.DataObject, text: str) -> bytes:
 
 
 mat_array = st.one_of(
-    st.builds(lambda rows, cols, dt, fill: np.full((rows, cols), fill).astype(dt, casting="unsafe"),
+    st.builds(lambda rows, cols, dt, fill: unchecked_cast(np.full((rows, cols), fill), dt),
               st.integers(0, 6), st.sampled_from([0, 1, 4, 15, 16, 17]),
               st.sampled_from(["f8", "f4", "i4", "u1", "i8", "c16", "?", "u8"]),
               st.sampled_from([0, 1, 2, -1, 255, 1e30, -1e30, 0.5, np.nan, np.inf, 2**63 - 1])),
@@ -363,14 +369,16 @@ LABEL_DTYPES = ["f8", "u8", "i8", "c16", "f4", "object"]
 
 def labels_with(value: Any, dtype: str) -> np.ndarray:
     """Five labels, the third ``value``, stored as ``dtype`` (converted without checks, as a user's tool might)."""
-    with np.errstate(all="ignore"):
-        arr = np.array([[0], [1], [value], [2], [0]], dtype=complex if isinstance(value, complex) else object)
-        if dtype == "object":
-            return arr
-        try:
+    arr = np.array([[0], [1], [value], [2], [0]], dtype=complex if isinstance(value, complex) else object)
+    if dtype == "object":
+        return arr
+    if isinstance(value, complex) and dtype != "c16":
+        arr = arr.real
+    try:
+        with np.errstate(all="ignore"):
             return arr.astype(dtype)
-        except (TypeError, ValueError, OverflowError):
-            return np.array([[0], [1], [float(np.real(value))], [2], [0]]).astype(dtype, casting="unsafe")
+    except (TypeError, ValueError, OverflowError):
+        return unchecked_cast(np.array([[0], [1], [float(np.real(value))], [2], [0]]), dtype)
 
 
 mat_labels = st.builds(labels_with, st.sampled_from(LABEL_VALUES), st.sampled_from(LABEL_DTYPES))

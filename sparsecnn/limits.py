@@ -29,6 +29,7 @@ sparsecnn.exceptions.SizeLimitError: model.npz: this network would need about 45
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,9 +49,13 @@ def _env_limit() -> int:
     text = os.environ.get("SPARSECNN_MAX_BYTES", "")
     try:
         value = int(float(text)) if text else _DEFAULT_MAX_BYTES
-    except ValueError:
-        raise ConfigError(f"SPARSECNN_MAX_BYTES must be a number of bytes, got {text!r}") from None
-    return value if value > 0 else _DEFAULT_MAX_BYTES
+    except (ValueError, OverflowError):
+        value = 0
+    if value < 1:
+        warnings.warn(f"SPARSECNN_MAX_BYTES must be a positive number of bytes, got {text!r}; using "
+                      f"{_DEFAULT_MAX_BYTES}", RuntimeWarning, stacklevel=2)
+        return _DEFAULT_MAX_BYTES
+    return value
 
 
 _limits = {"max_bytes": _env_limit()}
@@ -105,9 +110,11 @@ def format_bytes(n: float) -> str:
 
     Examples
     --------
-    >>> format_bytes(999), format_bytes(4.8e9)
-    ('999 B', '4.8 GB')
+    >>> format_bytes(999), format_bytes(4.8e9), format_bytes(10**400)
+    ('999 B', '4.8 GB', 'about 10^400 B')
     """
+    if n >= 1e18:
+        return f"about 10^{len(str(int(n))) - 1} B"
     for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if n >= size:
             return f"{n / size:.3g} {unit}"

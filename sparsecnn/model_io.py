@@ -314,7 +314,7 @@ def save_model(path: str | os.PathLike[str], net: Network, theta: np.ndarray, *,
     if not np.isfinite(mean_arr).all():
         raise DataFormatError("mean (the training mean of each pixel) must be finite")
     meta = dict(meta or {})
-    _check_scale(meta, "meta")
+    _check_scale(meta, "save_model")
     desc = network_to_dict(net)
     arrays = {
         "format": np.array(FORMAT),

@@ -226,9 +226,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     tmp = folder / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # the umask applies
     try:
-        if mode is not None:
-            os.chmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
+            if mode is not None:
+                os.chmod(fh.fileno(), mode)
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

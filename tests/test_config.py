@@ -316,3 +316,14 @@ def test_byte_order_mark_tolerated(tmp_path: Path) -> None:
     path = tmp_path / "bom.config"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
     assert read_simplenn_config(path) == EXPECTED
+
+
+def test_special_and_oversized_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a regular file \\(a character device\\)"):
+        read_simplenn_config("/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file \\(a folder\\)"):
+        read_simplenn_config(tmp_path)
+    big = tmp_path / "big.config"
+    big.write_text(GOOD + "%" + "x" * 1_000_000 + "\n")
+    with pytest.raises(ConfigError, match="larger than 1,000,000 bytes"):
+        read_simplenn_config(big)

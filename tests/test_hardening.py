@@ -241,7 +241,8 @@ def test_item5_huge_model_is_refused_before_building(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 5.0
 
 
-@pytest.mark.parametrize("key, value", [("wd_input", "[1000000000]"), ("full_neurons", "[10000000000000]")])
+@pytest.mark.parametrize("key, value", [("wd_input", "[1000000000]"), ("full_neurons", "[10000000000000]"),
+                                        ("ch_input", "[1,1e300]")])
 def test_item5_huge_config_is_refused_before_building(tmp_path: Path, key: str, value: str) -> None:
     text = "\n".join(f"{key} = {value};" if line.startswith(key + " ") else line for line in CONFIG.splitlines())
     (tmp_path / "big.config").write_text(text)

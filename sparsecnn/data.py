@@ -33,6 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from .exceptions import DataFormatError, InputTypeError, ShapeError
+from .limits import check_bytes
+from .matfile_check import check_mat_v5, is_mat_v5
 
 __all__ = ["load_simplenn_mat", "scale", "center", "load_digits_data", "DIGITS_N_TEST"]
 
@@ -133,6 +135,9 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     if not head:
         raise DataFormatError(f"{name}: the file is empty (expected a simpleNN .mat file with Z and y)")
     _sniff(name, head)
+    if is_mat_v5(head):                  # scipy's compiled reader is not hardened: check the structure first
+        check_bytes(file.stat().st_size, "the MAT file", name)
+        check_mat_v5(file.read_bytes(), name)
     try:
         contents: dict[str, Any] = scipy.io.loadmat(name, variable_names=["Z", "y"])
     except NotImplementedError as e:  # scipy's answer to v7.3 files

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -386,10 +387,18 @@ mat_labels = st.builds(labels_with, st.sampled_from(LABEL_VALUES), st.sampled_fr
 
 def mutate_mat(data: st.DataObject, original: bytes) -> bytes:
     scenario = data.draw(st.sampled_from(["bytes", "labels", "Z", "y", "missing"]))
-    if scenario == "bytes":
-        return mutate_bytes(data, original)
     rng = np.random.default_rng(data.draw(st.integers(0, 100)))
     contents: dict[str, Any] = {"Z": rng.integers(0, 256, (5, 16)), "y": rng.integers(0, 3, (5, 1))}
+    if scenario == "bytes":
+        form = data.draw(st.sampled_from(["original", "compressed", "v4", "sparse", "complex"]))
+        if form != "original":
+            buf = io.BytesIO()
+            extra = {"sparse": {"Z": scipy.sparse.csc_matrix(contents["Z"].astype(float))},
+                     "complex": {"Z": contents["Z"] + 1j}}.get(form, {})
+            scipy.io.savemat(buf, {**contents, **extra}, do_compression=form == "compressed",
+                             format="4" if form == "v4" else "5")
+            original = buf.getvalue()
+        return mutate_bytes(data, original)
     if scenario == "labels":
         contents["y"] = data.draw(mat_labels)
     elif scenario in ("Z", "y"):

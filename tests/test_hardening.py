@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+import scipy.sparse
 
 from sparsecnn import ConvLayer, FullLayer, Network
 from sparsecnn.cli import main
@@ -28,6 +29,7 @@ from sparsecnn.config import (
     parse_simplenn_config,
     read_simplenn_config,
 )
+from sparsecnn.data import load_simplenn_mat
 from sparsecnn.exceptions import (
     ConfigError,
     DataFormatError,
@@ -447,3 +449,41 @@ def test_item10_stray_tmp_of_a_killed_save_is_removed(tmp_path: Path) -> None:
         save_model(tmp_path / "m.npz", net, net.init_params(seed=0))
     assert not stray.exists() and not other.exists()
     assert load_model(tmp_path / "m.npz").theta.shape == (net.n_params,)
+
+
+# ------------------------------------------------ found by tests/test_fuzz.py
+def load_in_a_process(path: Path) -> subprocess.CompletedProcess[str]:
+    """load_simplenn_mat in a child process: a regression would crash it, not pytest."""
+    code = ("import sys\nfrom sparsecnn.data import load_simplenn_mat\nfrom sparsecnn.exceptions import SparseCNNError\n"
+            "try:\n    load_simplenn_mat(sys.argv[1])\nexcept SparseCNNError as exc:\n    print(exc)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
+                          env=env)
+
+
+def test_fuzz_finding_mat_flagged_complex_without_imaginary_part(tmp_path: Path) -> None:
+    scipy.io.savemat(tmp_path / "d.mat", {"Z": np.arange(80.0).reshape(5, 16), "y": np.zeros((5, 1))})
+    data = bytearray((tmp_path / "d.mat").read_bytes())
+    data[145] ^= 0x08                        # the complex bit of Z's array flags: scipy read past its buffer
+    (tmp_path / "bad.mat").write_bytes(bytes(data))
+    proc = load_in_a_process(tmp_path / "bad.mat")
+    assert proc.returncode == 0 and "Z is marked complex but has no imaginary part" in proc.stdout
+
+
+def test_fuzz_finding_mat_sparse_column_pointer_out_of_range(tmp_path: Path) -> None:
+    Z = scipy.sparse.csc_matrix(np.arange(80.0).reshape(5, 16))
+    scipy.io.savemat(tmp_path / "d.mat", {"Z": Z, "y": np.zeros((5, 1))})
+    data = bytearray((tmp_path / "d.mat").read_bytes())
+    jc = data.index(np.array([0, 4, 9], dtype="<i4").tobytes())    # Z's column pointers 0, 4, 9, ...
+    data[jc + 5] ^= 1                        # jc[1] = 260: scipy indexed past the row indices
+    (tmp_path / "bad.mat").write_bytes(bytes(data))
+    proc = load_in_a_process(tmp_path / "bad.mat")
+    assert proc.returncode == 0 and "row indices and column pointers do not fit" in proc.stdout
+
+
+@pytest.mark.parametrize("label, dtype", [(1e30, np.float64), (2**63, np.uint64), (2**64 - 1, np.uint64)])
+def test_fuzz_finding_mat_labels_beyond_int64(tmp_path: Path, label: float, dtype: type) -> None:
+    scipy.io.savemat(tmp_path / "d.mat", {"Z": np.zeros((2, 4)), "y": np.array([[label], [0]], dtype=dtype)})
+    with pytest.raises(DataFormatError, match="y must hold labels < 2\\^63"):
+        load_simplenn_mat(tmp_path / "d.mat")

@@ -23,7 +23,7 @@ Examples
 ...     check_network_size((6000, 6000, 1), [ConvLayer(2, h=5), FullLayer(10)], "model.npz")
 Traceback (most recent call last):
 ...
-sparsecnn.exceptions.SizeLimitError: model.npz: this network would need about 45.7 GB to build (P_phi of layer 1: 898,800,400 entries); the limit is 1 MB (sparsecnn.limits.set_limits(max_bytes=...) or the environment variable SPARSECNN_MAX_BYTES)
+sparsecnn.exceptions.SizeLimitError: model.npz: this network would need about 46.6 GB to build (P_phi of layer 1: 898,800,400 entries); the limit is 1 MB (sparsecnn.limits.set_limits(max_bytes=...) or the environment variable SPARSECNN_MAX_BYTES)
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ class NetworkSize:
 def network_bytes(input_shape: Sequence[int], layers: Sequence[ConvLayer | FullLayer]) -> NetworkSize:
     """Estimate what building ``Network(input_shape, layers)`` needs, without building anything.
 
-    Per conv layer ``m`` with input ``a x b x d``: ``P_pad`` has ``d a b`` entries,
+    Per conv layer ``m`` with input ``a x b x d``: ``P_pad`` has ``d a b`` entries and
+    ``d a_pad b_pad`` rows (as many as the padded image),
     ``P_phi`` ``h^2 d a_conv b_conv`` (the same number as ``phi(Z^m)`` per instance),
     ``P_pool`` (average) ``d^{m+1} a_conv b_conv``; ``W^m`` and ``b^m`` add
     ``d^{m+1} (h^2 d + 1)`` parameters.  A full layer adds ``n_{m+1} (n_m + 1)``.
@@ -167,6 +168,8 @@ def network_bytes(input_shape: Sequence[int], layers: Sequence[ConvLayer | FullL
             b_conv = max((b_pad - spec.h) // spec.s + 1, 0)
             nnz_phi = spec.h * spec.h * d * a_conv * b_conv
             parts.append((_BYTES_PER_NNZ * d * a * b, f"P_pad of layer {m}: {d * a * b:,} entries"))
+            n_pad = d * a_pad * b_pad                  # rows of P_pad, columns of P_phi, the padded image
+            parts.append((3 * 8 * n_pad, f"the padded image of layer {m}: {n_pad:,} entries"))
             parts.append((_BYTES_PER_NNZ * nnz_phi + 8 * nnz_phi, f"P_phi of layer {m}: {nnz_phi:,} entries"))
             n_S = spec.d_out * a_conv * b_conv
             parts.append((_BYTES_PER_NNZ * n_S + 8 * n_S, f"S^{m}: {n_S:,} entries per instance"))

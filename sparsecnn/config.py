@@ -40,6 +40,19 @@ key                           entries      meaning (slides' symbol)
 Every conv layer uses ReLU then max pooling, every full layer ReLU except the
 last, which is the identity.
 
+Size limits
+-----------
+A few bytes of configuration (or of a model or golden file's network description)
+can describe a network whose operators or ``theta`` need gigabytes.  Every loader
+estimates that memory from the shapes alone (:func:`network_bytes`) and, above the
+limit, raises :class:`~sparsecnn.exceptions.SizeLimitError` stating the size that
+would be needed, before anything is built.  The limit is 4 GiB by default, or the
+environment variable ``SPARSECNN_MAX_BYTES`` (bytes, read at import); change it
+with :func:`set_limits`, or for a block with :func:`size_limits`
+(``with size_limits(max_bytes=16 * 2**30): ...``).  Configuration files larger
+than 1 MB, and anything but a regular file (a FIFO, ``/dev/zero``, a folder),
+are refused.
+
 Examples
 --------
 >>> import tempfile, pathlib
@@ -59,13 +72,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ._limits import check_network_size, get_limits, network_bytes, set_limits, size_limits
+from ._safe_io import regular_file
 from .exceptions import ArchitectureError, ConfigError, DataFormatError
 from .layers import ConvLayer, FullLayer
-from .limits import check_network_size
 from .network import Network
-from .safe_io import regular_file
 
 __all__ = [
+    "set_limits",
+    "get_limits",
+    "size_limits",
+    "network_bytes",
     "KEYS",
     "read_simplenn_config",
     "parse_simplenn_config",
@@ -293,7 +310,7 @@ def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -
     Raises
     ------
     SizeLimitError
-        If the network would need more memory than the limit of :mod:`sparsecnn.limits`
+        If the network would need more memory than the limit of the size limits (:func:`sparsecnn.config.set_limits`)
         (checked before anything is built; the message states the size needed).
 
     Examples

@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._limits import check_bytes
+from ._matfile import check_mat_v5, is_mat_v5
 from .exceptions import DataFormatError, InputTypeError, ShapeError
-from .limits import check_bytes
-from .matfile_check import check_mat_v5, is_mat_v5
 
 __all__ = ["load_simplenn_mat", "scale", "center", "load_digits_data", "DIGITS_N_TEST"]
 

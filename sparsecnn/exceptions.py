@@ -60,7 +60,7 @@ class SizeLimitError(SparseCNNError, ValueError):
     """Building or reading something would need more memory than the configured limit.
 
     The message states the size that would be needed and how to raise the limit
-    (:mod:`sparsecnn.limits`).
+    (the size limits (:func:`sparsecnn.config.set_limits`)).
     """
 
 

@@ -16,11 +16,11 @@ A model file is an ``.npz`` archive (``numpy.savez``) of seven arrays:
 
 Writing goes to a temporary file in the target's folder, then ``os.replace``
 puts it in place, so a reader never sees half a file
-(:func:`sparsecnn.safe_io.atomic_write`: the umask applies, symlinks are
-written through).  Reading (:func:`sparsecnn.safe_io.read_npz`) accepts only a
+(:func:`sparsecnn._safe_io.atomic_write`: the umask applies, symlinks are
+written through).  Reading (:func:`sparsecnn._safe_io.read_npz`) accepts only a
 regular file, never unpickles, and checks every array's declared size before
 reading it; the description is checked against the size limits of
-:mod:`sparsecnn.limits` and the checksums are verified before the network is
+the size limits (:func:`sparsecnn.config.set_limits`) and the checksums are verified before the network is
 built.  A missing, corrupt, altered or foreign file raises
 :class:`~sparsecnn.exceptions.DataFormatError` naming the file and the problem.
 
@@ -51,11 +51,11 @@ from typing import Any
 
 import numpy as np
 
+from ._limits import check_network_size
+from ._safe_io import atomic_write, read_npz
 from .exceptions import DataFormatError, SparseCNNError
 from .layers import ConvLayer, FullLayer
-from .limits import check_network_size
 from .network import Network
-from .safe_io import atomic_write, read_npz
 
 __all__ = ["Model", "save_model", "load_model", "network_to_dict", "network_from_dict", "model_checksums",
            "parse_json", "canonical_json", "FORMAT", "VERSION"]
@@ -212,7 +212,7 @@ def _int_list(value: object, length: int) -> bool:
 def network_from_dict(data: object, source: str = "<dict>") -> Network:
     """Inverse of :func:`network_to_dict`; malformed data raise :class:`DataFormatError`.
 
-    The sizes are checked against the limits of :mod:`sparsecnn.limits` before any
+    The sizes are checked against the limits of the size limits (:func:`sparsecnn.config.set_limits`) before any
     operator is built (:class:`~sparsecnn.exceptions.SizeLimitError`).
 
     Parameters
@@ -366,7 +366,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         ``meta["scale"]`` do not fit.
     SizeLimitError
         If the file's arrays or its network would need more memory than the limit of
-        :mod:`sparsecnn.limits` (checked before anything is built).
+        the size limits (:func:`sparsecnn.config.set_limits`) (checked before anything is built).
 
     Examples
     --------

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import integer, number
+from ._safe_io import unwritable
 from .exceptions import ConfigError, SparseCNNError
-from .safe_io import unwritable
 
 __all__ = ["add_parser", "run_check", "run_golden", "run_check_golden", "load_model_function"]
 

@@ -35,9 +35,9 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import address, integer, number
+from ._safe_io import unwritable
 from .exceptions import DataFormatError, DivergenceError, SparseCNNError
 from .optim._common import History
-from .safe_io import unwritable
 
 __all__ = ["add_parser", "run_train", "run_predict"]
 

@@ -1,7 +1,7 @@
 """The process in which ``tests/test_fuzz.py`` runs sparsecnn's loaders on mutated files.
 
 Started with ``python tests/fuzz_worker.py HEADROOM_BYTES LIMIT_BYTES``: it imports
-sparsecnn, sets sparsecnn's size limit (:func:`sparsecnn.limits.set_limits`) to
+sparsecnn, sets sparsecnn's size limit (:func:`sparsecnn.config.set_limits`) to
 ``LIMIT_BYTES``, then caps its own address space at what it uses now plus
 ``HEADROOM_BYTES`` (``resource.setrlimit(RLIMIT_AS)``, in this process only).  It
 then reads one JSON request per line on stdin, ``{"kind": ..., "path": ...}``, runs
@@ -22,11 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from sparsecnn.config import network_from_simplenn_config
+from sparsecnn.config import network_bytes, network_from_simplenn_config, set_limits
 from sparsecnn.data import load_simplenn_mat
 from sparsecnn.exceptions import SparseCNNError
 from sparsecnn.layers import ConvLayer, FullLayer
-from sparsecnn.limits import network_bytes, set_limits
 from sparsecnn.model_io import load_model, network_to_dict
 from sparsecnn.oracle.golden import check_golden, read_golden
 

@@ -13,7 +13,7 @@ of sparsecnn's exceptions (:class:`sparsecnn.exceptions.SparseCNNError`).  Nothi
 - no allocation over a set limit: the loaders run in a separate process
   (``tests/fuzz_worker.py``) whose address space is capped with
   ``resource.setrlimit(RLIMIT_AS)`` at what it uses after importing sparsecnn plus
-  ``HEADROOM`` (1 GiB), with sparsecnn's own limit (:mod:`sparsecnn.limits`) at
+  ``HEADROOM`` (1 GiB), with sparsecnn's own limit (the size limits (:func:`sparsecnn.config.set_limits`)) at
   ``LIMIT`` (256 MB); the pytest process itself is not limited;
 - no file written: the folder of the fuzzed file and the worker's working folder
   hold the same files after each load as before.

@@ -24,10 +24,12 @@ import scipy.sparse
 from sparsecnn import ConvLayer, FullLayer, Network
 from sparsecnn.cli import main
 from sparsecnn.config import (
+    network_bytes,
     network_from_config_dict,
     network_from_simplenn_config,
     parse_simplenn_config,
     read_simplenn_config,
+    size_limits,
 )
 from sparsecnn.data import load_simplenn_mat
 from sparsecnn.exceptions import (
@@ -40,7 +42,6 @@ from sparsecnn.exceptions import (
     ShapeError,
     SizeLimitError,
 )
-from sparsecnn.limits import network_bytes, size_limits
 from sparsecnn.model_io import load_model, model_checksums, network_to_dict, save_model
 from sparsecnn.optim import adam, newton, sgd
 from sparsecnn.oracle.check import default_rtol

@@ -110,10 +110,10 @@ from typing import Any
 
 import numpy as np
 
+from .._safe_io import atomic_write, read_npz, regular_file
 from ..exceptions import DataFormatError, ShapeError
 from ..model_io import network_from_dict, network_to_dict, parse_json
 from ..network import Network
-from ..safe_io import atomic_write, read_npz, regular_file
 from .check import compare_products, default_rtol
 from .layouts import (
     TorchParameter,
@@ -447,7 +447,7 @@ def write_golden(path: str | os.PathLike[str], golden: Golden) -> None:
 
 # ------------------------------------------------------------------ reading
 def _open_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file (:func:`sparsecnn.safe_io.read_npz`: regular files, no pickle,
+    """All arrays of an ``.npz`` file (:func:`sparsecnn._safe_io.read_npz`: regular files, no pickle,
     sizes checked before reading), or a DataFormatError saying what is wrong."""
     return read_npz(path, what)
 

@@ -5,7 +5,7 @@
 - :func:`read_npz` reads every array of an ``.npz`` archive without pickle,
   after checking each member's header: its dtype (numbers or text only), and
   that the bytes its shape declares exist in the archive and fit the size limit
-  of :mod:`sparsecnn.limits`, before anything is allocated.
+  of the size limits (:func:`sparsecnn.config.set_limits`), before anything is allocated.
 - :func:`atomic_write` writes a file as ``numpy.savez`` would (through a
   symlink, with the permissions the user's umask gives a new file, or those of
   the file it replaces) but atomically: a temporary file in the same folder,
@@ -36,8 +36,8 @@ from typing import IO
 
 import numpy as np
 
+from ._limits import check_bytes
 from .exceptions import DataFormatError
-from .limits import check_bytes
 
 __all__ = ["regular_file", "read_npz", "atomic_write", "unwritable", "READ_ERRORS"]
 
@@ -103,7 +103,7 @@ def read_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
         array, holds Python objects or another unsupported dtype, or declares more
         bytes than it holds; a corrupt archive.
     SizeLimitError
-        The arrays would need more than the limit of :mod:`sparsecnn.limits`.
+        The arrays would need more than the limit of the size limits (:func:`sparsecnn.config.set_limits`).
 
     Examples
     --------

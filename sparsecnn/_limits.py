@@ -23,7 +23,7 @@ Examples
 ...     check_network_size((6000, 6000, 1), [ConvLayer(2, h=5), FullLayer(10)], "model.npz")
 Traceback (most recent call last):
 ...
-sparsecnn.exceptions.SizeLimitError: model.npz: this network would need about 46.6 GB to build (P_phi of layer 1: 898,800,400 entries); the limit is 1 MB (sparsecnn.limits.set_limits(max_bytes=...) or the environment variable SPARSECNN_MAX_BYTES)
+sparsecnn.exceptions.SizeLimitError: model.npz: this network would need about 46.6 GB to build (P_phi of layer 1: 898,800,400 entries); the limit is 1 MB (sparsecnn.config.set_limits(max_bytes=...) or the environment variable SPARSECNN_MAX_BYTES)
 """
 
 from __future__ import annotations
@@ -194,12 +194,12 @@ def check_bytes(needed: int, what: str, source: str) -> None:
     ...     check_bytes(10, "array 'X'", "f.npz")
     Traceback (most recent call last):
     ...
-    sparsecnn.exceptions.SizeLimitError: f.npz: array 'X' would need 10 B; the limit is 5 B (sparsecnn.limits.set_limits(max_bytes=...) or the environment variable SPARSECNN_MAX_BYTES)
+    sparsecnn.exceptions.SizeLimitError: f.npz: array 'X' would need 10 B; the limit is 5 B (sparsecnn.config.set_limits(max_bytes=...) or the environment variable SPARSECNN_MAX_BYTES)
     """
     limit = _limits["max_bytes"]
     if needed > limit:
         raise SizeLimitError(f"{source}: {what} would need {format_bytes(needed)}; the limit is "
-                             f"{format_bytes(limit)} (sparsecnn.limits.set_limits(max_bytes=...) or the "
+                             f"{format_bytes(limit)} (sparsecnn.config.set_limits(max_bytes=...) or the "
                              "environment variable SPARSECNN_MAX_BYTES)")
 
 
@@ -217,6 +217,6 @@ def check_network_size(input_shape: Sequence[int], layers: Sequence[ConvLayer | 
     if est.total > limit:
         raise SizeLimitError(f"{source}: this network would need about {format_bytes(est.total)} to build "
                              f"({est.largest}); the limit is {format_bytes(limit)} "
-                             "(sparsecnn.limits.set_limits(max_bytes=...) or the environment variable "
+                             "(sparsecnn.config.set_limits(max_bytes=...) or the environment variable "
                              "SPARSECNN_MAX_BYTES)")
     return est

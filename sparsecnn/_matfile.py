@@ -9,7 +9,7 @@ are: numeric (or logical) matrices whose sub-elements fit in their element and
 whose data hold exactly ``prod(dims)`` numbers (twice for complex ones), or sparse
 matrices whose parts fit their dimensions.
 Compressed elements (``miCOMPRESSED``) are inflated with a bounded output, at most
-the size limit of :mod:`sparsecnn.limits`.
+the size limit of the size limits (:func:`sparsecnn.config.set_limits`).
 
 MAT v5 layout (MathWorks, "MAT-File Format"): a 128-byte header whose last two
 bytes ``IM`` or ``MI`` give the byte order; then data elements, each an 8-byte tag
@@ -35,8 +35,8 @@ import zlib
 
 import numpy as np
 
+from ._limits import format_bytes, get_limits
 from .exceptions import DataFormatError, SizeLimitError
-from .limits import format_bytes, get_limits
 
 __all__ = ["check_mat_v5", "is_mat_v5"]
 
@@ -177,7 +177,7 @@ def check_mat_v5(data: bytes, where: str, wanted: tuple[str, ...] = ("Z", "y")) 
     DataFormatError
         A structural inconsistency (named), or a variable that is not a numeric matrix.
     SizeLimitError
-        A compressed variable that inflates beyond the limit of :mod:`sparsecnn.limits`.
+        A compressed variable that inflates beyond the limit of the size limits (:func:`sparsecnn.config.set_limits`).
     """
     order = "<" if data[126:128] == b"IM" else ">"
     pos, k = 128, 0
@@ -196,7 +196,7 @@ def check_mat_v5(data: bytes, where: str, wanted: tuple[str, ...] = ("Z", "y")) 
                 raise r.fail(f"variable {k}: its compressed data do not inflate ({exc})") from None
             if len(inner) > limit:
                 raise SizeLimitError(f"{where}: variable {k} inflates to more than {format_bytes(limit)}, the "
-                                     "limit (sparsecnn.limits.set_limits(max_bytes=...) or the environment "
+                                     "limit (sparsecnn.config.set_limits(max_bytes=...) or the environment "
                                      "variable SPARSECNN_MAX_BYTES)")
             if not inflate.eof:
                 raise r.fail(f"variable {k}: its compressed data are incomplete")

@@ -35,7 +35,7 @@ import zlib
 
 import numpy as np
 
-from ._limits import format_bytes, get_limits
+from ._limits import check_bytes, format_bytes, get_limits
 from .exceptions import DataFormatError, SizeLimitError
 
 __all__ = ["check_mat_v5", "is_mat_v5"]
@@ -119,6 +119,7 @@ def _check_matrix(r: _Reader, start: int, end: int, k: int, wanted: tuple[str, .
     name = r.data[s:s + nbytes].decode("ascii", errors="replace")
     if name not in wanted:
         return
+    check_bytes(8 * count * (2 if complex_ else 1), f"{name} ({' x '.join(map(str, dims))}) as float64", r.where)
     if cls == 5:                                            # sparse: ir, jc, pr (and pi)
         if len(dims) != 2:
             raise r.fail(f"{name}: a sparse matrix must have two dimensions, got {dims}")

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import urllib.parse
 from collections.abc import Callable
 
-__all__ = ["integer", "number"]
+__all__ = ["integer", "number", "address"]
+
+_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
 def integer(minimum: int) -> Callable[[str], int]:
@@ -108,3 +111,29 @@ def number(minimum: float, *, strict: bool, finite: bool = False,
         return value
 
     return parse
+
+
+def address(text: str) -> str:
+    """An argparse ``type=`` callable accepting a Dask scheduler address ``[scheme://]host:port``.
+
+    Examples
+    --------
+    >>> address("tcp://127.0.0.1:8786"), address("node7:8786")
+    ('tcp://127.0.0.1:8786', 'node7:8786')
+    >>> address("notanaddress")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: must be a scheduler address such as tcp://host:8786, got 'notanaddress'
+    """
+    bad = argparse.ArgumentTypeError(f"must be a scheduler address such as tcp://host:8786, got {text!r}")
+    full = text if "://" in text else f"tcp://{text}"
+    try:
+        parts = urllib.parse.urlsplit(full)
+        port = parts.port
+    except ValueError:
+        raise bad from None
+    if parts.scheme == "inproc":
+        return text
+    if parts.scheme not in _SCHEMES or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise bad
+    return text

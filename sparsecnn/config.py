@@ -40,6 +40,19 @@ key                           entries      meaning (slides' symbol)
 Every conv layer uses ReLU then max pooling, every full layer ReLU except the
 last, which is the identity.
 
+Size limits
+-----------
+A few bytes of configuration (or of a model or golden file's network description)
+can describe a network whose operators or ``theta`` need gigabytes.  Every loader
+estimates that memory from the shapes alone (:func:`network_bytes`) and, above the
+limit, raises :class:`~sparsecnn.exceptions.SizeLimitError` stating the size that
+would be needed, before anything is built.  The limit is 4 GiB by default, or the
+environment variable ``SPARSECNN_MAX_BYTES`` (bytes, read at import); change it
+with :func:`set_limits`, or for a block with :func:`size_limits`
+(``with size_limits(max_bytes=16 * 2**30): ...``).  Configuration files larger
+than 1 MB, and anything but a regular file (a FIFO, ``/dev/zero``, a folder),
+are refused.
+
 Examples
 --------
 >>> import tempfile, pathlib
@@ -48,8 +61,8 @@ Examples
 ...     "L = 2;\\nLC = 1;\\nLF = 1;\\nwd_input = [8];\\nht_input = [8];\\n"
 ...     "ch_input = [1,4];\\nwd_pad_added = [1];\\nwd_filter = [3];\\nstrides = [1];\\n"
 ...     "wd_subimage_pool = [2];\\nfull_neurons = [10];\\n")
->>> network_from_simplenn_config(folder / "tiny.config")
-Network(input_shape=(8, 8, 1), layers=[ConvLayer(d_out=4, h=3, s=1, p=1, r=2, activation='relu', pool='max'), FullLayer(n_out=10, activation=None)])
+>>> simplenn_layers(folder / "tiny.config")
+((8, 8, 1), [ConvLayer(d_out=4, h=3, s=1, p=1, r=2, activation='relu', pool='max'), FullLayer(n_out=10, activation=None)])
 """
 
 from __future__ import annotations
@@ -57,20 +70,24 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ArchitectureError, ConfigError
+from ._limits import check_network_size, get_limits, network_bytes, set_limits, size_limits
+from ._safe_io import regular_file
+from .exceptions import ConfigError, DataFormatError
 from .layers import ConvLayer, FullLayer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .network import Network
 
 __all__ = [
+    "set_limits",
+    "get_limits",
+    "size_limits",
+    "network_bytes",
     "KEYS",
     "read_simplenn_config",
     "parse_simplenn_config",
-    "network_from_simplenn_config",
     "layers_from_config_dict",
     "simplenn_layers",
     "to_simplenn_config",
@@ -93,6 +110,8 @@ KEYS: dict[str, tuple[str, int, str]] = {
 """The keys of a simpleNN configuration: entries, minimum value, meaning."""
 
 _SCALARS = ("L", "LC", "LF", "wd_input", "ht_input")
+MAX_CONFIG_BYTES = 1_000_000
+"""Largest configuration file read (a simpleNN configuration is a few hundred bytes)."""
 _LINE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?P<value>.*?)\s*;?\s*$")
 _NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
 
@@ -235,7 +254,8 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        If the file cannot be read, or on an unknown, missing or duplicate
+        If the file cannot be read, is not a regular file (a FIFO, a device such as
+        ``/dev/zero``, a folder) or is larger than ``MAX_CONFIG_BYTES``, or on an unknown, missing or duplicate
         key, a value that is not an integer or a row vector of integers, a
         value out of range, or lengths that disagree (``L != LC + LF``,
         ``len(ch_input) != LC + 1``, a per-conv-layer vector without ``LC``
@@ -256,10 +276,18 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     name = os.fspath(path)
     try:
-        raw = Path(name).read_bytes()
+        regular_file(name, "simpleNN configuration file")
+    except DataFormatError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        with open(name, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{name}: cannot read the simpleNN configuration file: "
                           f"{e.strerror or e}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_BYTES:,} bytes; a simpleNN configuration file is "
+                          "a few lines of 'name = value;'")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -268,10 +296,19 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     return parse_simplenn_config(text, source=name)
 
 
-def layers_from_config_dict(config: dict[str, Any]) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer]]:
+def layers_from_config_dict(config: dict[str, Any], source: str = "<config>"
+                            ) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer]]:
     """The input shape ``(a^1, b^1, d^1)`` and the layers a checked configuration dict describes.
 
     What :meth:`sparsecnn.Network.from_simplenn_config` builds its network from.
+    The memory the network would need is checked against the size limits
+    (:func:`set_limits`) before anything is built.
+
+    Raises
+    ------
+    SizeLimitError
+        If the network would need more memory than the limit (the message,
+        which starts with ``source``, states the size needed).
 
     Examples
     --------
@@ -291,6 +328,7 @@ def layers_from_config_dict(config: dict[str, Any]) -> tuple[tuple[int, int, int
     ]
     layers += [FullLayer(n) for n in config["full_neurons"]]
     shape = (config["ht_input"], config["wd_input"], config["ch_input"][0])
+    check_network_size(shape, layers, source)
     return shape, layers
 
 
@@ -307,84 +345,7 @@ def simplenn_layers(path: str | os.PathLike[str]) -> tuple[tuple[int, int, int],
     >>> simplenn_layers(f)
     ((3, 2, 1), [FullLayer(n_out=4, activation=None)])
     """
-    return layers_from_config_dict(read_simplenn_config(path))
-
-
-def network_from_config_dict(config: dict[str, Any], source: str = "<config>") -> Network:
-    """Build the :class:`~sparsecnn.Network` a checked configuration dict describes.
-
-    Parameters
-    ----------
-    config : dict
-        As :func:`parse_simplenn_config` returns it.
-    source : str
-        Name used in error messages.
-
-    Returns
-    -------
-    Network
-
-    Examples
-    --------
-    >>> cfg = parse_simplenn_config(
-    ...     "L = 2;\\nLC = 1;\\nLF = 1;\\nwd_input = 6;\\nht_input = 6;\\nch_input = [1,2];\\n"
-    ...     "wd_pad_added = [1];\\nwd_filter = [3];\\nstrides = [1];\\nwd_subimage_pool = [2];\\n"
-    ...     "full_neurons = [3];")
-    >>> print(network_from_config_dict(cfg).summary())
-    m  kind  input (a x b x d)  W^m     output
-    1  conv  6 x 6 x 1          2 x 9   3 x 3 x 2
-    2  full  18                 3 x 18  3
-    """
-    from .network import Network
-
-    shape, layers = layers_from_config_dict(config)
-    try:
-        return Network(shape, layers)
-    except ArchitectureError as e:
-        raise ArchitectureError(f"{source}: {e}") from None
-
-
-def network_from_simplenn_config(path: str | os.PathLike[str]) -> Network:
-    """Read a simpleNN configuration file and build its network.
-
-    The input image is ``ht_input x wd_input x ch_input[0]`` (``a^1 x b^1 x d^1``);
-    conv layer ``m`` has ``ch_input[m]`` output channels (0-based), filter
-    ``wd_filter[m-1]``, stride ``strides[m-1]``, padding ``wd_pad_added[m-1]``,
-    ReLU and max pooling ``wd_subimage_pool[m-1]``; then one
-    :class:`~sparsecnn.FullLayer` per entry of ``full_neurons`` (ReLU, the last
-    one identity).
-
-    Parameters
-    ----------
-    path : str or path-like
-        A simpleNN configuration file (see the module docstring for its keys).
-
-    Returns
-    -------
-    Network
-        Input ``(a^1, b^1, d^1)``, then ``L^C`` conv layers and ``L - L^C`` full
-        layers; ``n_L = full_neurons[LF-1]`` classes.
-
-    Raises
-    ------
-    ConfigError
-        As :func:`read_simplenn_config`; :class:`~sparsecnn.ArchitectureError`
-        (a ``ConfigError``) if a layer would produce an empty image.
-
-    Examples
-    --------
-    A network without conv layers (``LC = 0``) on ``3 x 2 x 1`` images:
-
-    >>> import tempfile, pathlib
-    >>> f = pathlib.Path(tempfile.mkdtemp()) / "full.config"
-    >>> _ = f.write_text("L = 2; LC = 0; LF = 2; wd_input = 2; ht_input = 3; ch_input = [1];\\n"
-    ...     "wd_pad_added = []; wd_filter = []; strides = []; wd_subimage_pool = [];\\n"
-    ...     "full_neurons = [5, 4];\\n".replace("; ", ";\\n"))
-    >>> net = network_from_simplenn_config(f)
-    >>> net.input_shape, net.n_params
-    ((3, 2, 1), 59)
-    """
-    return network_from_config_dict(read_simplenn_config(path), source=os.fspath(path))
+    return layers_from_config_dict(read_simplenn_config(path), source=os.fspath(path))
 
 
 def _vector(values: list[int]) -> str:

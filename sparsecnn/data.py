@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._limits import check_bytes
+from ._matfile import check_mat_v5, is_mat_v5
 from .exceptions import DataFormatError, InputTypeError, ShapeError
 
 __all__ = ["load_simplenn_mat", "scale", "scale_minmax", "scale_255", "scale_pixels", "SCALINGS", "center",
@@ -143,6 +145,9 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     if not head:
         raise DataFormatError(f"{name}: the file is empty (expected a simpleNN .mat file with Z and y)")
     _sniff(name, head)
+    if is_mat_v5(head):                  # scipy's compiled reader is not hardened: check the structure first
+        check_bytes(file.stat().st_size, "the MAT file", name)
+        check_mat_v5(file.read_bytes(), name)
     try:
         contents: dict[str, Any] = scipy.io.loadmat(name, variable_names=["Z", "y"])
     except NotImplementedError as e:  # scipy's answer to v7.3 files
@@ -202,6 +207,10 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     if (y_flat < 0).any():
         k = int(np.argmax(y_flat < 0))
         raise DataFormatError(f"{name}: y must hold labels >= 0, got {y_flat[k]} at position {k}")
+    if (y_flat >= 2.0**63).any():                   # a cast would wrap around to a negative label
+        k = int(np.argmax(y_flat >= 2.0**63))
+        given = int(y_flat[k]) if y_flat.dtype.kind in "iu" else f"{float(y_flat[k]):g}"
+        raise DataFormatError(f"{name}: y must hold labels < 2^63, got {given} at position {k}")
     y = y_flat.astype(np.int64)
 
     # row i, column c*ab + j  ->  X[c + d*j, i]

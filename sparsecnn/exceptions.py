@@ -8,6 +8,8 @@ slide symbol, what was expected and what was given.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "SparseCNNError",
     "ShapeError",
@@ -17,6 +19,8 @@ __all__ = [
     "ArchitectureError",
     "DataFormatError",
     "InputTypeError",
+    "SizeLimitError",
+    "DivergenceError",
 ]
 
 
@@ -50,3 +54,40 @@ class DataFormatError(SparseCNNError, ValueError):
 
 class InputTypeError(SparseCNNError, TypeError):
     """An argument has the wrong type (for example a string where an array is expected)."""
+
+
+class SizeLimitError(SparseCNNError, ValueError):
+    """Building or reading something would need more memory than the configured limit.
+
+    The message states the size that would be needed and how to raise the limit
+    (the size limits (:func:`sparsecnn.config.set_limits`)).
+    """
+
+
+class DivergenceError(SparseCNNError, ArithmeticError):
+    """An optimiser met a non-finite ``f``, gradient or step.
+
+    Attributes
+    ----------
+    iteration : int
+        The iteration (Newton) or epoch (SGD, Adam) where it happened; 0 at the
+        initial ``theta``.
+    theta : ndarray or None
+        The last finite iterate, shape ``(n,)`` (the one the failing step started from).
+    history : object or None
+        The optimiser's :class:`~sparsecnn.optim.History` up to the last finite iterate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> err = DivergenceError("sgd diverged", iteration=3, theta=np.zeros(2))
+    >>> err.iteration, err.theta.shape, isinstance(err, ArithmeticError)
+    (3, (2,), True)
+    """
+
+    def __init__(self, message: str, *, iteration: int = 0, theta: Any = None,
+                 history: Any = None) -> None:
+        super().__init__(message)
+        self.iteration = iteration
+        self.theta: Any = theta
+        self.history: Any = history

@@ -1,8 +1,8 @@
 """Save and load trained models without pickle.
 
-A model file is an ``.npz`` archive (``numpy.savez``) of four arrays:
+A model file is an ``.npz`` archive (``numpy.savez``) of seven arrays:
 
-- ``format``: the text ``"sparsecnn-model"``, ``version``: the integer ``1``;
+- ``format``: the text ``"sparsecnn-model"``, ``version``: the integer ``2``;
 - ``network``: the network as JSON text: ``{"input_shape": [a, b, d],
   "layers": [{"kind": "conv", "d_out": ..., "h": ..., "s": ..., "p": ..., "r": ...,
   "activation": ..., "pool": ...}, {"kind": "full", "n_out": ..., "activation": ...}],
@@ -10,11 +10,18 @@ A model file is an ``.npz`` archive (``numpy.savez``) of four arrays:
 - ``theta``: float64, shape ``(n,)``; ``mean``: float64, the per-pixel training
   mean subtracted from the inputs (shape ``(d a b,)``; empty when none);
 - ``meta``: JSON text (``scale``, the factor applied to the pixels before centring,
-  and free-form training information).
+  a finite number, and free-form training information);
+- ``sha256``: JSON text, the SHA-256 of the canonical form of each of
+  ``network``, ``theta``, ``mean`` and ``meta`` (:func:`model_checksums`).
 
 Writing goes to a temporary file in the target's folder, then ``os.replace``
-puts it in place, so a reader never sees half a file.  Reading uses
-``numpy.load(allow_pickle=False)``; a missing, corrupt or foreign file raises
+puts it in place, so a reader never sees half a file
+(:func:`sparsecnn._safe_io.atomic_write`: the umask applies, symlinks are
+written through).  Reading (:func:`sparsecnn._safe_io.read_npz`) accepts only a
+regular file, never unpickles, and checks every array's declared size before
+reading it; the description is checked against the size limits of
+the size limits (:func:`sparsecnn.config.set_limits`) and the checksums are verified before the network is
+built.  A missing, corrupt, altered or foreign file raises
 :class:`~sparsecnn.exceptions.DataFormatError` naming the file and the problem.
 
 Examples
@@ -34,25 +41,31 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import numbers
 import os
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ._limits import check_network_size
+from ._safe_io import atomic_write, read_npz
 from .exceptions import DataFormatError, SparseCNNError
 from .layers import ConvLayer, FullLayer
 from .network import Network
 
-__all__ = ["Model", "save_model", "load_model", "network_to_dict", "network_from_dict", "FORMAT", "VERSION"]
+__all__ = ["Model", "save_model", "load_model", "network_to_dict", "network_from_dict", "model_checksums",
+           "parse_json", "canonical_json", "FORMAT", "VERSION"]
 
 FORMAT = "sparsecnn-model"
-VERSION = 1
-_KEYS = ("format", "version", "network", "theta", "mean", "meta")
+VERSION = 2
+_KEYS = ("format", "version", "network", "theta", "mean", "meta", "sha256")
+_CHECKED = ("network", "theta", "mean", "meta")
+_WHAT = {"network": "the network description", "theta": "theta", "mean": "the training mean",
+         "meta": "the metadata"}
 
 
 @dataclass
@@ -129,8 +142,78 @@ def network_to_dict(net: Network) -> dict[str, Any]:
     return {"input_shape": list(net.input_shape), "layers": layers, "pool_backward": net.pool_backward}
 
 
+def canonical_json(data: object) -> str:
+    """The canonical JSON text of ``data``: sorted keys, no spaces (what the checksums hash).
+
+    Examples
+    --------
+    >>> canonical_json({"b": [1, 2], "a": None})
+    '{"a":null,"b":[1,2]}'
+    """
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def parse_json(text: str, key: str, source: str) -> Any:
+    """``json.loads(text)``, or a DataFormatError naming entry ``key`` (also for absurd nesting).
+
+    Examples
+    --------
+    >>> parse_json("[" * 100000 + "]" * 100000, "meta", "m.npz")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.DataFormatError: m.npz: entry 'meta' is not valid JSON (nested too deeply)
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DataFormatError(f"{source}: entry {key!r} is not valid JSON (nested too deeply)") from None
+    except ValueError as exc:                  # JSONDecodeError, or an integer of > 4300 digits
+        raise DataFormatError(f"{source}: corrupt JSON in entry {key!r}: {exc}") from None
+
+
+def _sha256_array(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr, dtype="<f8").tobytes()).hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_checksums(network: object, theta: np.ndarray, mean: np.ndarray, meta: object) -> dict[str, str]:
+    """SHA-256 of the canonical contents of a model file, by entry.
+
+    Parameters
+    ----------
+    network, meta : JSON data
+        The ``network`` description and the ``meta`` dict, hashed as :func:`canonical_json` text.
+    theta, mean : ndarray
+        Hashed as little-endian float64 bytes.
+
+    Returns
+    -------
+    dict
+        ``{"network": hex, "theta": hex, "mean": hex, "meta": hex}``.
+
+    Examples
+    --------
+    >>> sums = model_checksums({"layers": []}, np.zeros(2), np.zeros(0), {})
+    >>> sorted(sums), len(sums["theta"])
+    (['mean', 'meta', 'network', 'theta'], 64)
+    """
+    return {"network": _sha256_text(canonical_json(network)), "theta": _sha256_array(theta),
+            "mean": _sha256_array(mean), "meta": _sha256_text(canonical_json(meta))}
+
+
+def _int_list(value: object, length: int) -> bool:
+    return (isinstance(value, list) and len(value) == length
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
+
+
 def network_from_dict(data: object, source: str = "<dict>") -> Network:
     """Inverse of :func:`network_to_dict`; malformed data raise :class:`DataFormatError`.
+
+    The sizes are checked against the limits of the size limits (:func:`sparsecnn.config.set_limits`) before any
+    operator is built (:class:`~sparsecnn.exceptions.SizeLimitError`).
 
     Parameters
     ----------
@@ -148,6 +231,8 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     ------
     DataFormatError
         If ``data`` is not such a description.
+    SizeLimitError
+        If the network would need more memory than the limit.
 
     Examples
     --------
@@ -159,9 +244,19 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     ...
     sparsecnn.exceptions.DataFormatError: <dict>: invalid network description: layer 1 has kind 'pool', expected 'conv' or 'full'
     """
+    return _build(*_specs(data, source), source)
+
+
+def _specs(data: object, source: str) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer], object]:
+    """The input shape, layer specifications and ``pool_backward`` of a description (nothing built)."""
     try:
         if not isinstance(data, dict):
             raise TypeError("the network description is not a JSON object")
+        shape = data["input_shape"]
+        if not _int_list(shape, 3):
+            raise ValueError(f"input_shape must be [a, b, d], three positive integers, got {shape!r}"[:300])
+        if not isinstance(data["layers"], list):
+            raise TypeError("'layers' is not a list")
         layers: list[ConvLayer | FullLayer] = []
         for k, spec in enumerate(data["layers"], start=1):
             if not isinstance(spec, dict):
@@ -173,8 +268,17 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
             elif kind == "full":
                 layers.append(FullLayer(**spec))
             else:
-                raise ValueError(f"layer {k} has kind {kind!r}, expected 'conv' or 'full'")
-        return Network(tuple(data["input_shape"]), layers, pool_backward=data.get("pool_backward", "auto"))
+                raise ValueError(f"layer {k} has kind {kind!r}, expected 'conv' or 'full'"[:300])
+        return (shape[0], shape[1], shape[2]), layers, data.get("pool_backward", "auto")
+    except (KeyError, TypeError, ValueError, SparseCNNError) as exc:
+        raise DataFormatError(f"{source}: invalid network description: {exc}") from None
+
+
+def _build(shape: tuple[int, int, int], layers: list[ConvLayer | FullLayer], pool_backward: object,
+           source: str) -> Network:
+    check_network_size(shape, layers, source)
+    try:
+        return Network(shape, layers, pool_backward=pool_backward)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError, SparseCNNError) as exc:
         raise DataFormatError(f"{source}: invalid network description: {exc}") from None
 
@@ -201,39 +305,39 @@ def save_model(path: str | os.PathLike[str], net: Network, theta: np.ndarray, *,
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "tiny.npz"
     >>> save_model(path, net, net.init_params(seed=0))
     >>> sorted(np.load(path).files)
-    ['format', 'mean', 'meta', 'network', 'theta', 'version']
+    ['format', 'mean', 'meta', 'network', 'sha256', 'theta', 'version']
     """
     theta = net._check_theta(theta)
     mean_arr = np.zeros(0) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
     if mean_arr.size not in (0, net.n_input):
         raise DataFormatError(f"mean must have d*a*b = {net.n_input} entries, got {mean_arr.size}")
+    if not np.isfinite(mean_arr).all():
+        raise DataFormatError("mean (the training mean of each pixel) must be finite")
+    meta = dict(meta or {})
+    _check_scale(meta, "save_model")
+    desc = network_to_dict(net)
     arrays = {
         "format": np.array(FORMAT),
         "version": np.array(VERSION),
-        "network": np.array(json.dumps(network_to_dict(net))),
+        "network": np.array(json.dumps(desc)),
         "theta": theta,
         "mean": mean_arr,
-        "meta": np.array(json.dumps(meta or {})),
+        "meta": np.array(json.dumps(meta)),
+        "sha256": np.array(json.dumps(model_checksums(desc, theta, mean_arr, meta))),
     }
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
 
-def _text(archive: Any, key: str, source: str) -> str:
-    arr = archive[key]
+def _check_scale(meta: dict[str, Any], source: str) -> None:
+    if "scale" in meta:
+        scale = meta["scale"]
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+            raise DataFormatError(f"{source}: meta['scale'] (the factor applied to the raw pixels) must be a "
+                                  f"finite number, got {scale!r}"[:300])
+
+
+def _text(arrays: dict[str, np.ndarray], key: str, source: str) -> str:
+    arr = arrays[key]
     if arr.shape != () or arr.dtype.kind != "U":
         raise DataFormatError(f"{source}: entry {key!r} must be text, got dtype {arr.dtype} shape {arr.shape}")
     return str(arr[()])
@@ -245,6 +349,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     Parameters
     ----------
     path : str or path-like
+        A regular file.
 
     Returns
     -------
@@ -255,8 +360,13 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     Raises
     ------
     DataFormatError
-        If the file is missing, is not an ``.npz`` archive (or needs pickle), lacks an
-        entry, is not a sparsecnn model, or its network, ``theta`` or ``mean`` do not fit.
+        If the file is missing or not a regular file, is not an ``.npz`` archive (or
+        needs pickle), lacks an entry, is not a sparsecnn model, an entry does not match
+        its SHA-256 (the message names it), or its network, ``theta``, ``mean`` or
+        ``meta["scale"]`` do not fit.
+    SizeLimitError
+        If the file's arrays or its network would need more memory than the limit of
+        the size limits (:func:`sparsecnn.config.set_limits`) (checked before anything is built).
 
     Examples
     --------
@@ -272,54 +382,48 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     ...
     sparsecnn.exceptions.DataFormatError: .../absent.npz: model file not found
     """
-    source = str(path)
-    if not Path(path).is_file():
-        raise DataFormatError(f"{source}: model file not found")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-    except OSError as exc:
-        raise DataFormatError(f"{source}: cannot read the model file ({exc})") from None
-    if not head.startswith(b"PK\x03\x04"):
-        what = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not a zip archive"
-        raise DataFormatError(f"{source}: not a sparsecnn model file ({what}; expected an .npz archive "
-                              "written by save_model)")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DataFormatError(f"{source}: not a sparsecnn model (a single array, not an .npz archive)")
-        with loaded as archive:
-            missing = [k for k in _KEYS if k not in archive.files]
-            if "format" in missing or ("format" in archive.files and _text(archive, "format", source) != FORMAT):
-                raise DataFormatError(f"{source}: not a sparsecnn model (no format entry {FORMAT!r})")
-            if missing:
-                raise DataFormatError(f"{source}: model file lacks entries {missing}")
-            version = archive["version"]
-            if version.shape != () or version.dtype.kind not in "iu" or int(version) != VERSION:
-                raise DataFormatError(f"{source}: model format version {version!r} is not supported "
-                                      f"(this sparsecnn reads version {VERSION})")
-            network_text = _text(archive, "network", source)
-            meta_text = _text(archive, "meta", source)
-            theta = np.array(archive["theta"])
-            mean = np.array(archive["mean"])
-    except DataFormatError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise DataFormatError(f"{source}: not a readable sparsecnn model file ({type(exc).__name__}: {exc})") from None
-    try:
-        desc = json.loads(network_text)
-        meta = json.loads(meta_text)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{source}: corrupt JSON in the model file: {exc}") from None
+    source = os.fspath(path)
+    arrays = read_npz(path, "model file")
+    if "format" not in arrays or _text(arrays, "format", source) != FORMAT:
+        raise DataFormatError(f"{source}: not a sparsecnn model (no format entry {FORMAT!r})")
+    version = arrays.get("version")
+    if version is None or version.shape != () or version.dtype.kind not in "iu" or int(version) != VERSION:
+        raise DataFormatError(f"{source}: model format version {version!r} is not supported "
+                              f"(this sparsecnn reads version {VERSION})")
+    missing = [k for k in _KEYS if k not in arrays]
+    if missing:
+        raise DataFormatError(f"{source}: model file lacks entries {missing}")
+    desc = parse_json(_text(arrays, "network", source), "network", source)
+    meta = parse_json(_text(arrays, "meta", source), "meta", source)
+    sums = parse_json(_text(arrays, "sha256", source), "sha256", source)
+    theta, mean = arrays["theta"], arrays["mean"]
+    for key, arr in (("theta", theta), ("mean", mean)):
+        if arr.dtype.kind != "f" or arr.ndim != 1:
+            raise DataFormatError(f"{source}: {key} must be a vector of floats, got dtype {arr.dtype} "
+                                  f"shape {arr.shape}")
+    if not isinstance(sums, dict) or sorted(sums) != sorted(_CHECKED):
+        raise DataFormatError(f"{source}: entry 'sha256' must map {list(_CHECKED)} to their SHA-256")
+    actual = model_checksums(desc, theta, mean, meta)
+    wrong = [k for k in _CHECKED if sums[k] != actual[k]]
+    if wrong:
+        raise DataFormatError(f"{source}: {', '.join(_WHAT[k] for k in wrong)} "
+                              f"{'does' if len(wrong) == 1 else 'do'} not match the SHA-256 stored when the "
+                              f"model was saved (entr{'y' if len(wrong) == 1 else 'ies'} {wrong} changed "
+                              "afterwards); refusing an altered model")
     if not isinstance(meta, dict):
         raise DataFormatError(f"{source}: entry 'meta' must be a JSON object")
-    net = network_from_dict(desc, source)
-    if theta.dtype.kind != "f" or theta.shape != (net.n_params,):
-        raise DataFormatError(f"{source}: theta must be {net.n_params} floats for this network, "
+    _check_scale(meta, source)
+    shape, layers, pool_backward = _specs(desc, source)
+    est = check_network_size(shape, layers, source)
+    if theta.shape != (est.n_params,):
+        raise DataFormatError(f"{source}: theta must be {est.n_params} floats for this network, "
                               f"got dtype {theta.dtype} shape {theta.shape}")
     if not np.isfinite(theta).all():
         raise DataFormatError(f"{source}: theta holds NaN or Inf")
-    if mean.dtype.kind != "f" or mean.shape not in ((0,), (net.n_input,)):
+    if not np.isfinite(mean).all():
+        raise DataFormatError(f"{source}: mean (the training mean of each pixel) holds NaN or Inf")
+    net = _build(shape, layers, pool_backward, source)
+    if mean.shape not in ((0,), (net.n_input,)):
         raise DataFormatError(f"{source}: mean must be empty or {net.n_input} floats, "
                               f"got dtype {mean.dtype} shape {mean.shape}")
     return Model(net, theta.astype(np.float64), mean.astype(np.float64) if mean.size else None, meta)

@@ -16,6 +16,7 @@ import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -454,20 +455,27 @@ class Network:
         arr = np.asarray(y)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise InputTypeError(f"y must be a vector of integer labels, got dtype {arr.dtype}")
+        if np.iscomplexobj(arr):
+            raise InputTypeError(f"y must be a vector of real integer labels, got dtype {arr.dtype}")
+        if l == 0:
+            raise ShapeError("l = 0: there are no instances (columns of X); f and the accuracy average over "
+                             "the l instances, so l >= 1 is needed")
         arr = arr.reshape(-1) if arr.ndim == 2 and 1 in arr.shape else arr
         if arr.ndim != 1 or arr.size != l:
             raise ShapeError(f"y must have one label per column of X, l = {l}, got shape {arr.shape}")
         if not np.issubdtype(arr.dtype, np.integer):
             if not np.isfinite(arr).all() or not np.array_equal(arr, np.round(arr)):
                 raise LabelError("y must hold integer labels 0..n_L-1, got non-integer values")
-        labels = arr.astype(np.int64)
-        bad = (labels < 0) | (labels >= self.n_L)
+        bad = (arr < 0) | (arr >= self.n_L)            # in y's own dtype: no wrap-around in a cast
         if bad.any():
             k = int(np.argmax(bad))
+            value = int(arr[k]) if arr.dtype.kind in "iub" else float(arr[k])
             raise LabelError(
-                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {labels[k]} at position {k}"
+                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {value:g} at position {k}"
+                if isinstance(value, float) else
+                f"y must hold labels in 0..n_L-1 = 0..{self.n_L - 1}, got {value} at position {k}"
             )
-        return labels
+        return arr.astype(np.int64)
 
     @staticmethod
     def check_C(C: object) -> float:
@@ -925,11 +933,34 @@ class Network:
         >>> back.n_params == net.n_params
         True
         """
-        input_shape, layers = config.simplenn_layers(path)
+        return cls.from_config_dict(config.read_simplenn_config(path), os.fspath(path), **kwargs)
+
+    @classmethod
+    def from_config_dict(cls, cfg: dict[str, Any], source: str = "<config>", **kwargs: object) -> Network:
+        """Build the network a checked configuration dict describes.
+
+        ``cfg`` is what :func:`sparsecnn.config.parse_simplenn_config` returns;
+        the memory the network would need is checked against the size limits
+        (:func:`sparsecnn.config.set_limits`) before anything is built, and
+        ``source`` starts every error message.
+
+        Examples
+        --------
+        >>> from sparsecnn.config import parse_simplenn_config
+        >>> cfg = parse_simplenn_config(
+        ...     "L = 2;\\nLC = 1;\\nLF = 1;\\nwd_input = 6;\\nht_input = 6;\\nch_input = [1,2];\\n"
+        ...     "wd_pad_added = [1];\\nwd_filter = [3];\\nstrides = [1];\\nwd_subimage_pool = [2];\\n"
+        ...     "full_neurons = [3];")
+        >>> print(Network.from_config_dict(cfg).summary())
+        m  kind  input (a x b x d)  W^m     output
+        1  conv  6 x 6 x 1          2 x 9   3 x 3 x 2
+        2  full  18                 3 x 18  3
+        """
+        input_shape, layers = config.layers_from_config_dict(cfg, source)
         try:
             return cls(input_shape, layers, **kwargs)  # type: ignore[arg-type]
         except ArchitectureError as e:
-            raise ArchitectureError(f"{os.fspath(path)}: {e}") from None
+            raise ArchitectureError(f"{source}: {e}") from None
 
     # ------------------------------------------------- second order (delegates)
     def Jv(self, theta: np.ndarray, X: np.ndarray, v: np.ndarray, *, dtype: object = None) -> np.ndarray:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from ._argtypes import integer, number
+from ._safe_io import unwritable
 from .exceptions import ConfigError, SparseCNNError
 
 __all__ = ["add_parser", "run_check", "run_golden", "run_check_golden", "load_model_function"]
@@ -334,6 +335,10 @@ def run_golden(args: argparse.Namespace) -> int:
     arrays: X, y, theta, output, f, grad, v, u, Jv, JTu, Gv (sparsecnn's layout), torch/... (PyTorch's layout); schema: sparsecnn.oracle.golden
     0
     """
+    problem = unwritable(args.out, "--out")
+    if problem is not None:
+        print(f"sparsecnn golden: error: {problem}", file=sys.stderr)
+        return 2
     try:
         from .oracle.golden import load_network_file, make_golden, write_golden
 

@@ -54,6 +54,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from . import engine
+from ._checks import check_finite
 from .engine import Keep, Store
 from .exceptions import ConfigError, ShapeError
 from .kernels import Workspace, blas_serial
@@ -330,7 +331,7 @@ class GaussNewton(LinearOperator):
         v = np.asarray(v, dtype=np.float64).reshape(-1)
         if v.size != self.shape[1]:
             raise ShapeError(f"v must have n = {self.shape[1]} entries, got {v.size}")
-        return v
+        return check_finite("v", v)
 
     def Jv(self, v: np.ndarray) -> np.ndarray:
         """``J^i v`` for every instance, shape ``(n_L, l)``.
@@ -391,6 +392,7 @@ class GaussNewton(LinearOperator):
         u = np.asarray(u, dtype=np.float64)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
+        check_finite("u", u)
         total = np.zeros(self.shape[0])
         with blas_serial():
             for b in self._batches:
@@ -432,7 +434,10 @@ class GaussNewton(LinearOperator):
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss)."""
         self.n_matvec += 1
-        return self.JTv(self.net.loss.B(self.Jv(v), 1.0 / self.l))     # (1/l) J^T B J v
+        Jv = self.Jv(v)
+        if not np.isfinite(Jv).all():                  # J v overflowed: so does G v (CG reports it)
+            return np.full(self.shape[0], np.nan)
+        return self.JTv(self.net.loss.B(Jv, 1.0 / self.l))     # (1/l) J^T B J v
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

@@ -54,9 +54,10 @@ import scipy.io
 from tqdm import tqdm
 
 from . import datasets
-from ._argtypes import integer, number
+from ._argtypes import address, integer, number
+from ._safe_io import unwritable
 from .data import SCALINGS, center, load_simplenn_mat, scale_pixels
-from .exceptions import DataFormatError, SparseCNNError
+from .exceptions import DataFormatError, DivergenceError, SparseCNNError
 from .model_io import Model, load_model, save_model
 from .network import Network
 from .optim import adam, newton, sgd
@@ -118,7 +119,7 @@ def add_parser(subparsers: Any) -> None:
     g.add_argument("--jacobian", choices=["recompute", "store"], default="recompute",
                    help="recompute J v and J^T u (default) or store dz/dS per instance (simpleNN)")
     dist = g.add_mutually_exclusive_group()
-    dist.add_argument("--scheduler", metavar="ADDRESS",
+    dist.add_argument("--scheduler", metavar="ADDRESS", type=address,
                       help="compute f, g and G v on the Dask cluster at ADDRESS (e.g. tcp://host:8786)")
     dist.add_argument("--workers", type=integer(1), metavar="N",
                       help="compute f, g and G v on a local Dask cluster of N worker processes")
@@ -134,7 +135,7 @@ def add_parser(subparsers: Any) -> None:
                         "(default float64)")
     t.add_argument("--gn-dtype", choices=["float64", "float32"],
                    help="Newton: float type of the Gauss-Newton products in CG alone (default: --dtype)")
-    t.add_argument("--seed", type=int, default=111, help="seed of the initial theta and of sampling (default 111)")
+    t.add_argument("--seed", type=integer(0), default=111, help="seed of the initial theta and of sampling (default 111)")
     t.add_argument("--save", type=Path, help="write the model here (.npz, no pickle)")
     t.add_argument("--log", type=Path, metavar="FILE", help="write the per-iteration lines to this file too")
     t.add_argument("--plot", type=Path, help="draw f and validation accuracy per iteration to this image")
@@ -188,8 +189,11 @@ def run_train(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 on success; 1 after printing the error on stderr when the configuration,
-        the data or a file fails (:class:`~sparsecnn.exceptions.SparseCNNError`, ``OSError``).
+        0 on success; 2 when ``--save``, ``--plot`` or ``--log`` cannot be written (checked
+        before any work); 1 after printing the error on stderr when the configuration,
+        the data or a file fails (:class:`~sparsecnn.exceptions.SparseCNNError`, ``OSError``)
+        or the run diverges (:class:`~sparsecnn.exceptions.DivergenceError`; with
+        ``--save``, the last finite ``theta`` is saved, marked ``"diverged"`` in its metadata).
 
     Examples
     --------
@@ -209,21 +213,59 @@ def run_train(args: argparse.Namespace) -> int:
     ...                           "--train", str(folder / "train.mat"), "--iter-max", "2", "--quiet",
     ...                           "--save", str(folder / "model.npz")])
     >>> run_train(args)  # doctest: +ELLIPSIS
+    iteration 1 took ... s: 2 iterations will take roughly ... s (later iterations often take more CG steps)
     newton: 2 iterations in ... s, f 0.91..., |g| 0.44..., total #CG ...
     model saved to .../model.npz
     0
     """
+    problem = check_outputs(args)
+    if problem is not None:
+        print(f"sparsecnn train: error: {problem}", file=sys.stderr)
+        return 2
     try:
         return _train(args)
     except (SparseCNNError, OSError) as exc:
         return _fail("train", exc)
 
 
+def check_outputs(args: argparse.Namespace) -> str | None:
+    """Why ``--save``, ``--plot`` or ``--log`` could not be written after training, or None.
+
+    Checked before any work starts, so a long run is not lost to a typo: the folder must
+    exist and be writable, the name must not be a folder, and ``--plot`` needs matplotlib
+    and a format it writes (its suffix).
+
+    Examples
+    --------
+    >>> check_outputs(argparse.Namespace(save=Path("/nonexistent/m.npz"), plot=None))
+    '--save /nonexistent/m.npz: the folder /nonexistent does not exist'
+    >>> check_outputs(argparse.Namespace(save=None, plot=Path("p.xyz")))  # doctest: +ELLIPSIS
+    "--plot p.xyz: matplotlib cannot write '.xyz' files; use one of .avif, .eps, ..."
+    """
+    for option in ("save", "plot", "log"):
+        path = getattr(args, option, None)
+        if path is not None:
+            problem = unwritable(path, f"--{option}")
+            if problem is not None:
+                return problem
+    plot = getattr(args, "plot", None)
+    if plot is not None and Path(plot).suffix:
+        try:
+            from matplotlib.backend_bases import FigureCanvasBase
+        except ImportError as exc:  # pragma: no cover - matplotlib is an optional dependency
+            return f"--plot needs matplotlib ({exc})"
+        formats = sorted(FigureCanvasBase.get_supported_filetypes())
+        if Path(plot).suffix[1:].lower() not in formats:
+            return (f"--plot {plot}: matplotlib cannot write {Path(plot).suffix!r} files; use one of "
+                    + ", ".join("." + f for f in formats))
+    return None
+
+
 def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarray, np.ndarray]:
     """``--train``/``--test``/``--val``/``--data`` read into ``(X, y)``; errors name the option."""
     path = datasets.resolve(text, "data")
     try:
-        return load_simplenn_mat(path, shape=shape)
+        X, y = load_simplenn_mat(path, shape=shape)
     except DataFormatError as exc:
         labels = True
         with contextlib.suppress(Exception):           # only to word the message
@@ -237,6 +279,10 @@ def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarr
         a, b, d = shape
         raise DataFormatError(f"{option} {text}: {exc} (the configuration's input is "
                               f"a^1 x b^1 x d^1 = {a} x {b} x {d}: Z needs {a * b * d} columns)") from None
+    if X.shape[1] == 0:
+        raise DataFormatError(f"{option} {text}: holds no instances (l = 0 rows of Z); training, testing and "
+                              "the accuracy need l >= 1")
+    return X, y
 
 
 def preprocess(X: np.ndarray, scaling: str, mean: np.ndarray | None = None
@@ -378,6 +424,16 @@ def _train(args: argparse.Namespace) -> int:
                 theta, hist = adam(net, theta0, Xtr, ytr, C=C, lr=args.lr or 1e-3, bsize=args.bsize or 128,
                                    epoch_max=args.epoch_max, seed=args.seed, validation=validation,
                                    keep_best=keep_best, callback=progress, log=say)
+        except DivergenceError as exc:
+            if args.save is not None and exc.theta is not None:
+                meta_d: dict[str, Any] = {"scaling": args.scale, "solver": args.solver, "C": C, "seed": args.seed,
+                                          "train": str(args.train), "diverged": True, "iteration": exc.iteration}
+                if args.scale == "255":
+                    meta_d["scale"] = PIXEL_SCALE
+                save_model(args.save, net, exc.theta, mean=mean, meta=meta_d)
+                print(f"the last finite theta (before the failing step, {unit} {exc.iteration}) saved to "
+                      f"{args.save}", file=sys.stderr)
+            raise
         finally:
             if bar is not None:
                 bar.close()

@@ -10,7 +10,6 @@ import pytest
 from sparsecnn import ArchitectureError, ConfigError, ConvLayer, FullLayer, Network
 from sparsecnn.config import (
     KEYS,
-    network_from_simplenn_config,
     parse_simplenn_config,
     read_simplenn_config,
     to_simplenn_config,
@@ -95,17 +94,17 @@ def test_shared_example_network(shared_data: Path) -> None:
 
 def test_shared_example_round_trip(shared_data: Path, tmp_path: Path) -> None:
     original = (shared_data / "mnist-demo-layer4.config").read_text()
-    net = network_from_simplenn_config(shared_data / "mnist-demo-layer4.config")
+    net = Network.from_simplenn_config(shared_data / "mnist-demo-layer4.config")
     written = to_simplenn_config(net)
     code = [ln for ln in original.splitlines() if ln.strip() and not ln.startswith("%")]
     assert [ln for ln in written.splitlines() if not ln.startswith("%")] == code
-    again = network_from_simplenn_config(write(tmp_path, written))
+    again = Network.from_simplenn_config(write(tmp_path, written))
     assert repr(again) == repr(net)
 
 
-def test_function_and_method_agree(tmp_path: Path) -> None:
+def test_file_and_dict_give_the_same_network(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    assert repr(Network.from_simplenn_config(path)) == repr(network_from_simplenn_config(path))
+    assert repr(Network.from_simplenn_config(path)) == repr(Network.from_config_dict(read_simplenn_config(path)))
     assert read_simplenn_config(str(path)) == EXPECTED
 
 
@@ -131,7 +130,7 @@ def test_whitespace_comments_and_spaces_tolerated(tmp_path: Path) -> None:
 
 def test_rectangular_input(tmp_path: Path) -> None:
     text = replace_line("wd_input", "wd_input = [20];", replace_line("ht_input", "ht_input = [12];"))
-    net = network_from_simplenn_config(write(tmp_path, text))
+    net = Network.from_simplenn_config(write(tmp_path, text))
     assert net.input_shape == (12, 20, 1)     # (a, b, d) = (ht_input, wd_input, ch_input(1))
     assert [(ly.a_out, ly.b_out) for ly in net.conv] == [(6, 10), (3, 5), (1, 2)]
     written = to_simplenn_config(net)
@@ -142,7 +141,7 @@ def test_no_conv_layers_and_several_full_layers(tmp_path: Path) -> None:
     text = ("L = 2;\nLC = 0;\nLF = 2;\nwd_input = [3];\nht_input = [2];\nch_input = [2];\n"
             "wd_pad_added = [];\nwd_filter = [];\nstrides = [];\nwd_subimage_pool = [];\n"
             "full_neurons = [7,4];\n")
-    net = network_from_simplenn_config(write(tmp_path, text))
+    net = Network.from_simplenn_config(write(tmp_path, text))
     assert net.input_shape == (2, 3, 2) and net.LC == 0
     assert [fl.W_shape for fl in net.full] == [(7, 12), (4, 7)]
     assert [fl.sigma.name for fl in net.full] == ["relu", "identity"]
@@ -156,7 +155,7 @@ def test_no_conv_layers_and_several_full_layers(tmp_path: Path) -> None:
 ])
 def test_writer_round_trip(tmp_path: Path, layers: list[ConvLayer | FullLayer]) -> None:
     net = Network((9, 7, 2), layers)
-    again = network_from_simplenn_config(write(tmp_path, to_simplenn_config(net)))
+    again = Network.from_simplenn_config(write(tmp_path, to_simplenn_config(net)))
     assert repr(again) == repr(net)
     assert again.n_params == net.n_params
 
@@ -278,7 +277,7 @@ def test_not_an_assignment(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="not found"):
         read_simplenn_config(tmp_path / "absent.config")
     with pytest.raises(ConfigError, match="absent.config"):
         Network.from_simplenn_config(tmp_path / "absent.config")
@@ -303,7 +302,7 @@ def test_empty_image_names_file_and_layer(tmp_path: Path) -> None:
     text = replace_line("wd_filter", "wd_filter = [5,3,13];")
     path = write(tmp_path, text)
     with pytest.raises(ArchitectureError) as info:
-        network_from_simplenn_config(path)
+        Network.from_simplenn_config(path)
     assert str(path) in str(info.value) and "conv layer 3" in str(info.value)
 
 
@@ -316,3 +315,14 @@ def test_byte_order_mark_tolerated(tmp_path: Path) -> None:
     path = tmp_path / "bom.config"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
     assert read_simplenn_config(path) == EXPECTED
+
+
+def test_special_and_oversized_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a regular file \\(a character device\\)"):
+        read_simplenn_config("/dev/zero")
+    with pytest.raises(ConfigError, match="not a regular file \\(a folder\\)"):
+        read_simplenn_config(tmp_path)
+    big = tmp_path / "big.config"
+    big.write_text(GOOD + "%" + "x" * 1_000_000 + "\n")
+    with pytest.raises(ConfigError, match="larger than 1,000,000 bytes"):
+        read_simplenn_config(big)

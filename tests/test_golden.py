@@ -17,6 +17,7 @@ from sparsecnn.oracle.golden import (
     GOLDEN_VERSION,
     Golden,
     check_golden,
+    golden_checksums,
     load_network_file,
     make_golden,
     read_golden,
@@ -187,6 +188,11 @@ def test_golden_file_checks_against_itself(case: Path) -> None:
 
 
 # ----------------------------------------------------------------- errors
+def sealed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with their checksums recomputed, so the checks behind them are reached."""
+    return {**arrays, "sha256": np.array(json.dumps(golden_checksums(arrays)))}
+
+
 def test_bad_golden_files_raise_data_format_error(tmp_path: Path, case: Path) -> None:
     with pytest.raises(DataFormatError, match="not found"):
         read_golden(tmp_path / "missing.npz")
@@ -203,14 +209,16 @@ def test_bad_golden_files_raise_data_format_error(tmp_path: Path, case: Path) ->
     with np.load(case, allow_pickle=False) as archive:
         arrays = {k: archive[k] for k in archive.files}
     with pytest.raises(DataFormatError, match="version"):
-        read_golden(save(tmp_path / "v2.npz", **{**arrays, "schema_version": np.array(2)}))
+        read_golden(save(tmp_path / "v7.npz", **sealed({**arrays, "schema_version": np.array(7)})))
     with pytest.raises(DataFormatError, match="JSON"):
-        read_golden(save(tmp_path / "json.npz", **{**arrays, "network": np.array("{not json")}))
+        read_golden(save(tmp_path / "json.npz", **sealed({**arrays, "network": np.array("{not json")})))
     with pytest.raises(DataFormatError, match="'grad' must have shape"):
-        read_golden(save(tmp_path / "shape.npz", **{**arrays, "grad": arrays["grad"][:-1]}))
+        read_golden(save(tmp_path / "shape.npz", **sealed({**arrays, "grad": arrays["grad"][:-1]})))
     bad = {**arrays, "torch/grad/0.bias": arrays["torch/grad/0.bias"] + 1}
     with pytest.raises(DataFormatError, match="disagrees"):
-        read_golden(save(tmp_path / "inconsistent.npz", **bad))
+        read_golden(save(tmp_path / "inconsistent.npz", **sealed(bad)))
+    with pytest.raises(DataFormatError, match="'torch/grad/0.bias' does not match the SHA-256"):
+        read_golden(save(tmp_path / "unsealed.npz", **bad))
     truncated = tmp_path / "truncated.npz"
     truncated.write_bytes(case.read_bytes()[:2000])
     with pytest.raises(DataFormatError):

@@ -183,3 +183,19 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--help"])
     out = capsys.readouterr().out
     assert "check" in out and "golden" in out and "check-golden" in out
+
+
+def test_golden_out_checked_before_computing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "net.json").write_text('{"input_shape": [6, 6, 1], "layers": [{"kind": "full", "n_out": 3}]}')
+    for out, message in ((tmp_path / "missing" / "case.npz", "does not exist"), (tmp_path, "is a folder")):
+        assert main(["golden", "--config", str(tmp_path / "net.json"), "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
+
+
+def test_check_golden_float16_results_exit_2(case: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with np.load(case, allow_pickle=False) as archive:
+        np.savez(tmp_path / "r.npz", f=archive["f"].astype(np.float16), grad=archive["grad"])
+    assert main(["check-golden", str(case), str(tmp_path / "r.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "float16 results cannot be checked" in err and err.count("\n") == 1

@@ -184,10 +184,21 @@ def test_failed_save_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_load_rejects_tampered_models(tmp_path):
+    from sparsecnn.model_io import model_checksums
+
     net, theta = small()
-    good = {"format": np.array("sparsecnn-model"), "version": np.array(1),
+    good = {"format": np.array("sparsecnn-model"), "version": np.array(2),
             "network": np.array(json.dumps(network_to_dict(net))), "theta": theta,
             "mean": np.zeros(0), "meta": np.array("{}")}
+
+    def sealed(arrays):                  # the checksums recomputed, so the checks behind them are reached
+        try:
+            sums = model_checksums(json.loads(str(arrays["network"])), arrays["theta"], arrays["mean"],
+                                   json.loads(str(arrays["meta"])))
+        except (ValueError, TypeError):
+            sums = {}
+        return {**arrays, "sha256": np.array(json.dumps(sums))}
+
     cases = {
         "theta": ({"theta": theta[:-1]}, "theta must be"),
         "nan": ({"theta": np.full_like(theta, np.nan)}, "NaN"),
@@ -195,14 +206,17 @@ def test_load_rejects_tampered_models(tmp_path):
         "json": ({"network": np.array("{not json")}, "corrupt JSON"),
         "mean": ({"mean": np.zeros(5)}, "mean must be"),
         "format": ({"format": np.array("other")}, "not a sparsecnn model"),
-        "objects": ({"meta": np.array([{"a": 1}], dtype=object)}, "sparsecnn model"),
+        "objects": ({"meta": np.array([{"a": 1}], dtype=object)}, "model file"),
     }
     for name, (change, message) in cases.items():
         path = tmp_path / f"{name}.npz"
-        np.savez(path, **{**good, **change})
+        np.savez(path, **sealed({**good, **change}))
         with pytest.raises(DataFormatError, match=message):
             load_model(path)
-    np.savez(tmp_path / "ok.npz", **good)
+    np.savez(tmp_path / "unsealed.npz", **{**sealed(good), "theta": 2 * theta})
+    with pytest.raises(DataFormatError, match="theta does not match the SHA-256"):
+        load_model(tmp_path / "unsealed.npz")
+    np.savez(tmp_path / "ok.npz", **sealed(good))
     assert np.array_equal(load_model(tmp_path / "ok.npz").theta, theta)
 
 

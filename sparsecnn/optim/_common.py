@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ConfigError, InputTypeError
+from ..exceptions import ConfigError, DivergenceError, InputTypeError
 from ..network import Network
 
-__all__ = ["History", "accuracy", "Callback", "Log", "log_line"]
+__all__ = ["History", "accuracy", "Callback", "Log", "log_line", "check_progress", "divergence_hint"]
 
 Callback = Callable[[dict[str, Any]], None]
 """Called after every iteration (Newton) or epoch (SGD, Adam) with that row of the history."""
@@ -206,3 +206,92 @@ def check_validation(net: Network, validation: tuple[np.ndarray, np.ndarray] | N
     Xv, yv = validation
     Xv = net.check_X(Xv)
     return Xv, net.check_y(yv, Xv.shape[1])
+
+
+def divergence_hint(*, X: np.ndarray | None = None, C: float | None = None, lr: float | None = None,
+                    lam: float | None = None) -> str:
+    """The likely causes of a non-finite ``f``, gradient or step, most suspicious first.
+
+    A setting is suspicious when it is far outside the usual range: ``max |X| > 1e6``
+    (pixels are usually scaled to about 1), ``C < 1e-8`` (``theta^T theta/(2C)``
+    overflows), ``lr >= 1``, ``lambda > 1e100``; when none is, all are listed.
+
+    Examples
+    --------
+    >>> divergence_hint(X=np.ones((2, 3)), C=1e-300, lr=None, lam=1.0)
+    'C = 1e-300 (theta^T theta/(2C) overflows: use a larger C)'
+    >>> divergence_hint(X=np.ones((2, 3)), C=10.0, lr=0.01)
+    'the learning rate (lr = 0.01), C (= 10) or the input scale (max |X| = 1)'
+    """
+    scale = float(np.max(np.abs(X))) if X is not None and X.size else None
+    flagged, named = [], []
+    if lr is not None:
+        named.append(f"the learning rate (lr = {lr:g})")
+        if lr >= 1:
+            flagged.append(f"the learning rate lr = {lr:g} (too large: try a smaller --lr)")
+    if lam is not None:
+        named.append(f"lambda (= {lam:g})")
+        if lam > 1e100:
+            flagged.append(f"lambda = {lam:g} (the damping overflows: use a smaller lambda)")
+    if C is not None:
+        named.append(f"C (= {C:g})")
+        if C < 1e-8:
+            flagged.append(f"C = {C:g} (theta^T theta/(2C) overflows: use a larger C)")
+    if scale is not None:
+        named.append(f"the input scale (max |X| = {scale:g})")
+        if scale > 1e6:
+            flagged.append(f"the input scale, max |X| = {scale:g} (scale the inputs to about 1)")
+    if flagged:
+        return "; or ".join(flagged)
+    return (", ".join(named[:-1]) + " or " + named[-1]) if len(named) > 1 else (named[0] if named else
+                                                                                  "the settings or the data")
+
+
+def check_progress(solver: str, where: str, iteration: int, theta_last: np.ndarray, hint: str, *,
+                   f: float | None = None, grad: np.ndarray | None = None, step: np.ndarray | None = None,
+                   history: History | None = None) -> None:
+    """Stop a run whose ``f``, gradient or step is no longer finite.
+
+    Called by every optimiser loop at each iteration (and at the initial ``theta``).
+
+    Parameters
+    ----------
+    solver : str
+        ``"newton"``, ``"sgd"``, ``"adam"``.
+    where : str
+        The place, e.g. ``"iteration 3"``, ``"epoch 2 (step 7)"``, ``"the initial theta"``.
+    iteration : int
+        Iteration or epoch number (0 at the initial ``theta``).
+    theta_last : ndarray, shape ``(n,)``
+        The last finite iterate, kept on the exception.
+    hint : str
+        The likely causes (:func:`divergence_hint`).
+    f, grad, step : optional
+        What to check.
+    history : History, optional
+        The rows so far, kept on the exception.
+
+    Raises
+    ------
+    DivergenceError
+
+    Examples
+    --------
+    >>> check_progress("sgd", "epoch 1 (step 2)", 1, np.zeros(2), "lr", f=0.5, grad=np.ones(2))
+    >>> check_progress("sgd", "epoch 1 (step 2)", 1, np.zeros(2), "the learning rate", f=float("nan"))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.DivergenceError: sgd diverged at epoch 1 (step 2): f = nan; likely cause: the learning rate. The last finite theta is kept (DivergenceError.theta; sparsecnn train --save writes it)
+    """
+    what = None
+    if f is not None and not math.isfinite(f):
+        what = f"f = {f}"
+    elif grad is not None and not np.isfinite(grad).all():
+        what = f"the gradient has {int(np.count_nonzero(~np.isfinite(grad)))} NaN or Inf entries"
+    elif step is not None and not np.isfinite(step).all():
+        what = f"the step has {int(np.count_nonzero(~np.isfinite(step)))} NaN or Inf entries"
+    if what is None:
+        return
+    raise DivergenceError(f"{solver} diverged at {where}: {what}; likely cause: {hint}. The last finite theta "
+                          "is kept (DivergenceError.theta; sparsecnn train --save writes it)",
+                          iteration=iteration, theta=np.array(theta_last, dtype=np.float64), history=history)

@@ -91,4 +91,5 @@ def adam(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: fl
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback, dtype=dtype, keep_best=keep_best, log=log)
+                           callback=callback, dtype=dtype, keep_best=keep_best, log=log, lr=lr,
+                           solver="adam")

@@ -66,7 +66,9 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_progress,
     check_validation,
+    divergence_hint,
     log_line,
     positive_float,
     positive_int,
@@ -128,6 +130,12 @@ def conjugate_gradient(matvec: Callable[[np.ndarray], np.ndarray], g: np.ndarray
     cg_max : int
         At most this many iterations.
 
+    Returns
+    -------
+    CGResult
+        ``d`` full of NaN when a product ``(G + (lam + inv_C) I) v`` overflows (the
+        caller reports the divergence).
+
     Examples
     --------
     >>> A = np.diag([1.0, 2.0, 4.0])
@@ -150,6 +158,9 @@ def conjugate_gradient(matvec: Callable[[np.ndarray], np.ndarray], g: np.ndarray
     for iters in range(1, cg_max + 1):
         Gv = matvec(v) + damping * v
         vGv = float(v @ Gv)
+        if not math.isfinite(vGv):                     # overflow (huge lambda, 1/C or G): no direction
+            nan = np.full_like(g, np.nan)
+            return CGResult(nan, iters, math.nan, math.nan, math.nan)
         if not vGv > 0.0:                              # no curvature along v (only without damping)
             iters -= 1
             break
@@ -428,7 +439,7 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     return newton_loop(problem, net, theta, C=C, iter_max=iter_max, GNsize=GNsize, xi=xi, CGmax=CGmax,
                        lam=lam, drop=drop, boost=boost, eta=eta, seed=seed, validation=validation,
                        keep_best=keep_best, trial_gradient=trial_gradient, max_ls_steps=max_ls_steps,
-                       callback=callback, batch_size=batch_size, log=log)
+                       callback=callback, batch_size=batch_size, log=log, X_hint=X)
 
 
 def _logged(callback: Callback | None, log: Log | None) -> Callback | None:
@@ -450,13 +461,19 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
                 drop: float = 2 / 3, boost: float = 3 / 2, eta: float = 1e-4, seed: int | None = None,
                 validation: tuple[np.ndarray, np.ndarray] | None = None, keep_best: bool = False,
                 trial_gradient: bool = True, max_ls_steps: int = 60, callback: Callback | None = None,
-                batch_size: int = 1024, log: Log | None = None) -> tuple[np.ndarray, History]:
+                batch_size: int = 1024, log: Log | None = None, X_hint: np.ndarray | None = None
+                ) -> tuple[np.ndarray, History]:
     """The Newton iteration of the module docstring on any :class:`NewtonProblem`.
 
     :func:`newton` runs it in this process and
     :func:`sparsecnn.distributed.newton_distributed` on a Dask cluster; the
     arguments are :func:`newton`'s (``net`` and ``batch_size`` serve the
-    validation accuracy, computed in this process).
+    validation accuracy, computed in this process).  ``X_hint``, the inputs when
+    available, lets the divergence message judge their scale.
+
+    A non-finite ``f`` or gradient (at the initial ``theta`` or an accepted step) or
+    CG direction raises :class:`~sparsecnn.exceptions.DivergenceError` naming the
+    iteration and the likely cause, with the last finite iterate as ``.theta``.
 
     Examples
     --------
@@ -488,6 +505,8 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
     t0 = time.perf_counter()
     f, grad = problem.objective(theta)
     timing["f+g"] += time.perf_counter() - t0
+    hint = divergence_hint(X=X_hint, C=C, lam=lam)
+    check_progress("newton", "the initial theta", 0, theta, hint, f=f, grad=grad, history=hist)
     hist.f0, hist.gnorm0 = f, float(np.linalg.norm(grad))
     if log is not None:
         log(f"initial f: {f:g}")
@@ -510,6 +529,7 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
         if hasattr(G, "release"):
             G.release()
         del G
+        check_progress("newton", f"iteration {k} (CG direction)", k, theta, hint, step=res.d, history=hist)
 
         # line search: alpha = 1, 1/2, ... until sufficient decrease
         t = time.perf_counter()
@@ -539,8 +559,9 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
 
         t = time.perf_counter()
         if accepted:
-            theta, f = theta_new, f_new
-            grad = g_new if g_new is not None else problem.objective(theta)[1]
+            grad_new = g_new if g_new is not None else problem.objective(theta_new)[1]
+            check_progress("newton", f"iteration {k}", k, theta, hint, f=f_new, grad=grad_new, history=hist)
+            theta, f, grad = theta_new, f_new, grad_new
         else:
             alpha = 0.0
         timing["f+g"] += time.perf_counter() - t

@@ -37,7 +37,9 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_progress,
     check_validation,
+    divergence_hint,
     log_line,
     positive_float,
     positive_int,
@@ -54,7 +56,8 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
                     update: Update, bsize: int, epoch_max: int, seed: int | None,
                     validation: tuple[np.ndarray, np.ndarray] | None, full_objective: bool,
                     callback: Callback | None, dtype: object = None, keep_best: bool = False,
-                    log: Log | None = None) -> tuple[np.ndarray, History]:
+                    log: Log | None = None, lr: float | None = None,
+                    solver: str = "mini-batch training") -> tuple[np.ndarray, History]:
     """The loop SGD and Adam share: epochs of ``ceil(l/bsize)`` random mini-batches.
 
     Each step draws ``bsize`` distinct instances ``B``, computes
@@ -77,12 +80,22 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
         counting steps.
     bsize, epoch_max, seed, validation, full_objective, callback, dtype, keep_best, log
         As for :func:`sgd`.
+    lr : float, optional
+        The learning rate, named in the message when the run diverges.
+    solver : str
+        The optimiser's name in that message.
 
     Returns
     -------
     theta : ndarray, shape ``(n,)``
     history : History
         One row per epoch; ``step`` holds the learning rate ``update`` returned last.
+
+    Raises
+    ------
+    DivergenceError
+        At the first step whose ``f``, gradient or new ``theta`` is not finite, naming the
+        epoch and step and the likely cause; ``.theta`` is the last finite iterate.
 
     Examples
     --------
@@ -112,8 +125,10 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     rng = np.random.default_rng(seed)
     timing = {"steps": 0.0, "full_objective": 0.0, "validation": 0.0}
     hist = History(timing=timing)
+    hint = divergence_hint(X=X, C=C, lr=lr)
     if full_objective:
         f0, g0 = net.objective(theta, X, labels, C)
+        check_progress(solver, "the initial theta", 0, theta, hint, f=f0, grad=g0, history=hist)
         hist.f0, hist.gnorm0 = f0, float(np.linalg.norm(g0))
         if log is not None:
             log(f"initial f: {f0:g}")
@@ -122,19 +137,24 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     for epoch in range(1, epoch_max + 1):
         t_epoch = time.perf_counter()
         fs, gs = [], []
-        lr = math.nan
+        lr_used = math.nan
         for _ in range(math.ceil(l / bsize)):
             idx = np.sort(rng.choice(l, size=bsize, replace=False))
             fb, grad = net.objective(theta, X[:, idx], labels[idx], C, batch_size=bsize)
+            t_step += 1
+            where = f"epoch {epoch} (step {t_step})"
+            check_progress(solver, where, epoch, theta, hint, f=fb, grad=grad, history=hist)
             fs.append(fb)
             gs.append(float(np.linalg.norm(grad)))
-            t_step += 1
-            theta, lr = update(theta, grad, t_step)
+            theta_new, lr_used = update(theta, grad, t_step)
+            check_progress(solver, where, epoch, theta, hint, step=theta_new, history=hist)
+            theta = theta_new
         timing["steps"] += time.perf_counter() - t_epoch
         f, gnorm = float(np.mean(fs)), float(np.mean(gs))
         if full_objective:
             t = time.perf_counter()
             f, g_full = net.objective(theta, X, labels, C)
+            check_progress(solver, f"epoch {epoch}", epoch, theta, hint, f=f, grad=g_full, history=hist)
             gnorm = float(np.linalg.norm(g_full))
             timing["full_objective"] += time.perf_counter() - t
         elapsed = time.perf_counter() - t_epoch
@@ -145,7 +165,7 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
             timing["validation"] += time.perf_counter() - t
             if hist.record_validation(epoch, acc):
                 best_theta = theta
-        row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr, "lam": math.nan,
+        row = {"iter": epoch, "f": f, "gnorm": gnorm, "cg_iters": 0, "step": lr_used, "lam": math.nan,
                "val_acc": acc, "time": elapsed}
         hist.append(row)
         if log is not None:
@@ -238,4 +258,5 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
 
     return minibatch_train(net, theta, X, y, C=C, update=update, bsize=bsize, epoch_max=epoch_max,
                            seed=seed, validation=validation, full_objective=full_objective,
-                           callback=callback, dtype=dtype, keep_best=keep_best, log=log)
+                           callback=callback, dtype=dtype, keep_best=keep_best, log=log, lr=lr,
+                           solver="sgd")

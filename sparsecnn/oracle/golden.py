@@ -8,7 +8,7 @@ stored network, parameters, inputs and vectors, saves them in a results
 ``.npz``, and ``sparsecnn check-golden case.npz RESULTS.npz``
 (:func:`check_golden`) prints the same report as :func:`sparsecnn.check`.
 
-Schema, version 1
+Schema, version 2
 -----------------
 Shapes use ``n`` (parameters), ``l`` (instances), ``n_L`` (outputs), ``a, b, d``
 (height, width, channels of the input image) and, for max-pooling layer ``m``,
@@ -17,7 +17,10 @@ Shapes use ``n`` (parameters), ``l`` (instances), ``n_L`` (outputs), ``a, b, d``
 Description (0-d arrays):
 
 - ``schema`` (unicode): ``"sparsecnn-golden"``;
-- ``schema_version`` (int64): ``1``;
+- ``schema_version`` (int64): ``2``;
+- ``sha256`` (unicode, JSON): ``{name: SHA-256}`` of every other array's dtype,
+  shape and bytes (:func:`golden_checksums`); :func:`read_golden` refuses a file
+  whose arrays do not match, naming them;
 - ``network`` (unicode, JSON): ``input_shape`` ``[a, b, d]``; ``layers``, each
   ``{"kind": "conv", "d_out", "h", "s", "p", "r", "activation", "pool"}`` or
   ``{"kind": "full", "n_out", "activation"}`` (activation ``null``: ReLU, the
@@ -74,8 +77,10 @@ parameter as ``torch/grad/<key>`` or one flat vector ``torch/grad`` of length
 ``f`` has no layout.  A product given in both layouts is compared in both.
 The golden file's own inputs (``X``, ``theta``, ``v``, ``torch/x``, ...) are
 ignored, so a golden file checks against itself; any other name is an error.
-Tolerances are scaled to the lowest floating precision among the arrays given
-(float32 results are judged in units of ``eps32``).
+Each row's tolerance comes from the dtype of the array it compares (a float32
+gradient is judged in units of ``eps32`` even when ``f`` is float64, and the
+reverse); float16 results are refused (their rounding, ``eps = 9.8e-4``, would
+hide errors of a few per cent).
 
 Examples
 --------
@@ -96,19 +101,19 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .._safe_io import atomic_write, read_npz, regular_file
 from ..engine import winner_positions
 from ..exceptions import DataFormatError, ShapeError
+from ..model_io import network_from_dict, network_to_dict, parse_json
 from ..network import Network
 from .check import compare_products, default_rtol
 from .layouts import (
@@ -132,14 +137,16 @@ __all__ = [
     "check_golden",
     "winners_to_torch",
     "load_network_file",
+    "golden_checksums",
 ]
 
 GOLDEN_SCHEMA = "sparsecnn-golden"
-GOLDEN_VERSION = 1
+GOLDEN_VERSION = 2
 RESULT_NAMES = ("f", "output", "grad", "Jv", "JTu", "Gv")
 """Products a results file may hold."""
 
 _THETA_LIKE = ("grad", "JTu", "Gv")
+_MAX_NETWORK_FILE = 1_000_000
 
 
 # -------------------------------------------------------------- conversions
@@ -270,8 +277,6 @@ class Golden:
         >>> desc["torch_parameters"][0]
         {'name': '0.weight', 'symbol': 'W^1', 'layer': 1, 'shape': [2, 1, 3, 3]}
         """
-        from ..model_io import network_to_dict
-
         net = self.net
         desc = network_to_dict(net)
         a, b, d = net.input_shape
@@ -325,7 +330,30 @@ class Golden:
                 arrays[f"torch/{key}/{p.name}"] = np.ascontiguousarray(vec[p.theta_index])
         for m, w in sorted(self.winners.items()):
             arrays[f"torch/winners/{m}"] = winners_to_torch(w, net, m)
+        arrays["sha256"] = np.array(json.dumps(golden_checksums(arrays)))
         return arrays
+
+
+def golden_checksums(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """SHA-256 of each array but ``sha256``: its dtype, shape and little-endian bytes.
+
+    Examples
+    --------
+    >>> sums = golden_checksums({"f": np.array(1.0), "y": np.array([0, 1])})
+    >>> sorted(sums), sums["f"] == golden_checksums({"f": np.array(1.0, dtype=">f8")})["f"]
+    (['f', 'y'], True)
+    """
+    out: dict[str, str] = {}
+    for key in sorted(arrays):
+        if key == "sha256":
+            continue
+        arr = np.asarray(arrays[key])
+        dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder in "<>" else arr.dtype
+        arr = np.ascontiguousarray(arr, dtype=dt)
+        h = hashlib.sha256(f"{dt.str}|{arr.shape}|".encode())
+        h.update(arr.tobytes())
+        out[key] = h.hexdigest()
+    return out
 
 
 def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = np.inf,
@@ -415,43 +443,15 @@ def write_golden(path: str | os.PathLike[str], golden: Golden) -> None:
     >>> sorted(np.load(case).files)[:6]
     ['C', 'Gv', 'JTu', 'Jv', 'X', 'f']
     """
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **golden.arrays())  # type: ignore[arg-type]
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    arrays = golden.arrays()
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ reading
 def _open_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file, loaded without pickle, or a DataFormatError saying what is wrong."""
-    source = os.fspath(path)
-    if not Path(path).is_file():
-        raise DataFormatError(f"{source}: {what} not found")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(6)
-    except OSError as exc:
-        raise DataFormatError(f"{source}: cannot read the {what} ({exc})") from None
-    if not head.startswith(b"PK\x03\x04"):
-        kind = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not a zip archive"
-        raise DataFormatError(f"{source}: not a {what} ({kind}; expected an .npz archive)")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {k: np.array(archive[k]) for k in archive.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        text = str(exc)
-        if "pickle" in text.lower():
-            text = "it holds Python objects (pickled); only numeric and text arrays are read"
-        raise DataFormatError(f"{source}: not a readable {what} ({type(exc).__name__}: {text})") from None
+    """All arrays of an ``.npz`` file (:func:`sparsecnn._safe_io.read_npz`: regular files, no pickle,
+    sizes checked before reading), or a DataFormatError saying what is wrong."""
+    return read_npz(path, what)
 
 
 def _text(arrays: Mapping[str, np.ndarray], key: str, source: str) -> str:
@@ -509,8 +509,6 @@ def read_golden(path: str | os.PathLike[str]) -> Golden:
     ...
     sparsecnn.exceptions.DataFormatError: .../absent.npz: golden file not found
     """
-    from ..model_io import network_from_dict
-
     source = os.fspath(path)
     arrays = _open_npz(path, "golden file")
     if "schema" not in arrays or _text(arrays, "schema", source) != GOLDEN_SCHEMA:
@@ -519,26 +517,42 @@ def read_golden(path: str | os.PathLike[str]) -> Golden:
     if version is None or version.shape != () or version.dtype.kind not in "iu" or int(version) != GOLDEN_VERSION:
         raise DataFormatError(f"{source}: golden schema version {version!r} is not supported "
                               f"(this sparsecnn reads version {GOLDEN_VERSION})")
-    for key in ("network", "info"):
+    for key in ("network", "info", "sha256"):
         if key not in arrays:
             raise DataFormatError(f"{source}: golden file lacks {key!r}")
-    try:
-        desc = json.loads(_text(arrays, "network", source))
-        info = json.loads(_text(arrays, "info", source))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{source}: corrupt JSON in the golden file: {exc}") from None
+    stored = parse_json(_text(arrays, "sha256", source), "sha256", source)
+    if not isinstance(stored, dict):
+        raise DataFormatError(f"{source}: entry 'sha256' must be a JSON object {{name: SHA-256}}")
+    actual = golden_checksums(arrays)
+    wrong = sorted(set(stored) ^ set(actual)) + sorted(k for k in set(stored) & set(actual)
+                                                       if stored[k] != actual[k])
+    if wrong:
+        shown = ", ".join(repr(k) for k in wrong[:8]) + (f" and {len(wrong) - 8} more" if len(wrong) > 8 else "")
+        raise DataFormatError(f"{source}: array{'s' if len(wrong) > 1 else ''} {shown} "
+                              f"{'do' if len(wrong) > 1 else 'does'} not match the SHA-256 stored when the "
+                              "golden file was written (changed, added or removed afterwards); refusing an "
+                              "altered golden file")
+    desc = parse_json(_text(arrays, "network", source), "network", source)
+    info = parse_json(_text(arrays, "info", source), "info", source)
     net = network_from_dict(desc, source)
     n, n_L = net.n_params, net.n_L
     X = arrays.get("X")
     if X is None or X.ndim != 2:
         raise DataFormatError(f"{source}: golden file lacks X of shape (d a b, l)")
     l = X.shape[1]
+    if l < 1:
+        raise DataFormatError(f"{source}: X has l = 0 instances; a golden case needs l >= 1")
     get = {k: _float_array(arrays, k, s, source) for k, s in (
         ("C", ()), ("f", ()), ("X", (net.n_input, l)), ("theta", (n,)), ("output", (n_L, l)), ("grad", (n,)),
         ("v", (n,)), ("u", (n_L, l)), ("Jv", (n_L, l)), ("JTu", (n,)), ("Gv", (n,)))}
     y = arrays.get("y")
     if y is None or y.shape != (l,) or y.dtype.kind not in "iu":
         raise DataFormatError(f"{source}: golden file needs integer labels y of shape ({l},)")
+    bad = (y < 0) | (y >= n_L)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise DataFormatError(f"{source}: y must hold labels in 0..n_L-1 = 0..{n_L - 1}, got {y[k]} at "
+                              f"position {k}")
     winners: dict[int, np.ndarray] = {}
     for ly in net.conv:
         if ly.max_pools:
@@ -546,6 +560,9 @@ def read_golden(path: str | os.PathLike[str]) -> Golden:
             w = arrays.get(key)
             if w is None or w.shape != (ly.n_out, l) or w.dtype.kind not in "iu":
                 raise DataFormatError(f"{source}: golden file needs integer {key!r} of shape ({ly.n_out}, {l})")
+            if w.size and (w.min() < 0 or w.max() >= ly.n_S):
+                raise DataFormatError(f"{source}: {key!r} must hold positions in vec(sigma(S^{ly.m})), "
+                                      f"0..{ly.n_S - 1}, got {w.min()}..{w.max()}")
             winners[ly.m] = w.astype(np.int64)
     if not float(get["C"]) > 0:
         raise DataFormatError(f"{source}: C must be > 0, got {float(get['C'])}")
@@ -560,13 +577,13 @@ def read_golden(path: str | os.PathLike[str]) -> Golden:
     return golden
 
 
-_INPUTS = ("schema", "schema_version", "network", "info", "C", "layer_offsets", "X", "y", "theta", "v", "u",
+_INPUTS = ("schema", "schema_version", "sha256", "network", "info", "C", "layer_offsets", "X", "y", "theta", "v", "u",
            "torch/x", "torch/u")
 _INPUT_PREFIXES = ("winners/", "torch/winners/", "torch/theta/", "torch/v/")
 
 
 def read_results(path: str | os.PathLike[str], golden: Golden
-                 ) -> tuple[dict[str, dict[str, Any]], float, list[str]]:
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]], list[str]]:
     """Results in either layout, converted to sparsecnn's layout.
 
     Returns
@@ -575,8 +592,10 @@ def read_results(path: str | os.PathLike[str], golden: Golden
         ``{"sparsecnn": {...}, "torch": {...}}`` (layouts present only), each
         mapping ``f``, ``output``, ``grad``, ``Jv``, ``JTv`` (``J^T u``), ``Gv``
         to arrays in sparsecnn's layout.
-    eps : float
-        Machine epsilon of the lowest floating precision among the arrays.
+    eps : dict
+        ``{layout: {product: machine epsilon}}``: the epsilon of each product's own
+        dtype (the lowest precision among its arrays when given per parameter;
+        float64 for integers).
     found : list of str
         The names read.
 
@@ -590,7 +609,8 @@ def read_results(path: str | os.PathLike[str], golden: Golden
     Raises
     ------
     DataFormatError
-        For an unreadable file, an unknown name or a wrong shape.
+        For an unreadable file, an unknown name, a wrong shape, or a float16 array
+        (its rounding would hide errors of a few per cent).
 
     Examples
     --------
@@ -603,8 +623,10 @@ def read_results(path: str | os.PathLike[str], golden: Golden
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "results.npz"
     >>> np.savez(path, f=golden.f, **{"torch/grad": flat.astype(np.float32)})
     >>> results, eps, found = read_results(path, golden)
-    >>> sorted(results["torch"]), eps == float(np.finfo(np.float32).eps), found
-    (['f', 'grad'], True, ['f', 'torch/grad'])
+    >>> sorted(results["torch"]), found
+    (['f', 'grad'], ['f', 'torch/grad'])
+    >>> bool(eps["torch"]["grad"] == np.finfo(np.float32).eps), bool(eps["torch"]["f"] == np.finfo(np.float64).eps)
+    (True, True)
     >>> bool(np.allclose(results["torch"]["grad"], golden.grad, rtol=1e-6))
     True
     """
@@ -617,27 +639,37 @@ def read_results(path: str | os.PathLike[str], golden: Golden
     ours: dict[str, Any] = {}
     torch_: dict[str, Any] = {}
     used: set[str] = set()
-    dtypes: list[np.dtype] = []
+    eps64 = float(np.finfo(np.float64).eps)
+    eps_of: dict[str, float] = {}                      # array name -> machine epsilon of its dtype
 
     def take(key: str, shape: tuple[int, ...]) -> np.ndarray:
         used.add(key)
         arr = arrays[key]
         if arr.dtype.kind not in "fiu" or arr.dtype == bool:
             raise DataFormatError(f"{source}: {key!r} must be a float array, got dtype {arr.dtype}")
-        if arr.dtype.kind == "f":
-            dtypes.append(arr.dtype)
+        if arr.dtype.kind == "f" and arr.dtype.itemsize < 4:
+            raise DataFormatError(
+                f"{source}: {key!r} is {arr.dtype}; float16 results cannot be checked (eps = "
+                f"{float(np.finfo(arr.dtype).eps):.2g} would allow errors of about 10%); compute in float32 "
+                "or float64")
+        eps_of[key] = float(np.finfo(arr.dtype).eps) if arr.dtype.kind == "f" else eps64
         if arr.shape != shape and not (shape == () and arr.size == 1):
             raise DataFormatError(f"{source}: {key!r} must have shape {shape}, got {arr.shape}")
         return arr.astype(np.float64).reshape(shape)
 
+    sources: dict[tuple[str, str], list[str]] = {}      # (layout, product) -> array names
+
     if "f" in arrays:
         ours["f"] = float(take("f", ()))
+        sources[("sparsecnn", "f")] = ["f"]
     for key, shape in (("output", (n_L, l)), ("Jv", (n_L, l)), ("grad", (n,)), ("JTu", (n,)), ("Gv", (n,))):
         if key in arrays:
             ours["JTv" if key == "JTu" else key] = take(key, shape)
+            sources[("sparsecnn", "JTv" if key == "JTu" else key)] = [key]
     for key in ("output", "Jv"):
         if f"torch/{key}" in arrays:
             torch_[key] = take(f"torch/{key}", (l, n_L)).T
+            sources[("torch", key)] = [f"torch/{key}"]
     for key in _THETA_LIKE:
         target = "JTv" if key == "JTu" else key
         flat = f"torch/{key}"
@@ -647,6 +679,7 @@ def read_results(path: str | os.PathLike[str], golden: Golden
                                   f"{flat!r} or per parameter, not both")
         if flat in arrays:
             torch_[target] = torch_flat_to_theta(params, take(flat, (n,)))
+            sources[("torch", target)] = [flat]
         elif per:
             unknown = sorted(set(per) - param_names)
             missing = sorted(param_names - set(per))
@@ -660,6 +693,7 @@ def read_results(path: str | os.PathLike[str], golden: Golden
                              for name, k in per.items()}, n)
             except ShapeError as exc:
                 raise DataFormatError(f"{source}: {exc}") from None
+            sources[("torch", target)] = list(per.values())
     extra = sorted(k for k in arrays if k not in used and k not in _INPUTS
                    and not k.startswith(_INPUT_PREFIXES))
     if extra:
@@ -672,7 +706,10 @@ def read_results(path: str | os.PathLike[str], golden: Golden
                               f"(or their torch/ forms)")
     if torch_ and set(ours) == {"f"}:                  # f has no layout: keep it with the rest
         torch_["f"] = ours.pop("f")
-    eps = max((float(np.finfo(dt).eps) for dt in dtypes), default=float(np.finfo(np.float64).eps))
+        sources[("torch", "f")] = sources.pop(("sparsecnn", "f"))
+    eps: dict[str, dict[str, float]] = {}
+    for (layout, product), names in sources.items():
+        eps.setdefault(layout, {})[product] = max(eps_of[k] for k in names)
     results: dict[str, dict[str, Any]] = {}
     if ours:
         results["sparsecnn"] = ours
@@ -723,19 +760,28 @@ def check_golden(golden: Golden | str | os.PathLike[str], results: str | os.Path
     else:
         golden_source = "<golden>"
     found, eps_found, names = read_results(results, golden)
-    eps = eps_found if eps is None else float(eps)
-    rtol_used = default_rtol(eps) if rtol is None else float(rtol)
     ref: dict[str, Any] = {"output": golden.output, "f": golden.f, "grad": golden.grad, "Jv": golden.Jv,
                            "JTv": golden.JTu, "Gv": golden.Gv}
     rows = []
+    rtols: dict[str, float] = {}                     # eps name -> rtol used, for the report
     for layout, theirs in found.items():
         labels = {"JTv": "JTu"}
         if layout == "torch" and "sparsecnn" in found:
             labels = {k: f"{labels.get(k, k)}[torch]" for k in ("output", "f", "grad", "Jv", "JTv", "Gv")}
-        rows += compare_products(golden.net, ref, theirs, rtol=rtol_used, atol=atol, eps=eps, k_worst=worst,
-                                 params=golden.params, labels=labels)
+        for product in ("output", "f", "grad", "Jv", "JTv", "Gv"):       # compare_products' order
+            if product not in theirs:
+                continue
+            eps_p = eps_found[layout][product] if eps is None else float(eps)   # the row's own dtype
+            rtol_p = default_rtol(eps_p) if rtol is None else float(rtol)
+            rtols[eps_name(eps_p)] = rtol_p
+            rows += compare_products(golden.net, ref, {product: theirs[product]}, rtol=rtol_p, atol=atol,
+                                     eps=eps_p, k_worst=worst, params=golden.params, labels=labels)
     net = golden.net
-    unit = eps_name(eps)
+    if rtol is None:
+        rtol_text = ("rtol from each row's own dtype, max(1e4 eps, 1e-9): "
+                     + ", ".join(f"{unit}: {r:.3g}" for unit, r in sorted(rtols.items())))
+    else:
+        rtol_text = f"rtol = {float(rtol):.3g}"
     ties = golden.info.get("max_pool_ties", {}) if isinstance(golden.info, dict) else {}
     setting = [
         f"golden: {golden_source} (schema {GOLDEN_SCHEMA} v{GOLDEN_VERSION}); l = {golden.l}, n = {net.n_params}, "
@@ -743,8 +789,7 @@ def check_golden(golden: Golden | str | os.PathLike[str], results: str | os.Path
         f"results: {source}: {', '.join(names)} ({' and '.join(found)} layout"
         + ("s" if len(found) > 1 else "") + ")",
         "tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "
-        f"1e-3 max|ours in product|); rtol = {rtol_used:.3g}"
-        + (f" (default: max(1e4 {unit}, 1e-9))" if rtol is None else "") + f", atol = {atol:g}",
+        f"1e-3 max|ours in product|); {rtol_text}, atol = {atol:g}",
     ]
     for m, t in sorted(ties.items(), key=lambda kv: int(kv[0])):
         if isinstance(t, dict):
@@ -784,17 +829,22 @@ def load_network_file(path: str | os.PathLike[str]) -> Network:
     >>> load_network_file(path)
     Network(input_shape=(6, 6, 1), layers=[ConvLayer(d_out=2, h=3, s=1, p=1, r=2, activation='relu', pool='max'), FullLayer(n_out=3, activation=None)])
     """
-    from ..model_io import network_from_dict
-
     source = os.fspath(path)
+    regular_file(path, "network file (simpleNN configuration or JSON)")
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        with open(source, "rb") as fh:
+            head = fh.read(_MAX_NETWORK_FILE + 1)
+        text = head.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         text = ""                                  # the simpleNN reader reports the problem
     if text.lstrip().startswith("{"):
+        if len(head) > _MAX_NETWORK_FILE:
+            raise DataFormatError(f"{source}: larger than {_MAX_NETWORK_FILE:,} bytes; not a network description")
         try:
             desc = json.loads(text)
-        except json.JSONDecodeError as exc:
+        except RecursionError:
+            raise DataFormatError(f"{source}: invalid JSON network description (nested too deeply)") from None
+        except ValueError as exc:
             raise DataFormatError(f"{source}: invalid JSON network description: {exc}") from None
         return network_from_dict(desc, source)
     return Network.from_simplenn_config(path)

@@ -6,6 +6,7 @@ Every operation is a literal ``scipy.sparse`` matrix (``P_pad``, ``P_phi``,
 """
 
 from . import datasets
+from ._version import __version__ as __version__
 from .data import load_simplenn_mat
 from .exceptions import (
     ArchitectureError,
@@ -23,8 +24,6 @@ from .network import ForwardCache, Network
 from .notation import mat, mat_batch, vec, vec_batch
 from .operators import P_pad, P_phi, P_pool, max_pool_winners
 from .oracle import check
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat", "datasets",

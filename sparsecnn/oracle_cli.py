@@ -46,7 +46,12 @@ import numpy as np
 
 from ._argtypes import integer, number
 from ._safe_io import unwritable
+from .data import center, load_simplenn_mat, scale
 from .exceptions import ConfigError, SparseCNNError
+from .interop import X_to_torch, _torch
+from .oracle import check
+from .oracle.check import _parse_products
+from .oracle.golden import check_golden, load_network_file, make_golden, write_golden
 
 __all__ = ["add_parser", "run_check", "run_golden", "run_check_golden", "load_model_function"]
 
@@ -65,8 +70,6 @@ def _shape(text: str) -> tuple[int, int, int]:
 
 
 def _products(text: str) -> tuple[str, ...]:
-    from .oracle.check import _parse_products
-
     try:
         return _parse_products(text)
     except SparseCNNError as exc:
@@ -268,17 +271,12 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .interop import X_to_torch, _torch
-    from .oracle import check
-
     torch = _torch()
     model = load_model_function(args.model)
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"--model: {args.model}() returned {type(model).__name__}, not a torch.nn.Module")
     rng = np.random.default_rng(args.seed)
     if args.data is not None:
-        from .data import center, load_simplenn_mat, scale
-
         shape = None
         if args.input_shape is not None:
             c, h, w = args.input_shape
@@ -340,8 +338,6 @@ def run_golden(args: argparse.Namespace) -> int:
         print(f"sparsecnn golden: error: {problem}", file=sys.stderr)
         return 2
     try:
-        from .oracle.golden import load_network_file, make_golden, write_golden
-
         net = load_network_file(args.config)
         golden = make_golden(net, instances=args.instances, seed=args.seed, C=args.C)
         write_golden(args.out, golden)
@@ -389,8 +385,6 @@ def run_check_golden(args: argparse.Namespace) -> int:
     0
     """
     try:
-        from .oracle.golden import check_golden
-
         report = check_golden(args.golden, args.results, rtol=args.rtol, atol=args.atol, worst=args.worst)
     except (SparseCNNError, OSError) as exc:
         return _fail("check-golden", exc)

@@ -111,10 +111,12 @@ from typing import Any
 import numpy as np
 
 from .._safe_io import atomic_write, read_npz, regular_file
+from .._version import __version__
 from ..engine import winner_positions
 from ..exceptions import DataFormatError, ShapeError
 from ..model_io import network_from_dict, network_to_dict, parse_json
 from ..network import Network
+from ..second_order import gauss_newton
 from .check import compare_products, default_rtol
 from .layouts import (
     TorchParameter,
@@ -393,8 +395,6 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
     >>> golden.info["max_pool_ties"]
     {'1': {'windows': 36, 'tied': 5, 'matter': 0}}
     """
-    from .. import __version__
-    from ..second_order import gauss_newton
 
     rng = np.random.default_rng(seed)
     if theta is None:

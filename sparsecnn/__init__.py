@@ -6,16 +6,18 @@ Every operation is a literal ``scipy.sparse`` matrix (``P_pad``, ``P_phi``,
 """
 
 from . import datasets
-from ._version import __version__ as __version__
+from ._version import __version__
 from .data import load_simplenn_mat
 from .exceptions import (
     ArchitectureError,
     ConfigError,
     DataFormatError,
+    DivergenceError,
     InputTypeError,
     LabelError,
     NonFiniteError,
     ShapeError,
+    SizeLimitError,
     SparseCNNError,
 )
 from .interop import from_torch, to_torch
@@ -26,10 +28,10 @@ from .operators import P_pad, P_phi, P_pool, max_pool_winners
 from .oracle import check
 
 __all__ = [
-    "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat", "datasets",
+    "__version__", "Network", "ConvLayer", "FullLayer", "ForwardCache", "load_simplenn_mat", "datasets",
     "from_torch", "to_torch", "check",
     "vec", "mat", "vec_batch", "mat_batch",
     "P_pad", "P_phi", "P_pool", "max_pool_winners",
     "SparseCNNError", "ShapeError", "NonFiniteError", "LabelError", "ConfigError",
-    "ArchitectureError", "DataFormatError", "InputTypeError",
+    "ArchitectureError", "DataFormatError", "InputTypeError", "SizeLimitError", "DivergenceError",
 ]

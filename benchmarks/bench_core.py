@@ -65,6 +65,7 @@ from typing import Any
 
 import numpy as np
 from _data import DATA, load, mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
+from _roofline import floor_seconds, measure, pass_gemms, square_rate, total_flops  # noqa: E402
 
 import sparsecnn
 from sparsecnn import Network, kernels
@@ -394,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--policies", default="store-all,slides,min-memory",
                    help="planner policies timed in float64 at the first batch size ('' for none)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the reference backend's row (Network(backend='reference'), float64)")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="leave out the machine's GEMM rates and each row's share of them")
     p.add_argument("--gv-images", type=int, default=100)
     p.add_argument("--profile-batch", type=int, default=128)
     p.add_argument("--data", type=Path, default=DATA / "mnist-demo.mat")
@@ -446,6 +451,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = net.plan(policy)
         rows.append(Row(f"sparsecnn plan={policy}", "plan", "float64", batches[0],
                         _bind(net.objective, theta, X, y, batch_size=batches[0], plan=plan)))
+    if not args.no_reference:
+        ref_net = net.replace(backend="reference")
+        rows.append(Row("sparsecnn backend=reference", "reference", "float64", batches[0],
+                        _bind(ref_net.objective, theta, X, y, batch_size=batches[0])))
     if torch is not None:
         Y = np.eye(net.n_L)[y]
         for dt in dtypes:
@@ -549,6 +558,33 @@ def main(argv: list[str] | None = None) -> int:
             gv_rows.append([name, f"{med:.3f}", f"{med / base_t:.2f}x" if base_t == base_t else "-",
                             f"{diff:.1e}" if name != "torch.func" else "-"])
 
+    # roofline: numpy's own GEMM rate at the network's shapes, and each row's share of it
+    roof_rows: list[list[str]] = []
+    roof_table: list[list[str]] = []
+    if not args.no_roofline:
+        specs = [ly.spec for ly in net.layers]
+        for dt in dtypes:
+            windowed = pass_gemms(net.input_shape, specs, windowed=True)
+            whole = pass_gemms(net.input_shape, specs, windowed=False)
+            cols = min(batches[0], 256)
+            rates_w = measure(windowed, dt, cols=cols, repeats=3)
+            rates_a = measure(whole, dt, cols=cols, repeats=3)
+            sq = square_rate(dt)
+            at_shapes = total_flops(windowed, l) / floor_seconds(rates_w, l) / 1e9
+            roof_table.append([dt, f"{at_shapes:.1f}", f"{sq:.1f}", f"{total_flops(windowed, l) / 1e9:.1f}",
+                               f"{floor_seconds(rates_w, l):.3f}"])
+            for r in rows:
+                if r.dtype != dt:
+                    continue
+                # the products each row performs: window by window only the positions a window reads
+                runs_windowed = r.name in ("sparsecnn net.objective", "sparsecnn plan=slides",
+                                           "sparsecnn plan=min-memory")
+                gemms, rates = (windowed, rates_w) if runs_windowed else (whole, rates_a)
+                floor = floor_seconds(rates, l)
+                gflop = total_flops(gemms, l) / 1e9
+                roof_rows.append([r.name, dt, str(r.batch), f"{gflop:.1f}", f"{gflop / r.median:.1f}",
+                                  f"{100 * floor / r.median:.0f}%", f"{max(r.median - floor, 0.0):.3f}"])
+
     # per-operator profile of net.objective
     total, ops = op_profile(net, theta, X, y, args.profile_batch, max(3, args.repeats // 2))
     split = sweep_split(net, theta, X, args.profile_batch, max(3, args.repeats // 2))
@@ -569,6 +605,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\nFunction + gradient, all images (ratio: to PyTorch at its best batch size, same dtype)\n")
     print(md_table(["implementation", "dtype", "batch", "time (s)", "CPU (s)", "vs torch best",
                     "tracemalloc peak (MiB)", "RSS peak (MiB)", "grad rel. diff"], table))
+    if roof_table:
+        print("\nThe machine's GEMM rate (numpy, this BLAS): at the network's shapes (the GEMMs of one f + "
+              "gradient, window by window, each timed alone and weighted by its FLOPs) and at a 2048^2 square\n")
+        print(md_table(["dtype", "GFLOP/s at the network's shapes", "GFLOP/s square", "GFLOP per f+g",
+                        "GEMM floor (s)"], roof_table))
+        print("\nEach row against it (GFLOP: the GEMMs it performs; share: the floor at the network's "
+              "shapes over its time; outside: its time less that floor)\n")
+        print(md_table(["implementation", "dtype", "batch", "GFLOP", "GFLOP/s", "share of the rate",
+                        "outside the GEMMs (s)"], roof_rows))
     if gv_rows:
         print(f"\nG v on {args.gv_images} images (sparsecnn: gauss_newton(theta, X) @ v, forward "
               f"included; matvec: the product alone; float64 unless named; torch.func: float64, jvp then vjp)\n")
@@ -597,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
                       "median_s": r.median, "grad_rel_diff": r.grad_diff,
                       "tracemalloc_peak_bytes": r.tracemalloc_peak, "rss_peak_bytes": r.rss_peak}
                      for r in rows],
-            "gv": gv_rows, "profile": {"total_s": total, "ops_s": ops, "categories_s": dict(by_cat),
+            "gv": gv_rows, "roofline": {"machine": roof_table, "rows": roof_rows}, "profile": {"total_s": total, "ops_s": ops, "categories_s": dict(by_cat),
                                        "sweep_split_s": split},
         }, indent=2))
     if limiter is not None:

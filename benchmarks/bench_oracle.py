@@ -11,7 +11,7 @@ cross-entropy loss yet, so this model returns the logits ``z^{L+1}`` and the
 check uses the squared loss.
 
 The data are the first ``--images`` images (default 64) of
-``../shared/data/mnist-demo.mat`` scaled by 1/255 (random pixels when the file
+the packaged ``mnist-demo.mat`` (``sparsecnn.datasets``) scaled by 1/255 (random pixels when the file
 is absent), in float64 (``--dtype float32`` for the other).  The script times
 ``check(model, x, y, products="grad,Gv")`` (``--products``) -- tracing, the
 PyTorch side, the float64 reference, the per-entry rounding-error bounds and

@@ -48,6 +48,11 @@ class Machine:
         Where ``cores`` came from (``sched_getaffinity`` or ``cpu_count``).
     l1d, l2, l3 : int or None
         Data cache sizes in bytes per core (``l3`` shared), ``None`` where unknown.
+
+    Examples
+    --------
+    >>> Machine(cores=2, cores_source="sched_getaffinity", l1d=None, l2=2**21, l3=None).l2 // 1024
+    2048
     """
 
     cores: int
@@ -59,7 +64,14 @@ class Machine:
 
 @dataclass(frozen=True)
 class Choices:
-    """Kernel threads and block sizes, each with the reason it was chosen."""
+    """Kernel threads and block sizes, each with the reason it was chosen.
+
+    Examples
+    --------
+    >>> c = choose(Machine(cores=4, cores_source="test", l1d=None, l2=2**20, l3=None), env={})
+    >>> c.threads, c.threads_why
+    (4, '4 CPUs available (test)')
+    """
 
     threads: int
     threads_why: str
@@ -105,7 +117,14 @@ def _caches() -> dict[int, int]:
 
 
 def detect() -> Machine:
-    """Read the machine: the CPUs this process may use and its cache sizes."""
+    """Read the machine: the CPUs this process may use and its cache sizes.
+
+    Examples
+    --------
+    >>> m = detect()
+    >>> m.cores >= 1 and m.cores_source in ("sched_getaffinity", "cpu_count")
+    True
+    """
     try:
         cores, source = len(os.sched_getaffinity(0)), "sched_getaffinity"
     except AttributeError:
@@ -129,6 +148,13 @@ def choose(machine: Machine, env: dict[str, str] | None = None) -> Choices:
       and BLAS's own packing), between 64 KiB and 1 MiB;
     - the block of windows of a window-by-window layer (``S``, or ``dxi/dS``,
       of those windows): half of L2, between 256 KiB and 4 MiB.
+
+    Examples
+    --------
+    >>> m = Machine(cores=8, cores_source="test", l1d=None, l2=512 * 1024, l3=None)
+    >>> c = choose(m, env={"SPARSECNN_NUM_THREADS": "2"})
+    >>> c.threads, c.block_bytes // 1024, c.fused_block_bytes // 1024
+    (2, 64, 256)
     """
     env = dict(os.environ) if env is None else env
     raw = env.get("SPARSECNN_NUM_THREADS")
@@ -152,7 +178,13 @@ def chosen() -> Choices:
 
 
 def blas_info() -> list[dict[str, Any]]:
-    """The BLAS and OpenMP libraries numpy and scipy run, as threadpoolctl reports them."""
+    """The BLAS and OpenMP libraries numpy and scipy run, as threadpoolctl reports them.
+
+    Examples
+    --------
+    >>> any(info.get("user_api") == "blas" for info in blas_info())
+    True
+    """
     return [dict(info) for info in threadpool_info()]
 
 
@@ -161,7 +193,14 @@ def _kib(n: int | None) -> str:
 
 
 def report(machine: Machine | None = None, choices: Choices | None = None) -> str:
-    """What ``sparsecnn info`` prints: the machine, the BLAS in use, and the choices with reasons."""
+    """What ``sparsecnn info`` prints: the machine, the BLAS in use, and the choices with reasons.
+
+    Examples
+    --------
+    >>> m = Machine(cores=2, cores_source="test", l1d=48 * 1024, l2=2**21, l3=None)
+    >>> print(report(m, choose(m, env={})).splitlines()[1])
+    caches: L1d 48 KiB, L2 2,048 KiB, L3 unknown
+    """
     machine = machine or detect()
     choices = choices or choose(machine)
     lines = [f"CPUs available: {machine.cores} ({machine.cores_source})",
@@ -186,7 +225,15 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Register ``sparsecnn info``: the machine, the BLAS in use, and the kernels' choices."""
+    """Register ``sparsecnn info``: the machine, the BLAS in use, and the kernels' choices.
+
+    Examples
+    --------
+    >>> parser = argparse.ArgumentParser(prog="sparsecnn")
+    >>> add_parser(parser.add_subparsers(dest="command"))
+    >>> parser.parse_args(["info"]).func is _run_info
+    True
+    """
     p = subparsers.add_parser("info", help="the machine, the BLAS in use and the kernel sizes chosen from them",
                               description=report.__doc__)
     p.set_defaults(func=_run_info)

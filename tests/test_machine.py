@@ -60,3 +60,21 @@ def test_sparsecnn_info_prints_the_report(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert out.strip() == report().strip()
+
+
+def test_the_kernels_use_what_was_chosen(monkeypatch):
+    from sparsecnn.kernels import conv, threads, windowed
+
+    c = machine.chosen()
+    assert (conv._BLOCK_BYTES, windowed._FUSED_BLOCK_BYTES) == (c.block_bytes, c.fused_block_bytes)
+    assert threads._num_threads == c.threads or "SPARSECNN_NUM_THREADS" in os.environ
+
+
+def test_SPARSECNN_NUM_THREADS_reaches_a_new_process():
+    import subprocess
+    import sys
+
+    code = "from sparsecnn import kernels; print(kernels.get_num_threads())"
+    env = {**os.environ, "SPARSECNN_NUM_THREADS": "3"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "3"

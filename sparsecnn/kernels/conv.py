@@ -25,14 +25,16 @@ from typing import Any, Literal, overload
 
 import numpy as np
 
+from .. import machine
 from ..activations import ACTIVATE_ORDERS
 from ..exceptions import ConfigError, ShapeError
 from . import buffers, sparse, threads
 
 __all__ = ["phi", "phi_T", "S", "S_T", "conv_forward", "conv_backward", "pool", "pool_T", "activate_pool"]
 
-_BLOCK_BYTES = 1 << 18
-"""Target size of the output block of :func:`S` (kept in cache while the bias is added)."""
+_BLOCK_BYTES = machine.chosen().block_bytes
+"""Target size of the output block of :func:`S` (kept in cache while the bias is added): an eighth of
+the L2 cache (:func:`sparsecnn.machine.choose`; 256 KiB for a 2 MiB L2)."""
 
 
 def _floating(X: object) -> np.ndarray:

@@ -16,7 +16,6 @@ Examples
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import machine
 from ..exceptions import InputTypeError
 
 __all__ = [
@@ -35,21 +35,8 @@ _MIN_SPLIT = 1 << 16
 """Entries of output below which a kernel runs on one thread (thread start-up costs more)."""
 
 
-def _default_threads() -> int:
-    env = os.environ.get("SPARSECNN_NUM_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            pass
-    try:
-        n = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        n = os.cpu_count() or 1
-    return max(1, min(n, 2))
-
-
-_num_threads = _default_threads()
+_num_threads = machine.chosen().threads
+"""One thread per CPU this process may use, or ``SPARSECNN_NUM_THREADS`` (:mod:`sparsecnn.machine`)."""
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 

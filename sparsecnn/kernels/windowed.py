@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import machine
 from ..activations import ACTIVATE_ORDERS
 from ..exceptions import ConfigError, InputTypeError, ShapeError
 from . import buffers, sparse, threads
@@ -33,8 +34,9 @@ from .pooling import window_max
 
 __all__ = ["conv_pool_forward", "conv_pool_backward", "conv_pool_R"]
 
-_FUSED_BLOCK_BYTES = 1 << 20
-"""Target size of a block of windows in :func:`conv_pool_forward` and its backward."""
+_FUSED_BLOCK_BYTES = machine.chosen().fused_block_bytes
+"""Target size of a block of windows in :func:`conv_pool_forward` and its backward: half of the L2
+cache (:func:`sparsecnn.machine.choose`; 1 MiB for a 2 MiB L2)."""
 
 
 def _not_windowed(ly: Any, what: str) -> ConfigError:

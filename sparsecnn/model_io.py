@@ -126,7 +126,8 @@ def network_to_dict(net: Network) -> dict[str, Any]:
                        "activation": s.activation, "pool": s.pool})
     for fl in net.full:
         layers.append({"kind": "full", "n_out": fl.spec.n_out, "activation": fl.spec.activation})
-    return {"input_shape": list(net.input_shape), "layers": layers, "pool_backward": net.pool_backward}
+    return {"input_shape": list(net.input_shape), "layers": layers, "pool_backward": net.pool_backward,
+            "loss": net.loss.name}
 
 
 def network_from_dict(data: object, source: str = "<dict>") -> Network:
@@ -135,8 +136,8 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     Parameters
     ----------
     data : dict
-        ``{"input_shape": [a^1, b^1, d^1], "layers": [...], "pool_backward": ...}``
-        as :func:`network_to_dict` writes it.
+        ``{"input_shape": [a^1, b^1, d^1], "layers": [...], "pool_backward": ..., "loss": ...}``
+        as :func:`network_to_dict` writes it (without ``"loss"``, as older files: ``"squared"``).
     source : str
         Name used in error messages (the model file).
 
@@ -154,6 +155,8 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
     >>> network_from_dict(network_to_dict(net)).summary() == net.summary()
     True
+    >>> network_from_dict(network_to_dict(net.replace(loss="cross-entropy"))).loss.name
+    'cross-entropy'
     >>> network_from_dict({"input_shape": [2, 2, 1], "layers": [{"kind": "pool"}]})
     Traceback (most recent call last):
     ...
@@ -174,7 +177,8 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
                 layers.append(FullLayer(**spec))
             else:
                 raise ValueError(f"layer {k} has kind {kind!r}, expected 'conv' or 'full'")
-        return Network(tuple(data["input_shape"]), layers, pool_backward=data.get("pool_backward", "auto"))
+        return Network(tuple(data["input_shape"]), layers, pool_backward=data.get("pool_backward", "auto"),
+                       loss=data.get("loss", "squared"))
     except (KeyError, TypeError, ValueError, SparseCNNError) as exc:
         raise DataFormatError(f"{source}: invalid network description: {exc}") from None
 

@@ -31,6 +31,7 @@ from sparsecnn.interop import X_from_torch, X_to_torch
 from sparsecnn.second_order import gauss_newton
 from sparsecnn.cli import main
 from sparsecnn.demo import run_demo
+from sparsecnn.distributed import DistributedObjective, connect, split_columns
 from sparsecnn.model_io import load_model, network_from_dict, network_to_dict, save_model
 from sparsecnn.objective import LOSSES, CrossEntropyLoss, get_loss, softmax
 from sparsecnn.optim import adam, newton, sgd
@@ -416,8 +417,13 @@ def _independent(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, 
     model = extend(model)
     lf = extend(loss_fn)
     model.zero_grad()
-    with backpack(DiagGGNExact()):
-        lf(model(x), target).backward()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)         # BackPACK's AvgPool2d Jacobian builds a default-dtype module
+    try:
+        with backpack(DiagGGNExact()):
+            lf(model(x), target).backward()
+    finally:
+        torch.set_default_dtype(default)
     diag = scale * torch_to_theta(params, {p.name: q.diag_ggn_exact.detach().numpy()
                                            for p, q in zip(params, model.parameters())}, net.n_params)
     return f, grad, np.column_stack(GV), diag
@@ -447,3 +453,24 @@ def test_f_gradient_Gv_and_diag_G_equal_curvlinops_and_backpack(loss, case):
     close(g, g_ind)
     close(GV, GV_ind)
     close(diag, diag_ind)
+
+
+def test_cross_entropy_on_dask_equals_in_process():
+    """f, gradient and G v of the cross-entropy loss on a two-worker LocalCluster, as in process."""
+    pytest.importorskip("distributed")
+    net = small_net()
+    theta, X, y = data(net, 41)
+    client, cluster = connect(workers=2, processes=False)
+    try:
+        obj = DistributedObjective(net, split_columns(X, y, 3), client=client, C=5.0, batch_size=16)
+        f0, g0 = net.objective(theta, X, y, 5.0)
+        f, g = obj.objective(theta)
+        assert f == pytest.approx(f0, rel=1e-12)
+        np.testing.assert_allclose(g, g0, rtol=1e-11, atol=1e-14)
+        v = np.random.default_rng(7).standard_normal(net.n_params)
+        np.testing.assert_allclose(obj.gauss_newton(theta) @ v, gauss_newton(net, theta, X) @ v,
+                                   rtol=1e-11, atol=1e-14)
+        obj.close()
+    finally:
+        client.close()
+        cluster.close()

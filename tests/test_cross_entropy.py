@@ -27,16 +27,16 @@ from sparsecnn import (
     from_torch,
     to_torch,
 )
-from sparsecnn.interop import X_from_torch, X_to_torch
-from sparsecnn.second_order import gauss_newton
 from sparsecnn.cli import main
 from sparsecnn.demo import run_demo
 from sparsecnn.distributed import DistributedObjective, connect, split_columns
+from sparsecnn.interop import X_from_torch, X_to_torch
 from sparsecnn.model_io import load_model, network_from_dict, network_to_dict, save_model
 from sparsecnn.objective import LOSSES, CrossEntropyLoss, get_loss, softmax
 from sparsecnn.optim import adam, newton, sgd
 from sparsecnn.oracle.golden import make_golden, read_golden, write_golden
 from sparsecnn.oracle.layouts import theta_to_torch, torch_parameters, torch_to_theta
+from sparsecnn.second_order import gauss_newton
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -408,10 +408,10 @@ def _independent(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, 
     for k in range(V.shape[1]):
         vt = [torch.from_numpy(np.ascontiguousarray(a)) for a in theta_to_torch(params, V[:, k]).values()]
         out = G @ vt
-        GV.append(scale * torch_to_theta(params, {p.name: o.detach().numpy() for p, o in zip(params, out)},
+        GV.append(scale * torch_to_theta(params, {p.name: o.detach().numpy() for p, o in zip(params, out, strict=True)},
                                          net.n_params))
     grad_list, loss = G.gradient_and_loss()
-    grad = scale * torch_to_theta(params, {p.name: g.detach().numpy() for p, g in zip(params, grad_list)},
+    grad = scale * torch_to_theta(params, {p.name: g.detach().numpy() for p, g in zip(params, grad_list, strict=True)},
                                   net.n_params)
     f = scale * float(loss)
     model = extend(model)
@@ -425,7 +425,7 @@ def _independent(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, 
     finally:
         torch.set_default_dtype(default)
     diag = scale * torch_to_theta(params, {p.name: q.diag_ggn_exact.detach().numpy()
-                                           for p, q in zip(params, model.parameters())}, net.n_params)
+                                           for p, q in zip(params, model.parameters(), strict=True)}, net.n_params)
     return f, grad, np.column_stack(GV), diag
 
 

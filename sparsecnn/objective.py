@@ -159,7 +159,7 @@ class CrossEntropyLoss(Loss):
     --------
     >>> import numpy as np
     >>> ce = CrossEntropyLoss()
-    >>> float(ce.xi(np.zeros((4, 1)), np.array([2]))[0]) == np.log(4)      # p = 1/4 everywhere
+    >>> bool(ce.xi(np.zeros((4, 1)), np.array([2]))[0] == np.log(4))       # p = 1/4 everywhere
     True
     >>> ce.xi(np.array([[1000.0], [0.0]]), np.array([0]))                    # stable: log(1 + e^-1000)
     array([0.])

@@ -474,3 +474,21 @@ def test_cross_entropy_on_dask_equals_in_process():
     finally:
         client.close()
         cluster.close()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=architectures(), dtype=st.sampled_from(["float32", "float64"]), final=st.booleans())
+def test_check_cross_entropy_passes_correct_models_on_random_architectures(case, dtype, final):
+    """A correct model, float32 or float64, returning logits (loss="cross-entropy") or ending in
+    LogSoftmax, passes every product against its per-entry rounding-error bounds."""
+    net, l, seed = case
+    rng = np.random.default_rng(seed)
+    theta = net.init_params(seed=seed % 1000)
+    X = rng.standard_normal((net.n_input, l))
+    model = to_torch(net, theta, dtype=getattr(torch, dtype))
+    if final:
+        model = nn.Sequential(*model, nn.LogSoftmax(dim=1))
+    a, b, d = net.input_shape
+    report = check(model, X=X, input_shape=(d, a, b), seed=seed, products="grad,Jv,JTv,Gv",
+                   loss=None if final else "cross-entropy")
+    assert report.passed, report

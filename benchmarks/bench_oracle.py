@@ -6,9 +6,10 @@ The model is the one of PyTorch's MNIST example (``pytorch/examples``,
 ``Dropout`` modules: ``Conv2d(1, 32, 3)``, ReLU, ``Conv2d(32, 64, 3)``, ReLU,
 2x2 max pooling, ``Dropout(0.25)``, flatten, ``Linear(9216, 128)``, ReLU,
 ``Dropout(0.5)``, ``Linear(128, 10)``: 1,199,882 parameters.  The example ends
-in ``F.log_softmax`` (its loss is ``nll_loss``); sparsecnn does not read the
-cross-entropy loss yet, so this model returns the logits ``z^{L+1}`` and the
-check uses the squared loss.
+in ``F.log_softmax`` (its loss is ``nll_loss``), which sparsecnn reads as part
+of the cross-entropy loss (``--loss cross-entropy``, the default); with
+``--loss squared`` the model returns the logits ``z^{L+1}`` and the check uses
+the squared loss.
 
 The data are the first ``--images`` images (default 64) of
 the packaged ``mnist-demo.mat`` (``sparsecnn.datasets``) scaled by 1/255 (random pixels when the file
@@ -37,8 +38,8 @@ from sparsecnn.interop import X_to_torch
 from sparsecnn.oracle import check, default_rtol
 
 
-def pytorch_mnist_example_model(dtype: Any) -> Any:
-    """PyTorch's MNIST example network (without its final log_softmax), in eval mode."""
+def pytorch_mnist_example_model(dtype: Any, log_softmax: bool = True) -> Any:
+    """PyTorch's MNIST example network, in eval mode (without its final log_softmax if ``log_softmax`` is False)."""
     import torch
     from torch import nn
     from torch.nn import functional as F  # noqa: N812  (PyTorch's own spelling)
@@ -61,7 +62,8 @@ def pytorch_mnist_example_model(dtype: Any) -> Any:
             x = torch.flatten(x, 1)
             x = F.relu(self.fc1(x))
             x = self.dropout2(x)
-            return self.fc2(x)          # the example returns F.log_softmax(x, dim=1): not supported yet
+            x = self.fc2(x)
+            return F.log_softmax(x, dim=1) if log_softmax else x     # the example returns F.log_softmax
 
     torch.manual_seed(0)
     return Net().to(dtype).eval()
@@ -77,16 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     p.add_argument("--data", type=Path, default=DATA / "mnist-demo.mat")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=("cross-entropy", "squared"), default="cross-entropy",
+                   help="cross-entropy: the example as written, ending in F.log_softmax (default); "
+                        "squared: the model returns the logits")
     args = p.parse_args(argv)
 
     dtype = getattr(torch, args.dtype)
-    model = pytorch_mnist_example_model(dtype)
+    model = pytorch_mnist_example_model(dtype, log_softmax=args.loss == "cross-entropy")
     n = sum(int(q.numel()) for q in model.parameters())
     X, y, source = load(args.data, args.images, args.seed)
     x = X_to_torch((28, 28, 1), X, dtype=dtype)
     eps = float(torch.finfo(dtype).eps)
     print(f"PyTorch MNIST example network ({n:,} parameters, {args.dtype}); data: {source}, "
-          f"l = {x.shape[0]}; products = {args.products}; median of {args.repeats} runs after a warm-up",
+          f"l = {x.shape[0]}; {args.loss} loss; products = {args.products}; median of {args.repeats} runs "
+          f"after a warm-up",
           flush=True)
 
     cases: list[tuple[str, dict[str, Any]]] = [("check (per-entry bounds)", {}),

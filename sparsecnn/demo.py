@@ -118,7 +118,7 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
              momentum: float = DEFAULTS["momentum"], batch_size: int = DEFAULTS["batch_size"],
              seed: int = DEFAULTS["seed"], C: float = DEFAULTS["C"], *,
              solver: str = DEFAULTS["solver"], iters: int = DEFAULTS["iters"],
-             out: Any = None) -> DemoResult:
+             out: Any = None, loss: str = "squared") -> DemoResult:
     """Train the demo network on the digits and report the loss per epoch.
 
     Parameters
@@ -143,6 +143,8 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
         Newton iterations.
     out : file-like, optional
         Where the table goes (``None``: print nothing).
+    loss : {"squared", "cross-entropy"}
+        The loss ``xi`` (:mod:`sparsecnn.objective`).
 
     Returns
     -------
@@ -173,14 +175,14 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
 
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    net = demo_network()
+    net = demo_network().replace(loss=loss)
     say(f"sparsecnn demo: scikit-learn digits, {l} training and {X_test.shape[1]} test images "
         "of 8 x 8 x 1 (scaled by 1/16, centred)")
     say(net.summary())
     if solver == "newton":
         if math.isinf(C):
             C = NEWTON_C_PER_INSTANCE * l
-        say(f"n = {net.n_params} parameters; Newton, {iters} iterations, C {C:g}, seed {seed}")
+        say(f"n = {net.n_params} parameters; Newton, {iters} iterations, C {C:g}, seed {seed}, {net.loss.name} loss")
         say(f"{'iter':>5}  {'f(theta)':>10}  {'#CG':>4}  {'train_acc':>9}  {'seconds':>7}")
     else:
         say(f"n = {net.n_params} parameters; epochs {epochs}, batch {batch}, lr {lr:g}, "
@@ -238,7 +240,7 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
 
 
 def run_mnist_demo(iters: int = MNIST_DEMO_ITERS, seed: int = 111, *, out: Any = None,
-                   progress: bool = False, n_train: int | None = None) -> DemoResult:
+                   progress: bool = False, n_train: int | None = None, loss: str = "squared") -> DemoResult:
     """simpleNN's example: ``mnist-demo-layer4`` trained by Newton on the packaged ``mnist-demo``.
 
     The 2,000 training images ``X`` (shape ``(784, 2000)``) are scaled image by
@@ -262,6 +264,8 @@ def run_mnist_demo(iters: int = MNIST_DEMO_ITERS, seed: int = 111, *, out: Any =
         Show a progress bar on stderr.
     n_train : int, optional
         Train on the first ``n_train`` images only (default: all 2,000).
+    loss : {"squared", "cross-entropy"}
+        The loss ``xi`` (:mod:`sparsecnn.objective`).
 
     Returns
     -------
@@ -287,7 +291,7 @@ def run_mnist_demo(iters: int = MNIST_DEMO_ITERS, seed: int = 111, *, out: Any =
             tqdm.write(text, file=out)
             out.flush()
 
-    net = Network.from_simplenn_config(datasets.path("mnist-demo-layer4"))
+    net = Network.from_simplenn_config(datasets.path("mnist-demo-layer4"), loss=loss)
     X_train, y_train, X_test, y_test = datasets.mnist_demo()
     if n_train is not None:
         if isinstance(n_train, bool) or not isinstance(n_train, int) or not 1 <= n_train <= X_train.shape[1]:
@@ -300,7 +304,7 @@ def run_mnist_demo(iters: int = MNIST_DEMO_ITERS, seed: int = 111, *, out: Any =
     say(f"sparsecnn demo: simpleNN's mnist-demo, {l} training and {X_test.shape[1]} test images of "
         "28 x 28 x 1 (each scaled by its own min and max, centred), packaged in sparsecnn.datasets")
     say(net.summary())
-    say(f"n = {net.n_params} parameters; Newton, {iters} iterations, C {C:g}, seed {seed}")
+    say(f"n = {net.n_params} parameters; Newton, {iters} iterations, C {C:g}, seed {seed}, {net.loss.name} loss")
     result = DemoResult()
     bar = tqdm(total=iters, desc="newton", unit="it", file=sys.stderr, dynamic_ncols=True) if progress else None
 
@@ -333,12 +337,13 @@ def _run(args: argparse.Namespace) -> int:
                 return 2
             result = run_mnist_demo(MNIST_DEMO_ITERS if args.iters is None else args.iters,
                                     111 if args.seed is None else args.seed,
-                                    out=None if args.quiet else sys.stdout, progress=not args.quiet)
+                                    out=None if args.quiet else sys.stdout, progress=not args.quiet,
+                                    loss=args.loss)
         else:
             result = run_demo(args.epochs, args.lr, args.momentum, args.batch_size,
                               DEFAULTS["seed"] if args.seed is None else args.seed, args.C,
                               solver=args.solver, iters=DEFAULTS["iters"] if args.iters is None else args.iters,
-                              out=None if args.quiet else sys.stdout)
+                              out=None if args.quiet else sys.stdout, loss=args.loss)
     except ImportError as e:
         print(f"sparsecnn demo: {e}", file=sys.stderr)
         return 1
@@ -405,6 +410,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                              "111 with --data mnist-demo)")
     parser.add_argument("--C", type=number(0, strict=True), default=DEFAULTS["C"],
                         help="regularisation C of f = theta^T theta/(2C) + mean loss (default: inf, none)")
+    parser.add_argument("--loss", choices=["squared", "cross-entropy"], default="squared",
+                        help="the loss xi: squared ||z - onehot(y)||^2 (default) or cross-entropy -log softmax(z)_y")
     parser.add_argument("--quiet", action="store_true", help="print only the test_acc line")
     parser.set_defaults(func=_run)
     return parser

@@ -239,7 +239,7 @@ def _gn_part(net: Network, theta: np.ndarray, part: _Part, local: np.ndarray | N
 
 def _gn_product(G: Any, v: np.ndarray, size: int) -> np.ndarray:
     """``(1/|S|) sum_{i in S ∩ P_k} (J^i)^T 2 J^i v`` (global ``|S|``)."""
-    return G.JTv(G.net.loss.B(G.Jv(v), 1.0 / size))
+    return G.JTv(G.net.loss.B(G.Jv(v), 1.0 / size, out=G.output))
 
 
 # ------------------------------------------------------------ the client

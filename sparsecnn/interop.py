@@ -66,6 +66,7 @@ from .activations import LEAKY_SLOPE
 from .exceptions import ConfigError, InputTypeError, ShapeError, SparseCNNError
 from .layers import ConvLayer, ConvShape, FullLayer
 from .network import Network, _as_matrix
+from .objective import get_loss
 from .operators.pool import _check_winners
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -100,7 +101,9 @@ SUPPORTED_TORCH_MODULES = (
     "first Linear; Linear / F.linear (with or without bias); "
     "Dropout, Dropout2d, F.dropout(x, p, training=self.training) in eval mode, Identity (skipped); "
     "subclasses of these modules (kept as one node) and modules declared with treat_as; "
-    "as one chain (no branches), in module, torch.nn.functional or tensor-method form"
+    "as one chain (no branches), in module, torch.nn.functional or tensor-method form; "
+    "a final LogSoftmax / Softmax / F.log_softmax / F.softmax over dim 1 is read as part of the "
+    "cross-entropy loss, not as a layer"
 )
 """What :func:`from_torch` reads; every error message about a model repeats it."""
 
@@ -488,6 +491,13 @@ class TorchReading:
         One per layer ``m = 1..L``.
     graph_module : torch.fx.GraphModule
         The traced model (its nodes are named in ``layers``).
+    loss : str
+        ``"cross-entropy"`` or ``"squared"`` (``net.loss.name``).
+    final : {None, "log_softmax", "softmax"}
+        The model's final log_softmax / softmax, read as part of the cross-entropy loss.
+    logits_module : torch.fx.GraphModule
+        The traced model without that final node: it returns ``z^{L+1}`` (the logits),
+        shape ``(l, n_L)``; the same module as ``graph_module`` when there is none.
 
     Examples
     --------
@@ -501,6 +511,9 @@ class TorchReading:
     theta: np.ndarray
     layers: list[TorchLayer]
     graph_module: Any
+    loss: str = "squared"
+    final: str | None = None
+    logits_module: Any = None
 
     @property
     def parameter_names(self) -> list[tuple[str, str | None]]:
@@ -674,7 +687,8 @@ def _classify(node: Any, gm: Any, treat_as: dict[type, str], nn: Any) -> _Op:
         if isinstance(mod, nn.Identity):
             return _Op("identity", node, where)
         if isinstance(mod, (nn.LogSoftmax, nn.Softmax)):
-            raise _loss_not_supported(where)
+            return _Op("softmax", node, where, dim=mod.dim,
+                       final="log_softmax" if isinstance(mod, nn.LogSoftmax) else "softmax")
         hint = "" if type(mod).__module__.startswith("torch.") else (
             f" (if it computes a supported operation, declare it: treat_as={{{type(mod).__name__}: 'relu'}}, "
             f"one of {', '.join(TREAT_AS)})")
@@ -693,18 +707,19 @@ def _classify(node: Any, gm: Any, treat_as: dict[type, str], nn: Any) -> _Op:
         kind = method
         if kind == "flatten":
             a = _bind(("input", "start_dim", "end_dim"), {"start_dim": 0, "end_dim": -1}, node.args, node.kwargs)
+        elif kind == "softmax":
+            a = _bind(("input", "dim"), {"dim": None}, node.args, node.kwargs)
+            a["final"] = str(node.target)
         else:
             a = {"input": node.args[0]}
         return _from_call(kind, a, node, where, gm)
     raise _unsupported(where, f"{node.op} nodes are not supported")
 
 
-def _loss_not_supported(where: str) -> ConfigError:
-    return ConfigError(
-        f"{where}: a final log_softmax / softmax belongs to the cross-entropy loss, which sparsecnn does "
-        f"not support yet (only the squared loss ||z^{{L+1}} - onehot(y)||^2); remove it so that the model "
-        f"returns z^{{L+1}} (the logits) and check that"
-    )
+def _final_name(node: Any, a: Mapping[str, Any]) -> str:
+    if "final" in a:
+        return "log_softmax" if "log" in str(a["final"]) else "softmax"
+    return "log_softmax" if "log" in getattr(node.target, "__name__", str(node.target)) else "softmax"
 
 
 def _param_name(where: str, what: str, value: Any, gm: Any) -> str | None:
@@ -758,7 +773,7 @@ def _from_call(kind: str, a: dict[str, Any], node: Any, where: str, gm: Any) -> 
     if kind == "identity":
         return _Op("identity", node, where)
     if kind == "softmax":
-        raise _loss_not_supported(where)
+        return _Op("softmax", node, where, dim=a.get("dim"), final=_final_name(node, a))
     raise _unsupported(where, f"{kind} is not supported")  # pragma: no cover - every kind is handled above
 
 
@@ -842,8 +857,8 @@ def _run_shapes(gm: Any, example: Any) -> dict[str, tuple[int, ...] | None]:
     return shapes
 
 
-def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type, str] | None = None
-               ) -> TorchReading:
+def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type, str] | None = None,
+               loss: str | None = None) -> TorchReading:
     """Read a PyTorch model through ``torch.fx``: the network, ``theta`` and where each layer sits.
 
     See :func:`from_torch` (which returns ``reading.net, reading.theta``) for what is read.
@@ -856,6 +871,8 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     treat_as : dict of type to str, optional
         ``{MyModule: "relu"}``: instances of ``MyModule`` are kept as one fx node and read as that
         operation; one of ``"relu"``, ``"tanh"``, ``"sigmoid"``, ``"leaky_relu"``, ``"identity"``, ``"flatten"``.
+    loss : {None, "squared", "cross-entropy"}
+        The loss of the network returned (see :func:`from_torch`).
 
     Returns
     -------
@@ -897,6 +914,8 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
         if name not in TREAT_AS:
             raise ConfigError(f"treat_as[{cls.__name__}] = {name!r}: must be one of {', '.join(TREAT_AS)}")
         treat[cls] = name
+    if loss is not None:
+        get_loss(loss)                                          # an unknown name: ConfigError listing them
     channels, height, width = input_shape
     gm = trace_torch(model, treat)
 
@@ -931,8 +950,30 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
                 f"it takes {[a.name for a in inputs]} while the chain's tensor is {current.name}; "
                 f"sparsecnn reads one chain of operations (no branches, skip connections or sums of tensors)"
             )
+        if ops and ops[-1].kind == "softmax":
+            raise _unsupported(_describe(node, gm), f"an operation after the {ops[-1].info['final']} of "
+                                                    f"{ops[-1].node.name}: a log_softmax / softmax is read as "
+                                                    f"part of the cross-entropy loss and must be the model's "
+                                                    f"last operation")
         ops.append(_classify(node, gm, treat, nn))
         current = node
+
+    # 1b. a final log_softmax / softmax: part of the cross-entropy loss, not a layer
+    final_op = ops.pop() if ops and ops[-1].kind == "softmax" else None
+    if final_op is not None:
+        if final_op.info["dim"] not in (1, -1, None):
+            raise _unsupported(final_op.where, f"{final_op.info['final']} over dim = {final_op.info['dim']}; the "
+                                               f"cross-entropy loss takes softmax(z^{{L+1,i}}) over the n_L "
+                                               f"outputs of each instance (dim=1)")
+        if loss == "squared":
+            raise ConfigError(
+                f"{final_op.where}: the model ends in {final_op.info['final']}, which belongs to the "
+                f"cross-entropy loss -log softmax(z^{{L+1}})_y, but loss='squared' was asked for "
+                f"(||z^{{L+1}} - onehot(y)||^2 on the logits z^{{L+1}}); pass loss='cross-entropy' (or no loss), "
+                f"or remove the {final_op.info['final']} so that the model returns z^{{L+1}}"
+            )
+        loss = "cross-entropy"
+    loss = loss or "squared"
 
     # 2. layers from the chain
     blocks: list[dict[str, Any]] = []
@@ -1015,7 +1056,7 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
             n_out = int(gm.get_parameter(op.info["weight"]).shape[0])
             specs.append(FullLayer(n_out, None if act == default else act))
     try:
-        net = Network((height, width, channels), specs)
+        net = Network((height, width, channels), specs, loss=loss)
     except ConfigError as err:
         if "input_shape" in str(err):
             raise ConfigError(
@@ -1092,11 +1133,28 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     if out_shape is None or len(out_shape) != 2 or out_shape[0] != 2 or out_shape[1] != net.n_L:
         raise ConfigError(f"the model's output must have shape (l, n_L) = (2, {net.n_L}) for 2 images, "
                           f"got {out_shape}")
-    return TorchReading(net, net.pack(Ws, bs), layers, gm)
+    logits = gm if final_op is None else _without_final(gm, final_op.node)
+    return TorchReading(net, net.pack(Ws, bs), layers, gm, loss, None if final_op is None
+                        else str(final_op.info["final"]), logits)
 
 
-def from_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type, str] | None = None
-               ) -> tuple[Network, np.ndarray]:
+def _without_final(gm: Any, final: Any) -> Any:
+    """``gm`` with its final log_softmax / softmax node removed: it returns that node's input, the logits."""
+    torch = _torch()
+    graph = torch.fx.Graph()
+    env: dict[Any, Any] = {}
+    for node in gm.graph.nodes:
+        if node is final:
+            env[node] = env[final.all_input_nodes[0]]
+        elif node.op == "output":
+            graph.output(env[node.args[0]])
+        else:
+            env[node] = graph.node_copy(node, lambda n: env[n])
+    return torch.fx.GraphModule(gm, graph)
+
+
+def from_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type, str] | None = None,
+               loss: str | None = None) -> tuple[Network, np.ndarray]:
     """A sparsecnn network and its ``theta`` from a PyTorch model, read through ``torch.fx``.
 
     The model is traced with ``torch.fx`` (:func:`trace_torch`); its graph must be one chain of
@@ -1121,6 +1179,15 @@ def from_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     treat_as : dict of type to str, optional
         Custom module classes to read as ``"relu"``, ``"tanh"``, ``"sigmoid"``,
         ``"leaky_relu"``, ``"identity"`` or ``"flatten"`` (see :func:`read_torch`).
+    loss : {None, "squared", "cross-entropy"}, optional
+        The loss of the network returned.  A final ``LogSoftmax`` / ``Softmax`` /
+        ``F.log_softmax`` / ``F.softmax`` (over ``dim=1``) is read as part of the
+        cross-entropy loss ``-log softmax(z^{L+1})_y``, not as a layer: ``net``
+        computes the logits ``z^{L+1}`` (its input) and ``net.loss.name ==
+        "cross-entropy"``.  ``None`` (default): ``"cross-entropy"`` for such a
+        model, ``"squared"`` otherwise.  Pass ``"cross-entropy"`` for a model that
+        returns logits and is trained with ``F.cross_entropy``; ``"squared"`` with a
+        final log_softmax is refused.
 
     Returns
     -------
@@ -1138,8 +1205,8 @@ def from_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     ConfigError
         For an operation or setting sparsecnn does not compute, naming the fx node and its
         source line and listing what is supported; when fx cannot trace the model; when the
-        output is not ``(l, n_L)``; for a final ``log_softmax`` / ``softmax`` (the
-        cross-entropy loss is not supported yet); for dropout in training mode;
+        output is not ``(l, n_L)``; for an unknown ``loss``, or ``loss="squared"`` with a final
+        ``log_softmax`` / ``softmax``; for dropout in training mode;
         :class:`~sparsecnn.exceptions.ArchitectureError` (a ConfigError) where a layer
         would produce an empty image.
     TorchNotAvailableError
@@ -1163,7 +1230,7 @@ def from_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     >>> bool(np.allclose(out.T, net.output(theta, X), atol=1e-5))
     True
     """
-    reading = read_torch(model, input_shape, treat_as=treat_as)
+    reading = read_torch(model, input_shape, treat_as=treat_as, loss=loss)
     return reading.net, reading.theta
 
 

@@ -139,7 +139,8 @@ def network_to_dict(net: Network) -> dict[str, Any]:
                        "activation": s.activation, "pool": s.pool})
     for fl in net.full:
         layers.append({"kind": "full", "n_out": fl.spec.n_out, "activation": fl.spec.activation})
-    return {"input_shape": list(net.input_shape), "layers": layers, "pool_backward": net.pool_backward}
+    return {"input_shape": list(net.input_shape), "layers": layers, "pool_backward": net.pool_backward,
+            "loss": net.loss.name}
 
 
 def canonical_json(data: object) -> str:
@@ -218,8 +219,8 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     Parameters
     ----------
     data : dict
-        ``{"input_shape": [a^1, b^1, d^1], "layers": [...], "pool_backward": ...}``
-        as :func:`network_to_dict` writes it.
+        ``{"input_shape": [a^1, b^1, d^1], "layers": [...], "pool_backward": ..., "loss": ...}``
+        as :func:`network_to_dict` writes it (without ``"loss"``, as older files: ``"squared"``).
     source : str
         Name used in error messages (the model file).
 
@@ -239,6 +240,8 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
     >>> network_from_dict(network_to_dict(net)).summary() == net.summary()
     True
+    >>> network_from_dict(network_to_dict(net.replace(loss="cross-entropy"))).loss.name
+    'cross-entropy'
     >>> network_from_dict({"input_shape": [2, 2, 1], "layers": [{"kind": "pool"}]})
     Traceback (most recent call last):
     ...
@@ -247,8 +250,10 @@ def network_from_dict(data: object, source: str = "<dict>") -> Network:
     return _build(*_specs(data, source), source)
 
 
-def _specs(data: object, source: str) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer], object]:
-    """The input shape, layer specifications and ``pool_backward`` of a description (nothing built)."""
+def _specs(data: object, source: str
+           ) -> tuple[tuple[int, int, int], list[ConvLayer | FullLayer], dict[str, object]]:
+    """The input shape, layer specifications and options (``pool_backward``, ``loss``) of a description
+    (nothing built)."""
     try:
         if not isinstance(data, dict):
             raise TypeError("the network description is not a JSON object")
@@ -269,16 +274,17 @@ def _specs(data: object, source: str) -> tuple[tuple[int, int, int], list[ConvLa
                 layers.append(FullLayer(**spec))
             else:
                 raise ValueError(f"layer {k} has kind {kind!r}, expected 'conv' or 'full'"[:300])
-        return (shape[0], shape[1], shape[2]), layers, data.get("pool_backward", "auto")
+        options = {"pool_backward": data.get("pool_backward", "auto"), "loss": data.get("loss", "squared")}
+        return (shape[0], shape[1], shape[2]), layers, options
     except (KeyError, TypeError, ValueError, SparseCNNError) as exc:
         raise DataFormatError(f"{source}: invalid network description: {exc}") from None
 
 
-def _build(shape: tuple[int, int, int], layers: list[ConvLayer | FullLayer], pool_backward: object,
+def _build(shape: tuple[int, int, int], layers: list[ConvLayer | FullLayer], options: dict[str, object],
            source: str) -> Network:
     check_network_size(shape, layers, source)
     try:
-        return Network(shape, layers, pool_backward=pool_backward)  # type: ignore[arg-type]
+        return Network(shape, layers, **options)  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError, SparseCNNError) as exc:
         raise DataFormatError(f"{source}: invalid network description: {exc}") from None
 
@@ -413,7 +419,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     if not isinstance(meta, dict):
         raise DataFormatError(f"{source}: entry 'meta' must be a JSON object")
     _check_scale(meta, source)
-    shape, layers, pool_backward = _specs(desc, source)
+    shape, layers, options = _specs(desc, source)
     est = check_network_size(shape, layers, source)
     if theta.shape != (est.n_params,):
         raise DataFormatError(f"{source}: theta must be {est.n_params} floats for this network, "
@@ -422,7 +428,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
         raise DataFormatError(f"{source}: theta holds NaN or Inf")
     if not np.isfinite(mean).all():
         raise DataFormatError(f"{source}: mean (the training mean of each pixel) holds NaN or Inf")
-    net = _build(shape, layers, pool_backward, source)
+    net = _build(shape, layers, options, source)
     if mean.shape not in ((0,), (net.n_input,)):
         raise DataFormatError(f"{source}: mean must be empty or {net.n_input} floats, "
                               f"got dtype {mean.dtype} shape {mean.shape}")

@@ -190,8 +190,9 @@ class Network:
         operators (no threads, no work arrays, float64); ``"fast"`` the blocked,
         threaded and window-by-window kernels of :mod:`sparsecnn.kernels`.
         Both give the same numbers to rounding.
-    loss : {"squared"}, default "squared"
-        The loss ``xi`` of the objective (:mod:`sparsecnn.objective`).
+    loss : {"squared", "cross-entropy"}, default "squared"
+        The loss ``xi`` of the objective (:mod:`sparsecnn.objective`): ``||z^{L+1} - onehot(y)||^2``
+        or ``-log softmax(z^{L+1})_y``.
 
     Examples
     --------
@@ -281,7 +282,8 @@ class Network:
 
     def __repr__(self) -> str:
         specs = ", ".join(repr(ly.spec) for ly in self.layers)
-        return f"Network(input_shape={self.input_shape}, layers=[{specs}])"
+        loss = "" if self.loss.name == "squared" else f", loss={self.loss.name!r}"
+        return f"Network(input_shape={self.input_shape}, layers=[{specs}]{loss})"
 
     def replace(self, **options: object) -> Network:
         """The same layers with other constructor options (``pool_backward``, ``dtype``,

@@ -114,6 +114,8 @@ def add_parser(subparsers: Any) -> None:
     c.add_argument("--products", type=_products, default=("grad",),
                    help="comma-separated, from grad,Jv,JTv,Gv (default grad; output and f always)")
     c.add_argument("--C", type=number(0, strict=True), default=math.inf, help="regularisation C of f (default inf: none)")
+    c.add_argument("--loss", choices=("squared", "cross-entropy"),
+                   help="the loss of f (default: cross-entropy for a model ending in log_softmax, else squared)")
     c.add_argument("--rtol", type=number(0, strict=False),
                    help="relative tolerance (default max(1e4 eps, 1e-9) of the model's dtype)")
     c.add_argument("--atol", type=number(0, strict=False), default=0.0, help="absolute tolerance (default 0)")
@@ -297,7 +299,8 @@ def _check(args: argparse.Namespace) -> int:
         labels = None
         source = f"{args.instances} random instances (standard normal, seed {args.seed})"
     report = check(model, x, labels, C=args.C, products=args.products, seed=args.seed, rtol=args.rtol,
-                   atol=args.atol, use_model_winners=not args.own_winners, worst=args.worst)
+                   atol=args.atol, use_model_winners=not args.own_winners, worst=args.worst,
+                   loss=getattr(args, "loss", None))
     report.setting.insert(0, f"command line: --model {args.model}; data: {source}")
     print(report)
     return 0 if report.passed else 1

@@ -16,7 +16,8 @@ computes, through the same sparse operators as the gradient,
   ``R(z^{m+1}) = sigma'(s^m) ⊙ R(s^m)``; ``J^i v = R(z^{L+1,i})``;
 - ``J^T u = sum_i (J^i)^T u_i`` by the backward pass of the gradient, started
   from ``dz^{L+1} = u``;
-- ``G v = (1/l) sum_i (J^i)^T B^i J^i v`` with ``B^i = 2I`` (squared loss),
+- ``G v = (1/l) sum_i (J^i)^T B^i J^i v`` with ``B^i = 2I`` (squared loss) or
+  ``B^i = diag(p^i) - p^i (p^i)^T``, ``p^i = softmax(z^{L+1,i})`` (cross-entropy),
   as a :class:`scipy.sparse.linalg.LinearOperator` that runs the forward pass
   once and reuses it for every product.
 
@@ -224,7 +225,7 @@ def windowed_plan(net: Network) -> Plan | None:
 
 
 class GaussNewton(LinearOperator):
-    """``G = (1/l) sum_i (J^i)^T B^i J^i`` with ``B^i = 2I``, as a symmetric ``n x n`` operator.
+    """``G = (1/l) sum_i (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``), as a symmetric ``n x n`` operator.
 
     The forward pass over ``X`` runs once, here; every product reuses it.
 
@@ -432,12 +433,12 @@ class GaussNewton(LinearOperator):
         return dWs, dbs
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
-        """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss)."""
+        """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss, ``diag(p) - p p^T`` for cross-entropy)."""
         self.n_matvec += 1
         Jv = self.Jv(v)
         if not np.isfinite(Jv).all():                  # J v overflowed: so does G v (CG reports it)
             return np.full(self.shape[0], np.nan)
-        return self.JTv(self.net.loss.B(Jv, 1.0 / self.l))     # (1/l) J^T B J v
+        return self.JTv(self.net.loss.B(Jv, 1.0 / self.l, out=self.output))     # (1/l) J^T B J v
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

@@ -53,7 +53,7 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from . import datasets
+from . import datasets, objective
 from ._argtypes import address, integer, number
 from ._safe_io import unwritable
 from .data import SCALINGS, center, load_simplenn_mat, scale_pixels
@@ -107,6 +107,8 @@ def add_parser(subparsers: Any) -> None:
                    help="pixel scaling before centring: 255 divides by 255 (default); minmax maps each "
                         "image to [0, 1] by its own minimum and maximum, as simpleNN's example does")
     t.add_argument("--solver", choices=["newton", "sgd", "adam"], default="newton")
+    t.add_argument("--loss", choices=sorted(objective.LOSSES, reverse=True), default="squared",
+                   help="the loss xi: squared ||z - onehot(y)||^2 (default) or cross-entropy -log softmax(z)_y")
     t.add_argument("--C", type=number(0, strict=True, finite=True), default=0.01,
                    help="simpleNN's C: the objective uses C * l (default 0.01)")
     g = t.add_argument_group("Newton")
@@ -352,7 +354,8 @@ def _train(args: argparse.Namespace) -> int:
         raise SparseCNNError("--scheduler and --workers are for --solver newton")
     if args.solver != "newton" and args.gn_dtype is not None:
         raise SparseCNNError("--gn-dtype is for --solver newton")
-    net = Network.from_simplenn_config(datasets.resolve(args.config, "config")).replace(dtype=args.dtype)
+    net = Network.from_simplenn_config(datasets.resolve(args.config, "config")).replace(dtype=args.dtype,
+                                                                                        loss=args.loss)
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
     Xtr, ytr, mean = _prepared(args.train, shape, "--train", args.scale, None)
     l = Xtr.shape[1]

@@ -197,11 +197,11 @@ def test_recipes_carry_their_compute_function():
 def test_unknown_backend_and_loss_are_config_errors():
     with pytest.raises(ConfigError, match=r"backend must be one of \('fast', 'reference'\), got 'gpu'"):
         Network((2, 2, 1), [FullLayer(2)], backend="gpu")
-    with pytest.raises(ConfigError, match=r"loss must be one of \['squared'\], got 'cross-entropy'"):
-        Network((2, 2, 1), [FullLayer(2)], loss="cross-entropy")
-    assert sorted(LOSSES) == ["squared"]
-    net = Network((2, 2, 1), [FullLayer(2)], loss="squared")
-    assert net.loss.name == "squared" and net.replace(backend="reference").loss.name == "squared"
+    with pytest.raises(ConfigError, match=r"loss must be one of \['cross-entropy', 'squared'\], got 'hinge'"):
+        Network((2, 2, 1), [FullLayer(2)], loss="hinge")
+    assert sorted(LOSSES) == ["cross-entropy", "squared"]
+    net = Network((2, 2, 1), [FullLayer(2)], loss="cross-entropy")
+    assert net.loss.name == "cross-entropy" and net.replace(backend="reference").loss.name == "cross-entropy"
 
 
 def test_squared_loss_value_derivative_and_B_by_differences():

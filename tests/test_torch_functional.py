@@ -257,9 +257,12 @@ class _LogSoftmax(nn.Module):
 
 
 @pytest.mark.parametrize("how", ["F", "method", "module"])
-def test_final_log_softmax_is_refused_until_cross_entropy_exists(how):
-    with pytest.raises(ConfigError, match=r"cross-entropy loss, which sparsecnn does not support yet"):
-        from_torch(_LogSoftmax(how), (1, 4, 4))
+def test_final_log_softmax_in_any_form_is_read_as_the_cross_entropy_loss(how):
+    model = _LogSoftmax(how).double()
+    net, theta = from_torch(model, (1, 4, 4))
+    assert net.loss.name == "cross-entropy" and net.n_L == 3 and len(net.layers) == 1
+    with pytest.raises(ConfigError, match="belongs to the cross-entropy loss"):
+        from_torch(model, (1, 4, 4), loss="squared")
 
 
 class _Unsupported(nn.Module):

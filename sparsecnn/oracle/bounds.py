@@ -211,8 +211,11 @@ class ErrorBounds:
         """``z^{L+1}`` as the model returns it, ``(l, n_L)``, and its bound."""
         return self.Z[-1]
 
-    def objective(self, Y: Any, C: float, params: list[Any]) -> tuple[float, Any, Any]:
-        """Bound of ``f``, and ``dxi/dz^{L+1} = (2/l)(z - y)`` with its bound (to start the backward pass).
+    def objective(self, Y: Any, C: float, params: list[Any], loss: str = "squared") -> tuple[float, Any, Any]:
+        """Bound of ``f``, and ``(1/l) dxi/dz^{L+1}`` with its bound (to start the backward pass).
+
+        ``(2/l)(z - y)`` for the squared loss; ``(1/l)(p - y)``, ``p = softmax(z)``, for
+        cross-entropy (:meth:`_cross_entropy`).
 
         Parameters
         ----------
@@ -222,6 +225,7 @@ class ErrorBounds:
             Regularisation (``inf``: none).
         params : list of torch.Tensor
             The parameters (for the ``theta^T theta / (2C)`` term).
+        loss : {"squared", "cross-entropy"}
 
         Returns
         -------
@@ -241,6 +245,8 @@ class ErrorBounds:
         """
         u, l = self.u, self.l
         out, Eout = self.output
+        if loss == "cross-entropy":
+            return self._cross_entropy(Y, C, params)
         d = out - Y
         Ed = Eout + u * d.abs()
         Ef = float((2.0 * d.abs() * Ed).sum() + gamma(d.numel(), u) * (d * d).sum()) / l
@@ -249,6 +255,90 @@ class ErrorBounds:
             Ef += gamma(sum(int(p.numel()) for p in params) + 2, u) * reg
         dZ = (2.0 / l) * d
         return Ef + u * abs(Ef), dZ, (2.0 / l) * Ed + 2.0 * u * dZ.abs()
+
+    def _reg(self, C: float, params: list[Any]) -> float:
+        if C == float("inf"):
+            return 0.0
+        reg = sum(float((p * p).sum()) for p in params) / (2.0 * C)
+        return gamma(sum(int(p.numel()) for p in params) + 2, self.u) * reg
+
+    def softmax(self) -> tuple[Any, Any]:
+        """``p = softmax(z^{L+1})`` per instance, ``(l, n_L)``, and its bound.
+
+        First order in ``E_z``: ``dp_k/dz_j = p_k (delta_kj - p_j)``, so
+        ``|dp_k| <= p_k (E_k + sum_j p_j E_j)``; the rounding of ``z - max z``, ``exp``,
+        the sum of ``n_L`` terms, ``log`` and the division is relative to ``p_k``,
+        at most ``gamma_{2 n_L + 16} (1 + |z_k - max z| + log sum exp(z - max z))``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0], [-1.0]], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+        >>> x = torch.tensor([[[[0.0]]]], dtype=torch.float64)                # z = (0, 0): p = (1/2, 1/2)
+        >>> p, Ep = ErrorBounds(Network((1, 1, 1), [FullLayer(2)]), [w], [b], x, {}, u=1e-8).softmax()
+        >>> p.tolist(), bool((Ep > 0).all()), bool((Ep < 1e-6).all())
+        ([[0.5, 0.5]], True, True)
+        """
+        torch = self._torch()
+        out, Eout = self.output
+        shifted = out - out.max(dim=1, keepdim=True).values
+        lse = torch.logsumexp(shifted, dim=1, keepdim=True)
+        p = torch.exp(shifted - lse)
+        rel = gamma(2 * out.shape[1] + 16, self.u) * (1.0 + shifted.abs() + lse)
+        Ep = p * (Eout + (p * Eout).sum(dim=1, keepdim=True) + rel)
+        return p, Ep
+
+    def _cross_entropy(self, Y: Any, C: float, params: list[Any]) -> tuple[float, Any, Any]:
+        """``f``'s bound and ``(1/l)(p - y)`` with its bound, for ``xi_i = logsumexp(z^i) - z^i_{y_i}``.
+
+        ``|d xi_i| <= sum_j p_ij E_ij + E_{i y_i}`` (first order), plus the rounding of
+        log-sum-exp and of the pick, ``gamma_{2 n_L + 16} (1 + |logsumexp| + |max z| + |z_y|)``,
+        and the mean over ``l`` instances, ``gamma_l (1/l) sum_i |xi_i|``.
+        """
+        torch = self._torch()
+        u, l = self.u, self.l
+        out, Eout = self.output
+        p, Ep = self.softmax()
+        lse = torch.logsumexp(out, dim=1)
+        z_y = (out * Y).sum(dim=1)
+        xi = lse - z_y
+        Exi = (p * Eout).sum(dim=1) + (Eout * Y).sum(dim=1) \
+            + gamma(2 * out.shape[1] + 16, u) * (1.0 + lse.abs() + out.max(dim=1).values.abs() + z_y.abs())
+        Ef = float(Exi.sum() + gamma(l, u) * xi.abs().sum()) / l + self._reg(C, params)
+        dZ = (p - Y) / l
+        return Ef + u * abs(Ef), dZ, Ep / l + 2.0 * u * dZ.abs()
+
+    def B_start(self, w: Any, Ew: Any, loss: str = "squared") -> tuple[Any, Any]:
+        """``(1/l) B^i w_i`` per row of ``w`` ``(l, n_L)`` (``w = J v``) and its bound: where ``G v``'s backward starts.
+
+        ``(2/l) w`` for the squared loss; ``(1/l)(p ⊙ w - p (p^T w))`` for cross-entropy,
+        with ``E = (1/l)(E_p |w| + p E_w + E_p |p^T w| + p (E_p^T |w| + p^T E_w)
+        + gamma_{n_L + 3} (p |w| + p (p^T |w|)))``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sparsecnn import FullLayer, Network
+        >>> w, b = torch.tensor([[1.0], [-1.0]], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+        >>> x = torch.tensor([[[[0.0]]]], dtype=torch.float64)
+        >>> eb = ErrorBounds(Network((1, 1, 1), [FullLayer(2)]), [w], [b], x, {}, u=1e-8)
+        >>> s, E = eb.B_start(torch.tensor([[1.0, 0.0]], dtype=torch.float64), torch.zeros(1, 2), "cross-entropy")
+        >>> s.tolist()                                                    # (diag(p) - p p^T) e_1, p = (1/2, 1/2)
+        [[0.25, -0.25]]
+        """
+        u, l = self.u, self.l
+        if loss != "cross-entropy":
+            start = (2.0 / l) * w
+            return start, (2.0 / l) * Ew + 2.0 * u * start.abs()
+        p, Ep = self.softmax()
+        pw = (p * w).sum(dim=1, keepdim=True)
+        start = (p * w - p * pw) / l
+        wa = w.abs()
+        E = (Ep * wa + p * Ew + Ep * pw.abs() + p * ((Ep * wa).sum(dim=1, keepdim=True)
+                                                     + (p * Ew).sum(dim=1, keepdim=True))
+             + gamma(w.shape[1] + 3, u) * (p * wa + p * (p * wa).sum(dim=1, keepdim=True))) / l
+        return start, E + u * start.abs()
 
     def backward(self, dZ: Any, EdZ: Any) -> list[tuple[Any, Any, Any, Any]]:
         """``(dW, E_dW, db, E_db)`` per layer (PyTorch layout) of ``J^T dZ``, with bounds, from ``dZ`` ``(l, n_L)``.

@@ -17,7 +17,7 @@ The rows and how they localise an error
 - ``Jv``: ``J v``, then ``J v^[m]`` (``v`` zero outside layer ``m``'s parameters)
   from ``m = L`` down to 1;
 - ``Gv``: the model's ``G v`` by blocks, then ``Gv:JT``: the model's ``J^T``
-  applied to ``(2/l)`` times the *reference's* ``J v``, which isolates the
+  applied to ``(1/l) B`` times the *reference's* ``J v``, which isolates the
   backward half of ``G v`` (with ``"Gv"`` the ``Jv`` rows are always included).
 
 :meth:`CheckReport.first_failing_layer <sparsecnn.oracle.report.CheckReport.first_failing_layer>`
@@ -28,14 +28,20 @@ without bias in the model has ``b^m = 0`` in ``theta``, ``v`` zero there and no
 What each side computes
 -----------------------
 Both sides use the objective of NOTATION.md with the model's parameters,
-``f = theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2``:
+``f = theta^T theta/(2C) + (1/l) sum_i xi_i`` with the squared loss
+``xi_i = ||z^{L+1,i} - onehot(y^i)||^2`` or the cross-entropy loss
+``xi_i = -log softmax(z^{L+1,i})_{y_i}`` (``loss=``; a model ending in
+``log_softmax`` / ``softmax`` has it, and that final node is read as part of the loss):
 
-- PyTorch: ``z^{L+1}`` is ``model(x)`` (shape ``(l, n_L)``), ``f`` that formula
-  in the model's dtype, the gradient by ``torch.autograd.grad``; ``J v`` by
-  ``torch.func.jvp`` of ``functional_call(model, params, x)`` along ``v`` (as
-  PyTorch parameter tensors), ``J^T u`` by ``torch.func.vjp`` with cotangent
-  ``u^T``, and ``G v = J^T (2/l) (J v)`` from PyTorch's own ``J v`` and
-  ``J^T``.  An ``autograd.Function`` without ``setup_context`` cannot enter
+- PyTorch: ``z^{L+1}`` is ``model(x)`` (shape ``(l, n_L)``; the input of a final
+  ``log_softmax`` / ``softmax``), ``f`` that formula in the model's dtype (for
+  cross-entropy ``F.nll_loss`` of what the model returns, or ``F.cross_entropy``
+  of its logits), the gradient by ``torch.autograd.grad``; ``J v`` by
+  ``torch.func.jvp`` of ``functional_call(model, params, x)`` (without the final
+  ``log_softmax``) along ``v`` (as PyTorch parameter tensors), ``J^T u`` by
+  ``torch.func.vjp`` with cotangent ``u^T``, and ``G v = J^T (1/l) B (J v)``
+  (``B = 2I``, or ``diag(p) - p p^T`` with ``p = softmax(z^{L+1})``) from
+  PyTorch's own ``J v`` and ``J^T``.  An ``autograd.Function`` without ``setup_context`` cannot enter
   ``torch.func``: then ``J^T u`` falls back to ``torch.autograd.grad`` with
   ``grad_outputs`` and ``J v`` to the double-backward trick (``J v =
   d/dw <J^T w, v>``); the report says which was used.
@@ -237,7 +243,7 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
     results : dict
         ``"output"`` ``(n_L, l)``, ``"f"`` (float), ``"grad"`` ``(n,)``, and as
         requested ``"Jv"`` ``(n_L, l)``, ``"JTv"`` ``(n,)`` (``= J^T u``),
-        ``"Gv"`` ``(n,)`` (``G = (1/l) sum_i (J^i)^T 2I J^i``, no ``I/C`` term).
+        ``"Gv"`` ``(n,)`` (``G = (1/l) sum_i (J^i)^T B^i J^i`` of ``net.loss``, no ``I/C`` term).
     kept : dict
         The forward pass's kept quantities (with the winners used).
 
@@ -299,7 +305,7 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
         if "Jv" in products:
             res["Jv"] = Jv
         if "Gv" in products:
-            res["Gv"] = backward(ref.loss.B(Jv, 1.0 / l))
+            res["Gv"] = backward(ref.loss.B(Jv, 1.0 / l, out=out))
     if "JTv" in products:
         if u is None:
             raise ConfigError("J^T u needs a matrix u")
@@ -614,15 +620,46 @@ def _to_numpy(t: Any) -> np.ndarray:
     return t.detach().cpu().to(torch.float64).numpy()
 
 
+def _torch_loss(out: Any, y: Any, loss: str, final: str | None) -> Any:
+    """``(1/l) sum_i xi_i`` from what the model returns, as PyTorch computes it (reduction ``"mean"``)."""
+    torch = _torch()
+    F = torch.nn.functional
+    l = out.shape[0]
+    if loss == "cross-entropy":
+        if final == "log_softmax":
+            return F.nll_loss(out, y)                                # the model returns log softmax(z)
+        if final == "softmax":
+            return F.nll_loss(torch.log(out), y)                     # ... softmax(z)
+        return F.cross_entropy(out, y)                               # ... the logits z
+    Y = torch.zeros_like(out)
+    Y[torch.arange(l, device=out.device), y] = 1.0
+    return ((out - Y) ** 2).sum() / l                                # (1/l) sum_i ||z - onehot(y)||^2
+
+
+def _torch_B(z: Any, w: Any, loss: str, l: int) -> Any:
+    """``(1/l) B^i w_i`` per row of ``w`` ``(l, n_L)``: ``(2/l) w``, or ``(1/l)(p ⊙ w - p (p^T w))``, ``p = softmax(z)``."""
+    torch = _torch()
+    if loss == "cross-entropy":
+        p = torch.softmax(z.detach(), dim=1)
+        pw = p * w
+        return (pw - p * pw.sum(dim=1, keepdim=True)) / l
+    return (2.0 / l) * w
+
+
 def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple[str, ...],
                     params: list[TorchParameter], v: np.ndarray, u: np.ndarray,
-                    layer_of: Mapping[str, int] | None = None, Jv_ref: np.ndarray | None = None
+                    layer_of: Mapping[str, int] | None = None, GvJT_start: np.ndarray | None = None,
+                    loss: str = "squared", final: str | None = None, logits_module: Any = None
                     ) -> tuple[dict[str, Any], list[str], dict[str, str]]:
     """PyTorch's results as numpy float64 in PyTorch's layout, the methods used, and failures.
 
+    ``f`` and the gradient come from what the model returns (``F.nll_loss`` after a final
+    ``log_softmax``, ``F.cross_entropy`` of logits, the squared loss); ``J v``, ``J^T u``
+    and ``G v`` are products with ``J = dz^{L+1}/dtheta^T``, the Jacobian of the logits
+    (``logits_module``: the model without its final log_softmax / softmax).
     With ``"Jv"`` or ``"Gv"``, also ``"Jv_blocks"`` ``{m: J v^[m]}`` (``v`` zero outside the
-    parameters of layer ``m``, ``layer_of[name] = m``); with ``"Gv"`` and ``Jv_ref``
-    (``(n_L, l)``), ``"GvJT"``: the model's ``J^T`` applied to ``(2/l) Jv_ref``.
+    parameters of layer ``m``, ``layer_of[name] = m``); with ``"Gv"`` and ``GvJT_start``
+    (``(n_L, l)``, the reference's ``(1/l) B J v``), ``"GvJT"``: the model's ``J^T`` applied to it.
     """
     torch = _torch()
     named = dict(model.named_parameters())
@@ -631,11 +668,11 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
     res: dict[str, Any] = {}
     notes: list[str] = []
     failed: dict[str, str] = {}
-    out = model(x)
-    l, n_L = out.shape
-    Y = torch.zeros_like(out)
-    Y[torch.arange(l, device=device), torch.as_tensor(y, device=device)] = 1.0
-    f = ((out - Y) ** 2).sum() / l
+    logits_module = model if logits_module is None else logits_module
+    returned = model(x)
+    l = returned.shape[0]
+    out = returned if final is None else logits_module(x)
+    f = _torch_loss(returned, torch.as_tensor(y, device=device), loss, final)
     if np.isfinite(C):
         f = f + sum((p * p).sum() for p in named.values()) / (2.0 * C)
     res["output"] = _to_numpy(out)
@@ -652,7 +689,7 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
     u_t = torch.as_tensor(np.ascontiguousarray(u.T)).to(dtype=dtype, device=device)
 
     def fn(p: dict[str, Any]) -> Any:
-        return torch.func.functional_call(model, p, (x,))
+        return torch.func.functional_call(logits_module, p, (x,))
 
     def vjp(cot: Any) -> dict[str, Any]:
         try:
@@ -711,10 +748,10 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
     if "JTv" in products:
         res["JTv"] = {k: _to_numpy(g) for k, g in vjp(u_t).items()}
     if "Gv" in products and jv is not None:
-        res["Gv"] = {k: _to_numpy(g) for k, g in vjp((2.0 / l) * jv.detach()).items()}
-    if "Gv" in products and Jv_ref is not None:
-        ref_t = torch.as_tensor(np.ascontiguousarray(Jv_ref.T)).to(dtype=dtype, device=device)
-        res["GvJT"] = {k: _to_numpy(g) for k, g in vjp((2.0 / l) * ref_t).items()}
+        res["Gv"] = {k: _to_numpy(g) for k, g in vjp(_torch_B(out, jv.detach(), loss, l)).items()}
+    if "Gv" in products and GvJT_start is not None:
+        ref_t = torch.as_tensor(np.ascontiguousarray(GvJT_start.T)).to(dtype=dtype, device=device)
+        res["GvJT"] = {k: _to_numpy(g) for k, g in vjp(ref_t).items()}
     return res, notes, failed
 
 
@@ -728,7 +765,7 @@ def _model_dtype(model: Any) -> Any:
 
 def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params: list[TorchParameter],
             prods: tuple[str, ...], labels: np.ndarray, C: float, theta: np.ndarray, v: np.ndarray,
-            u_mat: np.ndarray, Jv_ref: np.ndarray | None, unit: float, observed: Mapping[int, Any]
+            u_mat: np.ndarray, GvJT_start: np.ndarray | None, unit: float, observed: Mapping[int, Any]
             ) -> dict[str, Any]:
     """Per-entry rounding-error bounds (:mod:`sparsecnn.oracle.bounds`) in sparsecnn's layout.
 
@@ -766,8 +803,9 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
     Y = torch.zeros_like(out)
     Y[torch.arange(out.shape[0]), torch.as_tensor(labels)] = 1.0
     plist = [torch.as_tensor(p) for p in Ws + bs]
-    res["f"] = prior.objective(Y, C, plist)[0]
-    _, dZ, EdZ = eb.objective(Y, C, plist)
+    loss = net.loss.name
+    res["f"] = prior.objective(Y, C, plist, loss)[0]
+    _, dZ, EdZ = eb.objective(Y, C, plist, loss)
     reg = 2.0 * unit * np.abs(theta) / C if np.isfinite(C) else None
     if "grad" in prods:
         res["grad"] = to_theta(eb.backward(dZ, EdZ), reg)
@@ -790,11 +828,9 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
         res["Jv"] = EJv.numpy().T
         res["Jv_blocks"] = {ly.m: eb.R_forward(*tangent(ly.m), only=ly.m)[1].numpy().T for ly in reading.layers}
         if "Gv" in prods:
-            l = out.shape[0]
-            start = (2.0 / l) * Jv
-            res["Gv"] = to_theta(eb.backward(start, (2.0 / l) * EJv + 2.0 * unit * start.abs()))
-            if Jv_ref is not None:
-                ref = (2.0 / l) * torch.as_tensor(np.ascontiguousarray(Jv_ref.T))
+            res["Gv"] = to_theta(eb.backward(*eb.B_start(Jv, EJv, loss)))     # (1/l) B J v, then J^T
+            if GvJT_start is not None:                        # the reference's (1/l) B J v, rounded by the model
+                ref = torch.as_tensor(np.ascontiguousarray(GvJT_start.T))
                 res["GvJT"] = to_theta(eb.backward(ref, 2.0 * unit * ref.abs()))
     return res
 
@@ -803,8 +839,8 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
           input_shape: tuple[int, int, int] | None = None, C: float = np.inf,
           products: str | Iterable[str] = ("grad",), seed: int = 0, rtol: float | None = None,
           atol: float = 0.0, use_model_winners: bool = True, raise_on_fail: bool = False,
-          worst: int = 5, treat_as: Mapping[type, str] | None = None, tol_factor: float = 1.0
-          ) -> CheckReport:
+          worst: int = 5, treat_as: Mapping[type, str] | None = None, tol_factor: float = 1.0,
+          loss: str | None = None) -> CheckReport:
     """Compare a PyTorch model with sparsecnn's float64 reference, block by block, entry by entry.
 
     Parameters
@@ -830,7 +866,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         Any of ``"grad"`` (with ``f``), ``"Jv"``, ``"JTv"`` (``J^T u``), ``"Gv"``,
         or a comma-separated string.  The layer outputs ``Z^{m+1}``, ``z^{L+1}`` and
         ``f`` are always compared.  ``"Gv"`` brings the rows of ``J v`` (its first
-        half) and ``Gv:JT`` (the model's ``J^T`` on the reference's ``(2/l) J v``,
+        half) and ``Gv:JT`` (the model's ``J^T`` on the reference's ``(1/l) B J v``,
         its second half) so that the failing half and layer can be named.
     seed : int
         ``rng = numpy.random.default_rng(seed)``; ``v = rng.standard_normal(n)``
@@ -856,6 +892,13 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     tol_factor : float, default 1
         Multiplies the rounding-error bounds (widen it for convolution algorithms
         outside the bound's assumptions, such as Winograd or FFT).
+    loss : {None, "squared", "cross-entropy"}
+        The loss ``xi`` of ``f`` (:mod:`sparsecnn.objective`).  ``None``: cross-entropy
+        when the model ends in ``log_softmax`` / ``softmax`` (read as part of the loss,
+        so ``f`` is ``F.nll_loss(model(x), y)``), else squared.  ``"cross-entropy"``
+        for a model returning logits compares ``f`` with ``F.cross_entropy(model(x), y)``.
+        ``J`` is always the Jacobian of the logits ``z^{L+1}``, and ``G = (1/l) sum_i
+        J_i^T B_i J_i`` with ``B_i = 2I`` or ``diag(p_i) - p_i p_i^T``.
 
     Returns
     -------
@@ -911,7 +954,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         x_t = X_to_torch((h, w, c), X)
         shape = (c, h, w)
     x_t = x_t.to(dtype=dtype, device=device)                  # what the model sees
-    reading = read_torch(model, shape, treat_as=treat_as)
+    reading = read_torch(model, shape, treat_as=treat_as, loss=loss)
     net, theta = reading.net, reading.theta
     Xr = X_from_torch(x_t.cpu())                              # ... and so does the reference
     Xr = net.check_X(Xr)
@@ -959,11 +1002,14 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         if ours["Jv"] is None:
             ours["Jv"] = reference_products(net, theta, Xr, labels, C, products=("Jv",), v=v,
                                             winners=model_w if use_model_winners else None)[0]["Jv"]
+    GvJT_start = None
     if "Gv" in prods:
         ours["GvJT"] = ours["Gv"]
+        GvJT_start = net.loss.B(ours["Jv"], 1.0 / l, out=ours["output"])    # the reference's (1/l) B J v
     ties = tie_info(net, kept, model_w)
     theirs_raw, notes, failed = _torch_products(model, x_t, labels, C, prods, params, v, u, layer_of=layer_of,
-                                                Jv_ref=ours.get("Jv"))
+                                                GvJT_start=GvJT_start, loss=net.loss.name, final=reading.final,
+                                                logits_module=reading.logits_module)
 
     def vec(t: Any, m: int) -> np.ndarray:
         a = _to_numpy(t)
@@ -984,7 +1030,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
             ref_t = X_to_torch((ly.a_out, ly.b_out, ly.d_out), ours["Z"][ly.m]) \
                 if ly.m <= net.LC else torch.as_tensor(np.ascontiguousarray(ours["Z"][ly.m].T))
             observed[ly.m] = (captured[ly.m].cpu().to(torch.float64) - ref_t.reshape(captured[ly.m].shape)).abs()
-        bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, ours.get("Jv"),
+        bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, GvJT_start,
                          (eps + float(np.finfo(np.float64).eps)) / 2.0, observed)   # unit roundoffs of both sides
     rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
                             k_worst=int(worst), params=params, bounds=bounds, tol_factor=float(tol_factor),
@@ -1004,7 +1050,11 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     setting = [
         f"model: {type(model).__name__} in {dtype_name} ({unit} = {eps:.3g}); input (channels, height, "
         f"width) = {shape}, l = {l}; C = {C:g}",
-        "objective: f = theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2 (the model's parameters)",
+        "objective: f = theta'theta/(2C) + (1/l) sum_i " + (
+            "-log softmax(z^{L+1,i})_{y_i} (cross-entropy" + (f"; the model's final {reading.final} is part of "
+                                                               f"the loss, z^{{L+1}} its input)" if reading.final
+                                                               else "; z^{L+1} = the model's logits)")
+            if net.loss.name == "cross-entropy" else "||z^{L+1,i} - onehot(y^i)||^2") + " (the model's parameters)",
         tol_line,
         f"products: {', '.join(('forward', 'output', 'f', *prods))}",
     ]
@@ -1014,7 +1064,9 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     if set(prods) & {"Jv", "JTv", "Gv"}:
         setting.append(f"random vectors: rng = numpy.random.default_rng({int(seed)}); v = rng.standard_normal(n), "
                        f"n = {net.n_params}; u = rng.standard_normal((n_L, l)) = ({net.n_L}, {l}); both rounded "
-                       f"to {dtype_name}; G = (1/l) sum_i J_i' 2I J_i; J v^[m]: v zero outside layer m")
+                       f"to {dtype_name}; G = (1/l) sum_i J_i' B_i J_i, B_i = "
+                       f"{'diag(p_i) - p_i p_i^T' if net.loss.name == 'cross-entropy' else '2I'}; "
+                       f"J v^[m]: v zero outside layer m")
         if notes:
             setting.append("PyTorch side: " + "; ".join(notes))
     setting.append("network (m = layer; model nodes per layer: "

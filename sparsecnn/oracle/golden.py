@@ -28,13 +28,15 @@ Description (0-d arrays):
   ``[d, a, b]``; ``torch_modules``, the ``nn.Sequential`` that
   ``sparsecnn.to_torch`` builds, one string per module; ``torch_parameters``,
   each ``{"name", "symbol": "W^m" or "b^m", "layer", "shape"}``; ``n_params``; ``n_L``;
+  ``loss``, ``"squared"`` or ``"cross-entropy"`` (absent in older files: squared);
 - ``info`` (unicode, JSON): ``seed``, ``instances``, ``objective``, ``G``,
   ``max_pool_ties`` (per layer: ``windows``, ``tied`` -- windows whose maximum
   is attained more than once -- and ``matter`` -- those where ``sigma'`` at the
   maximum is nonzero, so the choice of winner changes the products: use the
   file's winners there), ``sparsecnn_version``;
 - ``C`` (float64): the objective's ``C`` (``inf``: no regularisation term);
-- ``f`` (float64): ``theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2``.
+- ``f`` (float64): ``theta^T theta/(2C) + (1/l) sum_i xi_i``, ``xi_i = ||z^{L+1,i} - onehot(y^i)||^2``
+  or (cross-entropy) ``-log softmax(z^{L+1,i})_{y_i}``.
 
 sparsecnn's layout (NOTATION.md):
 
@@ -416,8 +418,12 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
                for ly in net.conv if ly.max_pools}
     info = {
         "seed": int(seed), "instances": int(l),
-        "objective": "f = theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - onehot(y^i)||^2",
-        "G": "G = (1/l) sum_i J_i' (2I) J_i, J_i = dz^{L+1,i}/dtheta'",
+        "objective": "f = theta'theta/(2C) + (1/l) sum_i " + (
+            "-log softmax(z^{L+1,i})_{y_i}" if net.loss.name == "cross-entropy"
+            else "||z^{L+1,i} - onehot(y^i)||^2"),
+        "G": "G = (1/l) sum_i J_i' " + ("(diag(p_i) - p_i p_i'), p_i = softmax(z^{L+1,i})"
+                                        if net.loss.name == "cross-entropy" else "(2I)")
+             + " J_i, J_i = dz^{L+1,i}/dtheta'",
         "max_pool_ties": _ties(net, cache.kept),
         "sparsecnn_version": __version__,
     }

@@ -491,10 +491,10 @@ class CheckReport:
           from ``m = L`` down to 1; the tangent of layer ``m``'s parameters passes
           through layers ``m..L`` only, so a wrong forward derivative in layer
           ``m`` fails ``J v^[m]`` and below, and the first failing row is layer ``m``.
-        - ``"Gv"``: ``G v = J^T (2/l) J v``.  If the model's ``J v`` is wrong (its
+        - ``"Gv"``: ``G v = J^T (1/l) B J v`` (``B = 2I``, or ``diag(p) - p p^T`` for cross-entropy).  If the model's ``J v`` is wrong (its
           ``J v^[m]`` rows), the error starts there and that layer is returned;
           otherwise the rows ``Gv:JT`` -- the model's ``J^T`` applied to the
-          reference's ``(2/l) J v`` -- localise its backward half as for ``"grad"``.
+          reference's ``(1/l) B J v`` -- localise its backward half as for ``"grad"``.
         - ``None`` (default): the forward layer if a forward row fails, else ``"grad"``'s
           layer, else the first failing layer of any product.
 

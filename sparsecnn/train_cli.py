@@ -533,7 +533,9 @@ def run_predict(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 on success; 1 after printing the error on stderr.
+        0 on success; 2 when the model file cannot be used (missing, not a model file, changed
+        since it was written, a malformed entry such as a non-numeric ``meta.scale``), checked
+        before any data is read; 1 for any later error.  Each error is one line on stderr.
 
     Examples
     --------
@@ -556,6 +558,10 @@ def run_predict(args: argparse.Namespace) -> int:
     """
     try:
         model = load_model(args.model)
+    except (SparseCNNError, OSError) as exc:
+        _fail("predict", exc)
+        return 2
+    try:
         shape = (model.net.input_shape[0], model.net.input_shape[1], model.net.input_shape[2])
         scaling = _model_scaling(model)
         if scaling:

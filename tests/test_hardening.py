@@ -334,6 +334,18 @@ def test_item7_model_scale_not_a_number_and_deep_json(tmp_path: Path) -> None:
         load_model(tmp_path / "d.npz")
 
 
+def test_item7_predict_with_such_a_model_exits_2_with_one_line(tmp_path: Path, folder: Path, capsys) -> None:
+    net = small_net()
+    save_model(tmp_path / "m.npz", net, net.init_params(seed=0), meta={"scale": 0.5})
+    arrays = arrays_of(tmp_path / "m.npz")
+    np.savez(tmp_path / "s.npz", **resealed_model({**arrays, "meta": np.array('{"scale": "big"}')}))
+    np.savez(tmp_path / "d.npz", **{**arrays, "meta": np.array('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")})
+    for name, message in (("s.npz", "must be a finite number, got 'big'"), ("d.npz", "nested too deeply")):
+        assert main(["predict", "--model", str(tmp_path / name), "--data", str(folder / "train.mat")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--seed", "-1"], "argument --seed: must be an integer >= 0"),
     (["--scheduler", "notanaddress"], "argument --scheduler: must be a scheduler address"),

@@ -121,7 +121,7 @@ def test_missing_files_give_clear_errors(files, capsys):
     assert "sparsecnn train: error:" in capsys.readouterr().err
     assert main(base(files)[:3] + ["--train", str(files["dir"] / "nope.mat"), "--quiet"]) == 1
     assert "nope.mat" in capsys.readouterr().err
-    assert main(["predict", "--model", str(files["dir"] / "none.npz"), "--data", str(files["test"])]) == 1
+    assert main(["predict", "--model", str(files["dir"] / "none.npz"), "--data", str(files["test"])]) == 2
     assert "model file not found" in capsys.readouterr().err
 
 
@@ -133,7 +133,7 @@ def test_predict_rejects_corrupt_and_foreign_models(files, capsys):
         pickle.dump({"theta": [1, 2]}, fh)
     np.save(d / "array.npy", np.arange(3))
     for name in ("garbage.npz", "foreign.npz", "pickled.npz", "array.npy"):
-        assert main(["predict", "--model", str(d / name), "--data", str(files["test"])]) == 1
+        assert main(["predict", "--model", str(d / name), "--data", str(files["test"])]) == 2
         err = capsys.readouterr().err
         assert "sparsecnn predict: error:" in err and name in err
 

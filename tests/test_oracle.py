@@ -505,3 +505,19 @@ def test_correct_models_pass_even_with_saturated_units(arch):
     a, b, d = shape
     report = check(model, X=X, input_shape=(d, a, b), C=C, seed=seed, products="grad,Jv,JTv,Gv")
     assert report.passed, report
+
+
+def test_saturated_sigmoid_forward_bound_keeps_the_propagated_error_of_S():
+    """sigma(-44) = 5.5e-20: the slope sigma(s)(1 - sigma(s)) computed as written is 0 in float64
+    (1 - sigma(44) rounds to 0), which left only 4u|sigma(S)| as the tolerance and failed a correct
+    model; the bound must carry E_S through the slope sigma(s) sigma(-s)."""
+    shape = (4, 2, 1)
+    layers = [ConvLayer(d_out=1, h=3, s=1, p=1, r=1, activation="sigmoid"), FullLayer(n_out=4)]
+    net = Network(shape, layers)
+    rng = np.random.default_rng(25069)
+    Ws, _ = net.unpack(net.init_params(seed=25069))
+    theta = net.pack(Ws, [0.3 * rng.standard_normal(W.shape[0]) for W in Ws])
+    X = 8.0 * rng.standard_normal((net.n_input, 2))
+    model = to_torch(net, theta, dtype=torch.float64)
+    report = check(model, X=X, input_shape=(1, 4, 2), seed=25069, products="grad,Jv,JTv,Gv")
+    assert report.passed, report.verdict()

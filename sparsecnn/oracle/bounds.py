@@ -142,15 +142,17 @@ class ErrorBounds:
             d = torch.where(S > 0, 1.0, slope)
             Ed = (1.0 - slope) * (S.abs() <= ES).to(S.dtype) + (u * slope if slope else 0.0)
             return A, EA, d, Ed
+        # the largest slope within E_S of S, at |S| - E_S; written without cancellation, since
+        # 1 - tanh(x)^2 and sigma(x)(1 - sigma(x)) are exactly 0 in floating point for large x
         near = (S.abs() - ES).clamp(min=0.0)
         if name == "tanh":
             A = torch.tanh(S)
-            EA = (1.0 - torch.tanh(near) ** 2) * ES + _C_SIGMA[name] * u * A.abs()
+            e = torch.exp(-2.0 * near)
+            EA = 4.0 * e / (1.0 + e) ** 2 * ES + _C_SIGMA[name] * u * A.abs()          # sech^2(near)
             return A, EA, 1.0 - A * A, 2.0 * A.abs() * EA + 2.0 * u * (1.0 + A * A)
         if name == "sigmoid":
             A = torch.sigmoid(S)
-            sn = torch.sigmoid(near)
-            EA = sn * (1.0 - sn) * ES + _C_SIGMA[name] * u * A.abs()
+            EA = torch.sigmoid(near) * torch.sigmoid(-near) * ES + _C_SIGMA[name] * u * A.abs()
             return A, EA, A * (1.0 - A), (1.0 - 2.0 * A).abs() * EA + 3.0 * u * A.abs() * (1.0 + A.abs())
         raise ValueError(f"no error bound for activation {name!r}")  # pragma: no cover
 

@@ -28,8 +28,8 @@ The partitions (:class:`DistributedObjective`'s ``data``) are any of
   or a pair ``(X.npy, y.npy)``.  ``transform`` (a picklable ``X -> X``, e.g. scaling and
   centring) is applied to each partition after reading.
 
-The network is scattered to the workers once and the partitions are loaded by tasks on the
-workers; both stay there as Dask futures, with the Gauss-Newton operators' forward passes of
+The network is sent to the workers once (a task's result, copied to every worker) and the
+partitions are loaded by tasks on the workers; both stay there as Dask futures, with the Gauss-Newton operators' forward passes of
 ``S`` (one :class:`~sparsecnn.second_order.GaussNewton` per partition, built once per Newton
 iteration).  Every call then sends only vectors and makes **one task per worker** (the
 partitions grouped by the worker holding them): ``theta`` or ``v`` goes inside the task message
@@ -179,6 +179,11 @@ def _load_partition(k: int, desc: str, source: Any, net: Network, transform: Any
     except (OSError, ValueError) as exc:
         raise DataFormatError(f"partition {k} ({desc}): {exc}") from None
     return _Part(k, desc, np.ascontiguousarray(X), labels)
+
+
+def _the_network(net: Network) -> Network:
+    """The network, held on the workers as a recomputable task result."""
+    return net
 
 
 def _size(part: _Part) -> int:
@@ -466,7 +471,10 @@ class DistributedObjective:
         self.client = client
         self.C = net.check_C(C)
         self.batch_size = positive_int("batch_size", batch_size)
-        self._net = client.scatter(net, broadcast=True, hash=False)
+        # the network as a task's result, not scattered: a task can be recomputed after its holders
+        # died (a scattered object cannot); then a copy on every worker
+        self._net = client.submit(_the_network, net, pure=False)
+        client.replicate([self._net])
         self.parts: list[Any] = []
         self.descs: list[str] = []
         for k, (desc, src) in enumerate(_sources(data, y)):

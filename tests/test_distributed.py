@@ -244,7 +244,8 @@ def test_malformed_partition_is_named(client, problem):
 
 
 def test_killed_worker_is_survived(problem):
-    """Process workers: kill the one holding partition 0 while an evaluation runs."""
+    """Process workers: kill the one holding partition 0 while an evaluation runs; then the one
+    holding a Gauss-Newton operator between two products."""
     net, X, y, theta = problem
     rng = np.random.default_rng(2)
     Xb = np.tile(X, 4) + 0.01 * rng.standard_normal((X.shape[0], 4 * X.shape[1]))
@@ -270,6 +271,16 @@ def test_killed_worker_is_survived(problem):
             assert victim not in c.who_has(o.parts)[o.parts[0].key]
             f, g = o.objective(theta)
             assert rel(f, f0) < RTOL and rel(g, g0) < RTOL
+            # the Gauss-Newton state on a worker: rebuilt from the partitions' sources when it dies
+            idx = np.arange(0, Xb.shape[1], 7)
+            G = o.gauss_newton(theta, idx)
+            v = rng.standard_normal(net.n_params)
+            Gv0 = GaussNewton(net, theta, Xb[:, idx], batch_size=32) @ v
+            assert rel(G @ v, Gv0) < RTOL
+            victim = c.who_has(G._ops)[G._ops[0].key][0]
+            os.kill(c.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+            assert rel(G @ v, Gv0) < RTOL and rel(G @ v, Gv0) < RTOL
+            G.release()
     finally:
         c.close()
         cluster.close()

@@ -23,6 +23,7 @@ from sparsecnn.distributed import (  # noqa: E402
     split_columns,
 )
 from sparsecnn.exceptions import ConfigError, LabelError, ShapeError  # noqa: E402
+from sparsecnn.kernels.threads import get_num_threads  # noqa: E402
 from sparsecnn.objective import SquaredLoss  # noqa: E402
 from sparsecnn.optim import newton  # noqa: E402
 from sparsecnn.second_order import GaussNewton  # noqa: E402
@@ -171,8 +172,6 @@ def test_process_workers_one_task_per_worker_and_in_process_iterates(process_cli
     each ``G v`` (equal to in-process to 1e-12); Newton's iterates equal the in-process ones up to
     CG's amplification of the summation-order rounding."""
     from distributed import get_task_stream
-
-    from sparsecnn.kernels.threads import get_num_threads
 
     c = process_client
     net, X, y, theta = problem

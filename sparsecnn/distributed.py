@@ -28,10 +28,18 @@ The partitions (:class:`DistributedObjective`'s ``data``) are any of
   or a pair ``(X.npy, y.npy)``.  ``transform`` (a picklable ``X -> X``, e.g. scaling and
   centring) is applied to each partition after reading.
 
-The network is sent to the workers once, ``theta`` (and each ``v`` of a product) once per
-evaluation, by ``Client.scatter(..., broadcast=True)``; the partitions stay on the workers
-between evaluations.  A partition lost with its worker is recomputed from its source on another
-worker (Dask's lineage).  Nothing here is imported by ``import sparsecnn``: Dask is needed only
+The network is sent to the workers once (a task's result, copied to every worker) and the
+partitions are loaded by tasks on the workers; both stay there as Dask futures, with the Gauss-Newton operators' forward passes of
+``S`` (one :class:`~sparsecnn.second_order.GaussNewton` per partition, built once per Newton
+iteration).  Every call then sends only vectors and makes **one task per worker** (the
+partitions grouped by the worker holding them): ``theta`` or ``v`` goes inside the task message
+(up to :data:`EMBED_BYTES`), the worker sums over its partitions and returns one number, one
+vector, or both; the client adds the workers' results.  A ``G v`` is one round trip.  A
+partition lost with its worker is recomputed from its source on another worker (Dask's
+lineage), and the Gauss-Newton state from it, so a killed worker costs time, not the result.
+On a worker process of its own, sparsecnn's kernel threads are set to the worker's
+``--nthreads`` (Dask's nanny already sets BLAS to one thread), unless ``SPARSECNN_NUM_THREADS``
+is set.  Nothing here is imported by ``import sparsecnn``: Dask is needed only
 when this module is used (``pip install "sparsecnn[dask]"``).
 
 Examples
@@ -55,15 +63,21 @@ from scipy.sparse.linalg import LinearOperator
 
 from . import data as data_io
 from . import engine, second_order
+from . import objective as objective_
 from .engine import Keep
 from .exceptions import ConfigError, DataFormatError, InputTypeError, ShapeError, SparseCNNError
+from .kernels import threads
 from .network import Network
 from .optim._common import positive_int
 from .optim.newton import newton_loop
 from .second_order import JACOBIAN_MODES
 
 __all__ = ["DistributedObjective", "DistributedGaussNewton", "newton_distributed", "connect",
-           "owner_of", "split_columns"]
+           "owner_of", "split_columns", "EMBED_BYTES"]
+
+EMBED_BYTES = 1 << 22
+"""Vectors (``theta``, ``v``) up to this size (4 MiB, ``n`` = 524,288) travel inside the task messages;
+larger ones are scattered to the workers first (one more round trip, no copy in the task graph)."""
 
 
 # ------------------------------------------------------------- bookkeeping
@@ -167,6 +181,11 @@ def _load_partition(k: int, desc: str, source: Any, net: Network, transform: Any
     return _Part(k, desc, np.ascontiguousarray(X), labels)
 
 
+def _the_network(net: Network) -> Network:
+    """The network, held on the workers as a recomputable task result."""
+    return net
+
+
 def _size(part: _Part) -> int:
     return int(part.X.shape[1])
 
@@ -231,15 +250,77 @@ def _JTv_part(net: Network, theta: np.ndarray, part: _Part, u: np.ndarray, batch
     return second_order.net_JTv(net, theta, part.X, u, batch_size=batch_size)
 
 
-def _gn_part(net: Network, theta: np.ndarray, part: _Part, local: np.ndarray | None, jacobian: str,
-             batch_size: int) -> Any:
-    X = part.X if local is None else part.X[:, local]
-    return second_order.GaussNewton(net, theta, X, jacobian=jacobian, batch_size=batch_size)
+def _worker_threads(client_pid: int) -> None:
+    """On a worker process of its own: sparsecnn's kernel threads = the worker's Dask threads.
+
+    Dask's nanny sets ``OMP_NUM_THREADS=1`` (and the BLAS variables) in the worker processes, since
+    Dask's own threads are the parallelism; sparsecnn's kernel pool would otherwise start
+    one thread per CPU in every worker, so two workers on two cores would run four threads.  Each
+    task here runs alone on its worker (one task per worker and call), so it may use all the worker's
+    ``--nthreads``.  Not done in the client's own process (a threaded ``LocalCluster``) nor when
+    ``SPARSECNN_NUM_THREADS`` is set; done again by the first task on a restarted worker.
+    """
+    global _threads_done
+    if _threads_done or os.getpid() == client_pid:
+        return
+    _threads_done = True
+    if os.environ.get("SPARSECNN_NUM_THREADS"):
+        return
+    try:
+        from distributed import get_worker
+
+        n = int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):  # pragma: no cover - not on a worker
+        return
+    threads.set_num_threads(max(1, n))
 
 
-def _gn_product(G: Any, v: np.ndarray, size: int) -> np.ndarray:
-    """``(1/|S|) sum_{i in S ∩ P_k} (J^i)^T 2 J^i v`` (global ``|S|``)."""
-    return G.JTv(G.net.loss.B(G.Jv(v), 1.0 / size, out=G.output))
+_threads_done = False
+
+
+def _objective_group(client_pid: int, net: Network, theta: np.ndarray, l: int, batch_size: int,
+                     *parts: _Part) -> tuple[float, np.ndarray]:
+    """``(1/l) sum_{i in P_k} xi_i`` and its gradient summed over one worker's partitions."""
+    _worker_threads(client_pid)
+    f, g = 0.0, np.zeros(net.n_params)
+    for part in parts:
+        f_k, g_k = _objective_part(net, theta, part, l, batch_size)
+        f += f_k
+        g += g_k
+    return f, g
+
+
+def _loss_group(client_pid: int, net: Network, theta: np.ndarray, batch_size: int, *parts: _Part) -> float:
+    """``sum_{i in P_k} xi_i`` over one worker's partitions (forward passes only, as :meth:`Network.output`)."""
+    _worker_threads(client_pid)
+    total = 0.0
+    for part in parts:
+        out = net.output(theta, part.X, batch_size=batch_size)
+        total += float(net.loss.xi(out, part.labels).sum())
+    return total
+
+
+def _gn_group(client_pid: int, net: Network, theta: np.ndarray, locals_: list[np.ndarray | None],
+              jacobian: str, batch_size: int, *parts: _Part) -> list[second_order.GaussNewton]:
+    """One :class:`GaussNewton` per partition of a worker (its forward pass of ``S ∩ P_k``, kept)."""
+    _worker_threads(client_pid)
+    return [second_order.GaussNewton(net, theta, part.X if local is None else part.X[:, local],
+                                     jacobian=jacobian, batch_size=batch_size)
+            for part, local in zip(parts, locals_, strict=True)]
+
+
+def _gn_group_product(client_pid: int, Gs: list[second_order.GaussNewton], v: np.ndarray, size: int
+                      ) -> np.ndarray:
+    """``(1/|S|) sum_{i in S ∩ P_k} (J^i)^T B^i J^i v`` summed over one worker's partitions.
+
+    Each ``G_k`` computes ``(1/|S ∩ P_k|) J^T B J v`` by its own product (whatever ``net.loss`` is),
+    rescaled to the global ``|S|``.
+    """
+    _worker_threads(client_pid)
+    total = np.zeros(v.shape[0])
+    for G in Gs:
+        total += G.matvec(v) * (G.l / size)
+    return total
 
 
 # ------------------------------------------------------------ the client
@@ -390,7 +471,10 @@ class DistributedObjective:
         self.client = client
         self.C = net.check_C(C)
         self.batch_size = positive_int("batch_size", batch_size)
-        self._net = client.scatter(net, broadcast=True, hash=False)
+        # the network as a task's result, not scattered: a task can be recomputed after its holders
+        # died (a scattered object cannot); then a copy on every worker
+        self._net = client.submit(_the_network, net, pure=False)
+        client.replicate([self._net])
         self.parts: list[Any] = []
         self.descs: list[str] = []
         for k, (desc, src) in enumerate(_sources(data, y)):
@@ -410,6 +494,9 @@ class DistributedObjective:
             raise ShapeError("the partitions hold no instances (l = 0)")
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self._theta: tuple[np.ndarray, Any] | None = None
+        self._pid = os.getpid()
+        self.groups: list[list[int]] = []
+        self.regroup()
 
     def __repr__(self) -> str:
         return f"DistributedObjective({self.net!r}, {len(self.parts)} partitions, l={self.l})"
@@ -435,7 +522,7 @@ class DistributedObjective:
         """
         for f in [*self.parts, self._net]:
             f.release()
-        if self._theta is not None:
+        if self._theta is not None and not isinstance(self._theta[1], np.ndarray):
             self._theta[1].release()
         self.parts, self._theta = [], None
 
@@ -447,17 +534,23 @@ class DistributedObjective:
 
     # ---------------------------------------------------------------- helpers
     def _send(self, a: np.ndarray) -> Any:
-        """Send a vector to every worker once (broadcast)."""
-        return self.client.scatter(np.asarray(a, dtype=np.float64), broadcast=True, hash=False)
+        """A vector for the tasks: itself (it travels inside each worker's task message, no extra
+        round trip) up to :data:`EMBED_BYTES`, else scattered once to every worker."""
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        if a.nbytes <= EMBED_BYTES:
+            return a
+        return self.client.scatter(a, broadcast=True, hash=False)
 
     def _send_theta(self, theta: np.ndarray) -> Any:
-        """Send ``theta`` once per evaluation: the last one sent is reused while it is unchanged."""
+        """``theta`` for the tasks; a scattered one is reused while ``theta`` is unchanged."""
         last = self._theta
         if last is not None and last[0].shape == theta.shape and np.array_equal(last[0], theta):
             return last[1]
-        fut = self._send(theta)
-        self._theta = (np.array(theta, dtype=np.float64), fut)
-        return fut
+        sent = self._send(theta)
+        if last is not None and not isinstance(last[1], np.ndarray):
+            last[1].release()
+        self._theta = (np.array(theta, dtype=np.float64), sent)
+        return sent
 
     def _sum(self, futures: list[Any]) -> Any:
         results = self.client.gather(futures)
@@ -465,6 +558,38 @@ class DistributedObjective:
         for r in results[1:]:
             total = total + r
         return total
+
+    def regroup(self) -> list[list[int]]:
+        """Group the partitions by the worker that holds them (one task per worker and call).
+
+        Called at construction and by every :meth:`gauss_newton` (once per Newton iteration), so
+        the groups follow partitions that Dask recomputed elsewhere after a worker died; stale
+        groups cost time, never correctness (a task runs wherever its partitions are).
+
+        Returns
+        -------
+        list of list of int
+            Partition numbers per worker, in increasing order.
+
+        Examples
+        --------
+        >>> from sparsecnn import ConvLayer, FullLayer, Network
+        >>> client, cluster = connect(workers=1, processes=False)          # a worker thread in this process
+        >>> net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.standard_normal((36, 10)); y = rng.integers(0, 3, 10)   # (d^1 a^1 b^1, l), (l,)
+        >>> obj = DistributedObjective(net, split_columns(X, y, 3), client=client, C=10.0)
+        >>> obj.regroup()                                    # one worker holds all three
+        [[0, 1, 2]]
+        >>> obj.close(); client.close(); cluster.close()
+        """
+        who = self.client.who_has(self.parts)
+        groups: dict[str, list[int]] = {}
+        for k, p in enumerate(self.parts):
+            holders = sorted(who.get(p.key) or ())
+            groups.setdefault(holders[0] if holders else f"unknown {k}", []).append(k)
+        self.groups = sorted(groups.values())
+        return self.groups
 
     # ------------------------------------------------------------ public API
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -495,8 +620,8 @@ class DistributedObjective:
         """
         theta = self.net.check_theta(theta)
         th = self._send_theta(theta)
-        futs = [self.client.submit(_objective_part, self._net, th, p, self.l, self.batch_size, pure=False)
-                for p in self.parts]
+        futs = [self.client.submit(_objective_group, self._pid, self._net, th, self.l, self.batch_size,
+                                   *(self.parts[k] for k in ks), pure=False) for ks in self.groups]
         results = self.client.gather(futs)
         f = float(theta @ theta) / (2.0 * self.C) + sum(r[0] for r in results)
         g = theta / self.C
@@ -529,8 +654,11 @@ class DistributedObjective:
         >>> obj.close(); client.close(); cluster.close()
         """
         theta = self.net.check_theta(theta)
-        evs = self.evaluate(theta, keep=False)
-        return self.f_from(theta, evs)
+        th = self._send_theta(theta)
+        xi = self.client.gather([self.client.submit(_loss_group, self._pid, self._net, th, self.batch_size,
+                                                    *(self.parts[k] for k in ks), pure=False)
+                                 for ks in self.groups])
+        return objective_.value(theta, self.C, float(sum(xi)), self.l)
 
     def evaluate(self, theta: np.ndarray, keep: bool = True) -> list[Any]:
         """Forward passes on the workers; returns futures of the per-partition evaluations.
@@ -743,7 +871,10 @@ class DistributedObjective:
 
 
 class DistributedGaussNewton(LinearOperator):
-    """``G_S v`` summed over the partitions; each worker keeps its part's forward pass between products.
+    """``G_S v`` summed over the partitions; each worker keeps its partitions' forward passes of ``S``.
+
+    Built with one task per worker; each product is one more task per worker (one round trip),
+    which returns the worker's ``(1/|S|) sum (J^i)^T B^i J^i v`` over its partitions.
 
     Parameters
     ----------
@@ -791,25 +922,32 @@ class DistributedGaussNewton(LinearOperator):
         theta = obj.net.check_theta(theta)
         th = obj._send_theta(theta)
         client = obj.client
+        local_of: dict[int, np.ndarray | None]
         if idx is None:
-            groups: list[tuple[int, np.ndarray | None]] = [
-                (k, None) for k in range(len(obj.parts)) if obj.sizes[k] > 0]
+            local_of = {k: None for k in range(len(obj.parts)) if obj.sizes[k] > 0}
             self.size = obj.l
         else:
             idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-            groups = [(k, local) for k, _, local in owner_of(idx, obj.sizes)]
+            local_of = {k: local for k, _, local in owner_of(idx, obj.sizes)}
             self.size = int(idx.size)
         if self.size == 0:
             raise ShapeError("the Gauss-Newton set S is empty")
-        self._ops = [client.submit(_gn_part, obj._net, th, obj.parts[k], local, jacobian, obj.batch_size,
-                                   pure=False) for k, local in groups]
+        # one task per worker: its partitions' forward passes of S, kept there as GaussNewton objects
+        self._ops = []
+        for ks in obj.regroup():
+            mine = [k for k in ks if k in local_of]
+            if mine:
+                self._ops.append(client.submit(_gn_group, obj._pid, obj._net, th, [local_of[k] for k in mine],
+                                               jacobian, obj.batch_size, *(obj.parts[k] for k in mine),
+                                               pure=False))
         self.n_matvec = 0
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
+        """One round trip: each worker returns ``(1/|S|) sum_{i in S ∩ its partitions} (J^i)^T B^i J^i v``."""
         self.n_matvec += 1
         vv = self.obj._send(np.asarray(v, dtype=np.float64).reshape(-1))
-        return self.obj._sum([self.obj.client.submit(_gn_product, G, vv, self.size, pure=False)
-                              for G in self._ops])
+        return self.obj._sum([self.obj.client.submit(_gn_group_product, self.obj._pid, G, vv, self.size,
+                                                     pure=False) for G in self._ops])
 
     def _rmatvec(self, v: np.ndarray) -> np.ndarray:
         return self._matvec(v)

@@ -108,3 +108,13 @@ def test_bench_oracle_checks_the_pytorch_mnist_example():
     out = run("bench_oracle.py", "--images", "2", "--repeats", "1")
     assert "PyTorch MNIST example network (1,199,882 parameters, float64)" in out
     assert "| check (per-entry bounds) |" in out and "PASSED" in out and "FAILED" not in out
+
+
+def test_bench_distributed_starts_scheduler_and_worker_processes_and_prints_its_tables():
+    pytest.importorskip("distributed")
+    out = run("bench_distributed.py", "--workers", "1", "--images", "24", "--repeat", "1", "--iter-max", "1")
+    rows = [ln for ln in out.splitlines() if ln.startswith("| 1 |")]
+    assert len(rows) == 2, out                                   # the timing table and the breakdown
+    f_in, f_dask = rows[0].split("|")[5].split("/")
+    assert abs(float(f_in) - float(f_dask)) <= 1e-5 * abs(float(f_in))   # same iterate, 6 digits printed
+    assert "round trip" not in out and "call G v" in out and "pickle theta" in out

@@ -23,6 +23,8 @@ from sparsecnn.distributed import (  # noqa: E402
     split_columns,
 )
 from sparsecnn.exceptions import ConfigError, LabelError, ShapeError  # noqa: E402
+from sparsecnn.kernels.threads import get_num_threads  # noqa: E402
+from sparsecnn.objective import SquaredLoss  # noqa: E402
 from sparsecnn.optim import newton  # noqa: E402
 from sparsecnn.second_order import GaussNewton  # noqa: E402
 
@@ -118,6 +120,87 @@ def test_newton_same_steps_as_in_process(client, problem):
     np.testing.assert_allclose(h1.f, h0.f, rtol=1e-10)
 
 
+class WeightedSquaredLoss(SquaredLoss):
+    """``xi = sum_j w_j (z_j - y_j)^2``: a loss whose ``B = 2 diag(w)`` is not ``2I``."""
+
+    name = "weighted-squared"
+
+    def __init__(self, w: np.ndarray) -> None:
+        self.w = np.asarray(w, dtype=np.float64)[:, None]
+
+    def xi(self, out: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        diff = self._diff(out, labels)
+        return np.einsum("ij,ij->j", self.w * diff, diff)
+
+    def batch(self, out: np.ndarray, labels: np.ndarray, l_total: int) -> tuple[float, np.ndarray]:
+        diff = self._diff(out, labels)
+        return float(np.sum(self.w * diff * diff)), ((2.0 / l_total) * self.w * diff).astype(out.dtype)
+
+    def B(self, u: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        return (2.0 * scale) * (self.w if u.ndim == 2 else self.w[:, 0]) * u
+
+
+def test_newton_iterates_equal_in_process_any_loss(client, problem):
+    """In-process iterates with a loss whose ``B^i`` is not ``2I`` (``net.loss`` is used, not ``2I``)."""
+    base, X, y, theta = problem
+    net = Network((8, 8, 2), [ConvLayer(3, h=3, p=1, r=2), ConvLayer(4, h=3, p=1, r=2), FullLayer(3)])
+    net.loss = WeightedSquaredLoss([1.0, 0.25, 3.0])
+    kw = dict(C=C, GNsize=40, seed=7, batch_size=64, CGmax=20)
+    th0, h0 = newton(net, theta, X, y, iter_max=1, **kw)
+    th1, h1 = newton_distributed(net, theta, split_columns(X, y, 3), client=client, iter_max=1, **kw)
+    # the first iterate: f, g and each G v agree to 1e-15 or so; CG's 6 steps amplify that ~1000x
+    assert h1.cg_iters == h0.cg_iters and rel(th1, th0) < 1e-11
+    th0, h0 = newton(net, theta, X, y, iter_max=3, **kw)
+    th1, h1 = newton_distributed(net, theta, split_columns(X, y, 3), client=client, iter_max=3, **kw)
+    assert h1.cg_iters == h0.cg_iters and h1.step == h0.step
+    assert rel(np.array(h1.f), np.array(h0.f)) < 1e-10 and rel(th1, th0) < 1e-10
+    th2, _ = newton(base, theta, X, y, iter_max=3, **kw)             # the loss changed the steps
+    assert rel(th2, th0) > 1e-6
+
+
+@pytest.fixture(scope="module")
+def process_client():
+    """Two single-threaded worker processes, as ``dask worker ADDRESS --nworkers 2 --nthreads 1``."""
+    c, cluster = connect(workers=2, processes=True)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def test_process_workers_one_task_per_worker_and_in_process_iterates(process_client, problem):
+    """Worker processes: kernel threads = the worker's 1 thread; one task per worker for f+g and for
+    each ``G v`` (equal to in-process to 1e-12); Newton's iterates equal the in-process ones up to
+    CG's amplification of the summation-order rounding."""
+    from distributed import get_task_stream
+
+    c = process_client
+    net, X, y, theta = problem
+    threads_before = get_num_threads()
+    kw = dict(C=C, GNsize=40, seed=7, batch_size=64, CGmax=20)
+    th0, h0 = newton(net, theta, X, y, iter_max=1, **kw)
+    th1, h1 = newton_distributed(net, theta, split_columns(X, y, 4), client=c, iter_max=1, **kw)
+    assert h1.cg_iters == h0.cg_iters and rel(th1, th0) < 1e-11
+    th0, h0 = newton(net, theta, X, y, iter_max=3, **kw)
+    th1, h1 = newton_distributed(net, theta, split_columns(X, y, 4), client=c, iter_max=3, **kw)
+    assert h1.cg_iters == h0.cg_iters and rel(np.array(h1.f), np.array(h0.f)) < 1e-10
+    assert rel(th1, th0) < 1e-10
+    assert set(c.run(get_num_threads).values()) == {1}             # the workers' --nthreads
+    assert get_num_threads() == threads_before                     # this process untouched
+    with DistributedObjective(net, split_columns(X, y, 4), client=c, C=C, batch_size=64) as o:
+        holders = {w for ws in c.who_has(o.parts).values() for w in ws}
+        assert sorted(k for g in o.groups for k in g) == [0, 1, 2, 3] and len(o.groups) == len(holders)
+        G = o.gauss_newton(theta, np.arange(0, X.shape[1], 3))
+        v = np.random.default_rng(3).standard_normal(net.n_params)
+        G @ v                                                      # warm up
+        with get_task_stream(c) as ts:
+            Gv = G @ v
+            o.objective(theta)
+        names = sorted(t["key"].split("-")[0] for t in ts.data)
+        assert names == sorted(["_gn_group_product"] * len(G._ops) + ["_objective_group"] * len(o.groups))
+        assert rel(Gv, GaussNewton(net, theta, X[:, ::3]) @ v) < RTOL
+        G.release()
+
+
 def test_dask_array_and_file_partitions(client, problem, tmp_path):
     import dask.array as da
     import scipy.io
@@ -160,7 +243,8 @@ def test_malformed_partition_is_named(client, problem):
 
 
 def test_killed_worker_is_survived(problem):
-    """Process workers: kill the one holding partition 0 while an evaluation runs."""
+    """Process workers: kill the one holding partition 0 while an evaluation runs; then the one
+    holding a Gauss-Newton operator between two products."""
     net, X, y, theta = problem
     rng = np.random.default_rng(2)
     Xb = np.tile(X, 4) + 0.01 * rng.standard_normal((X.shape[0], 4 * X.shape[1]))
@@ -186,6 +270,16 @@ def test_killed_worker_is_survived(problem):
             assert victim not in c.who_has(o.parts)[o.parts[0].key]
             f, g = o.objective(theta)
             assert rel(f, f0) < RTOL and rel(g, g0) < RTOL
+            # the Gauss-Newton state on a worker: rebuilt from the partitions' sources when it dies
+            idx = np.arange(0, Xb.shape[1], 7)
+            G = o.gauss_newton(theta, idx)
+            v = rng.standard_normal(net.n_params)
+            Gv0 = GaussNewton(net, theta, Xb[:, idx], batch_size=32) @ v
+            assert rel(G @ v, Gv0) < RTOL
+            victim = c.who_has(G._ops)[G._ops[0].key][0]
+            os.kill(c.run(os.getpid, workers=[victim])[victim], signal.SIGKILL)
+            assert rel(G @ v, Gv0) < RTOL and rel(G @ v, Gv0) < RTOL
+            G.release()
     finally:
         c.close()
         cluster.close()
@@ -232,8 +326,9 @@ def test_train_cli_workers_takes_the_in_process_steps(tmp_path, capsys):
 
     def summary(extra: list[str]) -> str:
         assert main(argv + extra) == 0
-        line = capsys.readouterr().out.splitlines()[0]
-        return re.sub(r"in [0-9.]+ s", "", line)
+        lines = [ln for ln in capsys.readouterr().out.splitlines()
+                 if not ln.startswith("iteration 1 took")]          # the time estimate differs
+        return re.sub(r"in [0-9.]+ s", "", lines[0])
 
     assert summary(["--workers", "2"]) == summary([])
     assert main(argv + ["--solver", "sgd", "--workers", "2"]) == 1

@@ -69,7 +69,7 @@ from .exceptions import ConfigError, DataFormatError, InputTypeError, ShapeError
 from .kernels import threads
 from .network import Network
 from .optim._common import positive_int
-from .optim.newton import newton_loop
+from .optim.newton_cg import newton_loop
 from .second_order import JACOBIAN_MODES
 
 __all__ = ["DistributedObjective", "DistributedGaussNewton", "newton_distributed", "connect",

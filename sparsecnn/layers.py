@@ -289,21 +289,8 @@ class ConvShape:
     def phi(self, Z: np.ndarray, *, out: np.ndarray | None = None, fold_pad: bool = True) -> np.ndarray:
         """``vec(phi(pad(Z)))`` for a batch: ``P_phi P_pad vec(Z)``, shape ``(hhd a_conv b_conv, l)``.
 
-        One product with :attr:`P_phipad` (``fold_pad=False``: ``P_pad`` then
-        ``P_phi``).  Each row of the operator holds one 1, so the product is the
-        row gather that its ``indices`` array describes
-        (:func:`sparsecnn.kernels.select`).  The result has ``Z``'s float
-        dtype; ``out`` (C-contiguous, that shape and dtype) receives it if given.
-
-        Parameters
-        ----------
-        Z : ndarray, shape ``(d a b, l)``
-            ``vec(Z^{m,i})`` in column ``i``.
-
-        Returns
-        -------
-        ndarray, shape ``(h h d a_conv b_conv, l)``
-            ``vec(phi(pad(Z^{m,i})))`` in column ``i``.
+        Computed by :func:`sparsecnn.kernels.conv.phi`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -324,19 +311,8 @@ class ConvShape:
               ) -> np.ndarray:
         """Backward of :meth:`phi`: ``P_pad^T P_phi^T vec(dxi/dphi)``, shape ``(d a b, l)``.
 
-        One transposed product with :attr:`P_phipad`, computed as the CSC
-        product with its own arrays (no ``P^T`` is formed).
-
-        Parameters
-        ----------
-        dPhi : ndarray, shape ``(h h d a_conv b_conv, l)``
-            ``vec(dxi/dphi(pad(Z^{m,i})))`` in column ``i``.
-
-        Returns
-        -------
-        ndarray, shape ``(d a b, l)``
-            ``vec(dxi/dZ^{m,i})`` in column ``i``; an entry of ``Z`` read by
-            several filter positions receives the sum of their gradients.
+        Computed by :func:`sparsecnn.kernels.conv.phi_T`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -356,24 +332,8 @@ class ConvShape:
           ) -> np.ndarray:
         """``vec(S) = vec(W phi(pad(Z)) + b 1^T)`` for a batch, shape ``(d_out a_conv b_conv, l)``.
 
-        ``vec(S)`` holds, for every filter position ``j``, the ``d_out x l``
-        block ``W phi_j`` where ``phi_j`` (``hhd x l``) is column ``j`` of
-        ``phi`` for every instance: one GEMM per position, a block of positions
-        at a time with the bias added while the block is in cache, the
-        positions split over the kernel threads (:func:`sparsecnn.kernels.parallel_blas`).
-        ``W`` and ``b`` are used in ``Phi``'s float dtype.
-
-        Parameters
-        ----------
-        W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        bias : ndarray, shape ``(d^{m+1},)``
-        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``
-            ``vec(phi(pad(Z^{m,i})))`` in column ``i`` (from :meth:`phi`).
-
-        Returns
-        -------
-        ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
-            ``vec(S^{m,i})`` in column ``i``.
+        Computed by :func:`sparsecnn.kernels.conv.S`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -402,27 +362,8 @@ class ConvShape:
         """Backward of :meth:`S`: ``dxi/dW = dxi/dS phi^T`` and ``dxi/db = dxi/dS 1``
         summed over the batch, and ``vec(dxi/dphi) = vec(W^T dxi/dS)`` per instance.
 
-        ``dxi/dW = sum_j dS_j phi_j^T`` is one batched GEMM per cache-sized block of filter positions, summed into
-        one ``d_out x hhd`` result (one per kernel thread, summed);
-        ``vec(W^T dS)`` is one GEMM per position.  All GEMMs go through numpy's
-        BLAS: two BLAS libraries with thread pools of their own (numpy's and
-        scipy's) called in turn keep each other's threads spinning.  ``need_dPhi=False`` skips ``dxi/dphi`` (returned as
-        ``None``), which the first layer does not need; ``out`` receives
-        ``dxi/dphi`` if given.  Results in ``dS``'s float dtype.
-
-        Parameters
-        ----------
-        W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``
-            ``vec(phi(pad(Z^{m,i})))`` in column ``i``, as the forward pass kept it.
-        dS : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
-            ``vec(dxi/dS^{m,i})`` in column ``i``.
-
-        Returns
-        -------
-        (dW, db, dPhi)
-            Shapes ``(d^{m+1}, h h d^m)``, ``(d^{m+1},)`` and
-            ``(h h d^m a_conv b_conv, l)`` (or ``None``).
+        Computed by :func:`sparsecnn.kernels.conv.S_T`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -459,28 +400,8 @@ class ConvShape:
                      keep_phi: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """:meth:`phi` then :meth:`S` in one sweep: ``(vec(phi(pad(Z))), vec(S))``.
 
-        The same products (``P_phi P_pad vec(Z)``, then ``W phi_j + b`` for every
-        position ``j``), a block of positions at a time: the rows of
-        :attr:`P_phipad` of a block are gathered and at once multiplied by
-        ``W`` while they are in cache.  ``phi`` is written whole, for the
-        backward pass, unless ``keep_phi=False``: then each block is gathered
-        into a small per-thread array and ``None`` is returned for ``phi``.
-        Blocks are split over the kernel threads.
-
-        Parameters
-        ----------
-        Z : ndarray, shape ``(d a b, l)``
-        W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        bias : ndarray, shape ``(d^{m+1},)``
-        out_phi, out_S : ndarray, optional
-            C-contiguous arrays of the two results' shapes and ``Z``'s dtype to write into.
-        keep_phi : bool, default True
-            Return ``phi(pad(Z))``; ``False`` returns ``None`` and never holds it whole.
-
-        Returns
-        -------
-        (Phi, S)
-            Shapes ``(h h d a_conv b_conv, l)`` (or ``None``) and ``(d^{m+1} a_conv b_conv, l)``.
+        Computed by :func:`sparsecnn.kernels.conv.conv_forward`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -522,35 +443,8 @@ class ConvShape:
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """:meth:`S_T` then :meth:`phi_T` in one sweep: ``(dxi/dW, dxi/db, dxi/dvec(Z))``.
 
-        The same products: ``dW = sum_j dS_j phi_j^T``, ``dxi/dphi_j = W^T dS_j``
-        and ``P_pad^T P_phi^T vec(dxi/dphi)``, a block of positions at a
-        time: the block of ``dxi/dphi`` is multiplied by the transposes of
-        its rows of :attr:`P_phipad` while it is in cache, so ``dxi/dphi`` is
-        never held whole.  ``need_dZ=False`` (the first layer) skips
-        ``dxi/dphi`` and ``dxi/dZ`` (``None``).  Blocks are split over the
-        kernel threads, each adding into its own ``dxi/dZ``; the parts are summed.
-        With ``Phi=None`` and ``Z`` given, each block of ``phi(pad(Z))`` is
-        rebuilt from ``Z`` (its rows of ``P_phi P_pad`` gathered) just before
-        its GEMM, so ``phi`` is never held whole here either.
-
-        Parameters
-        ----------
-        W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        Phi : ndarray, shape ``(h h d^m a_conv b_conv, l)``, or None
-            ``vec(phi(pad(Z^{m,i})))`` in column ``i``, as the forward pass kept it.
-        dS : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
-            ``vec(dxi/dS^{m,i})`` in column ``i``.
-        need_dZ : bool, default True
-            Compute ``dxi/dvec(Z)``.
-        out : ndarray, optional
-            C-contiguous ``(d a b, l)`` array of ``dS``'s dtype that receives ``dxi/dvec(Z)``.
-        Z : ndarray, shape ``(d a b, l)``, optional
-            ``vec(Z^{m,i})`` in column ``i``, where ``Phi`` is ``None``.
-
-        Returns
-        -------
-        (dW, db, dZ)
-            Shapes ``(d^{m+1}, h h d^m)``, ``(d^{m+1},)`` and ``(d a b, l)`` (or ``None``).
+        Computed by :func:`sparsecnn.kernels.conv.conv_backward`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -637,30 +531,8 @@ class ConvShape:
                           ) -> tuple[np.ndarray, np.ndarray]:
         """``vec(Z^{m+1}) = P_pool vec(sigma(W phi(pad(Z)) + b 1^T))`` one pooling window at a time.
 
-        The products of :meth:`conv_forward` then :meth:`activate_pool`, for
-        max pooling: the rows of :attr:`P_phipad_windows` of a block of windows
-        are gathered, multiplied by ``W``, the bias added, and each window's
-        maximum taken while the block is in cache, so neither ``phi(pad(Z))``
-        nor ``S`` is ever held whole.  Positions in no window are not computed.
-        The winners come as offsets ``k = dr + r dq`` inside their window (as
-        the planner keeps them, see :func:`sparsecnn.planner.execute.winner_positions`);
-        ties go to the first entry in the order of ``vec``, as in :meth:`winners`.
-        ``order`` as in :meth:`activate_pool`.  Blocks are split over the kernel threads.
-
-        Parameters
-        ----------
-        Z : ndarray, shape ``(d a b, l)``
-        W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        bias : ndarray, shape ``(d^{m+1},)``
-        order : {"slides", "pool-first"}
-        out, out_offsets : ndarray, optional
-            C-contiguous ``(d^{m+1} a^{m+1} b^{m+1}, l)`` arrays (``Z``'s dtype, and the
-            smallest unsigned integer type that holds ``r^2 - 1``) to write into.
-
-        Returns
-        -------
-        (Z_next, offsets)
-            Both of shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``.
+        Computed by :func:`sparsecnn.kernels.windowed.conv_pool_forward`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -680,31 +552,8 @@ class ConvShape:
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Equation (6) then the backward step of the convolution, one pooling window at a time.
 
-        For a block of windows: ``dxi/dS`` of its positions is
-        ``P_pool^T (dxi/dvec(Z^{m+1}) ⊙ sigma'(S) read from Z^{m+1})`` (each
-        window's gradient at its winner, zeros elsewhere), then, as in
-        :meth:`conv_backward`, ``dxi/dW += sum_j dS_j phi_j^T`` with ``phi_j``
-        gathered from ``Z`` (rows of :attr:`P_phipad_windows`) and
-        ``vec(dxi/dZ) += (rows of P_phipad_windows)^T vec(W^T dS_j)``, all while
-        the block is in cache: ``phi(pad(Z))`` and ``dxi/dS`` are never held whole.
-
-        Parameters
-        ----------
-        W : ndarray, shape ``(d^{m+1}, h h d^m)``
-        Z : ndarray, shape ``(d a b, l)``
-            The layer's input ``vec(Z^{m,i})``.
-        dZnext, Znext : ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
-            ``dxi/dvec(Z^{m+1})`` and ``vec(Z^{m+1})``.
-        offsets : unsigned integer ndarray, same shape
-            The winners as offsets inside their windows (from :meth:`conv_pool_forward`).
-        need_dZ : bool, default True
-        out : ndarray, optional
-            C-contiguous ``(d a b, l)`` array that receives ``dxi/dvec(Z)``.
-
-        Returns
-        -------
-        (dW, db, dZ)
-            As :meth:`conv_backward`.
+        Computed by :func:`sparsecnn.kernels.windowed.conv_pool_backward`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -727,28 +576,8 @@ class ConvShape:
                     ) -> np.ndarray:
         """The R-operator of :meth:`conv_pool_forward`: ``R(Z^{m+1})`` one pooling window at a time.
 
-        ``R(S) = V phi(pad(Z)) + W phi(pad(R(Z))) + v_b 1^T`` as one GEMM per
-        position (``[V W]`` times the rows of :attr:`P_phipad_windows` gathered
-        from ``Z`` and from ``R(Z)``), then ``R(Z^{m+1}) = sigma'(S) ⊙ P_pool
-        vec(R(S))`` with ``P_pool`` the forward pass's winners and ``sigma'``
-        read from ``Z^{m+1}`` at them (max pooling selects, so the mask
-        product may follow it).  ``RZ=None`` means ``R(Z) = 0`` (the first layer).
-
-        Parameters
-        ----------
-        Z, RZ : ndarray, shape ``(d a b, l)``
-            ``vec(Z^{m,i})`` and ``R(vec(Z^{m,i}))`` (or None).
-        W, V : ndarray, shape ``(d^{m+1}, h h d^m)``
-            ``W^m`` and the direction's ``V^m``.
-        v_b : ndarray, shape ``(d^{m+1},)``
-        Znext, offsets : ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
-            From :meth:`conv_pool_forward`.
-        out : ndarray, optional
-            C-contiguous array of that shape and ``Z``'s dtype to write into.
-
-        Returns
-        -------
-        ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+        Computed by :func:`sparsecnn.kernels.windowed.conv_pool_R`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -852,20 +681,8 @@ class ConvShape:
              ) -> np.ndarray:
         """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` for a batch (``A`` itself when ``r = 1``).
 
-        Max pooling: the product of :meth:`P_pool` with ``A.ravel()``, a gather
-        along the matrix's ``indices``.  ``A`` may be any batch of the shape of
-        ``vec(S)`` (the R-operator pools ``R(S)`` with the same matrix).
-
-        Parameters
-        ----------
-        A : ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
-            ``vec(sigma(S^{m,i}))`` in column ``i``.
-        winners : integer ndarray or None
-            From :meth:`winners` (max pooling); ``None`` for average pooling.
-
-        Returns
-        -------
-        ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
+        Computed by :func:`sparsecnn.kernels.conv.pool`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -885,20 +702,8 @@ class ConvShape:
                ) -> np.ndarray:
         """Equation (7): ``P_pool^T vec(dxi/dZ^{m+1})``, the reverse mapping of pooling.
 
-        Max pooling: ``P_pool^T`` holds at most one 1 per row (the windows are
-        disjoint), so its product puts each entry of ``dxi/dZ^{m+1}`` at its
-        winner in a zero result (:func:`sparsecnn.kernels.select_T`).
-
-        Parameters
-        ----------
-        dZnext : ndarray, shape ``(d^{m+1} a^{m+1} b^{m+1}, l)``
-            ``vec(dxi/dZ^{m+1,i})`` in column ``i``.
-        winners : integer ndarray or None
-            From :meth:`winners` (max pooling); ``None`` for average pooling.
-
-        Returns
-        -------
-        ndarray, shape ``(d^{m+1} a_conv b_conv, l)``
+        Computed by :func:`sparsecnn.kernels.conv.pool_T`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------
@@ -919,22 +724,8 @@ class ConvShape:
                       ) -> tuple[np.ndarray, np.ndarray | None]:
         """``vec(Z^{m+1}) = P_pool vec(sigma(S))`` and the winners, for a batch.
 
-        ``order="slides"``: ``sigma(S)``, its winners, then ``P_pool``, as the
-        slides write it.  ``order="pool-first"`` (max pooling with a
-        non-decreasing ``sigma`` only): winners of ``S`` itself, ``P_pool vec(S)``,
-        then ``sigma`` of the ``r^2`` times smaller result.  It is the same
-        ``Z^{m+1}``, because a non-decreasing ``sigma`` commutes with the
-        maximum: ``sigma(max_k s_k) = max_k sigma(s_k)``.  ``P_pool`` may differ
-        only in windows where ``sigma`` makes entries equal (for ReLU, a
-        window with no positive entry: the slides' order picks its first entry,
-        pool-first its largest ``S``); there ``Z^{m+1}`` is the same and
-        ``sigma'`` of the winner is 0 for ReLU, so the gradients (equations (5)
-        and (6)) agree too.
-
-        Returns
-        -------
-        (Z_next, winners)
-            ``winners`` is ``None`` unless max pooling follows.
+        Computed by :func:`sparsecnn.kernels.conv.activate_pool`, which documents the parameters,
+        shapes and blocking.
 
         Examples
         --------

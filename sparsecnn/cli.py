@@ -62,10 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Examples
     --------
-    A subcommand that fails reports on stderr and returns a non-zero status:
+    A subcommand that fails reports on stderr and returns a non-zero status (2: an
+    argument that cannot be used, checked before any work):
 
     >>> main(["predict", "--model", "absent.npz", "--data", "absent.mat"])
-    1
+    2
 
     ``--version`` (and ``--help``) end through ``SystemExit``, as argparse does:
 

@@ -136,7 +136,7 @@ class WeightedSquaredLoss(SquaredLoss):
         diff = self._diff(out, labels)
         return float(np.sum(self.w * diff * diff)), ((2.0 / l_total) * self.w * diff).astype(out.dtype)
 
-    def B(self, u: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    def B(self, u: np.ndarray, scale: float = 1.0, out: np.ndarray | None = None) -> np.ndarray:
         return (2.0 * scale) * (self.w if u.ndim == 2 else self.w[:, 0]) * u
 
 

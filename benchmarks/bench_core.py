@@ -56,7 +56,6 @@ import os
 import platform
 import statistics
 import sys
-import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -64,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _data import DATA, load, mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
+from _data import DATA, RSSPeak, load, mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
 from _roofline import floor_seconds, measure, pass_gemms, square_rate, total_flops  # noqa: E402
 
 import sparsecnn
@@ -194,43 +193,6 @@ def torch_fg(model: Any, x: Any, Y: Any, batch: int) -> Callable[[], float]:
 
 
 # ----------------------------------------------------------------- measuring
-class RSSPeak:
-    """Peak resident set size above the level at the start, sampled every millisecond."""
-
-    def __init__(self) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def rss(self) -> int:
-        try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * self.page
-        except OSError:
-            return 0
-
-    def __enter__(self) -> RSSPeak:
-        self.start = self.rss()
-        self.peak = self.start
-
-        def sample() -> None:
-            while not self._stop.wait(0.001):
-                self.peak = max(self.peak, self.rss())
-
-        self._t = threading.Thread(target=sample, daemon=True)
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.rss())
-
-    @property
-    def above_start(self) -> int:
-        return self.peak - self.start
-
-
 def peak_memory(fn: Callable[[], object], reset: Callable[[], None] | None = None) -> tuple[int, int]:
     """(tracemalloc peak, RSS peak above the start) of one call of ``fn``, in bytes;
     ``reset`` runs before each measured call (to free work arrays kept from earlier calls)."""

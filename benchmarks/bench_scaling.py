@@ -33,50 +33,18 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _data import mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
+from _data import RSSPeak, mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
 
 from sparsecnn.optim import newton
 
 PLANS = {"default": None, "min-memory": "min-memory"}
 ROWS = ("objective", "newton")
-
-
-class RSSPeak:
-    """Peak resident set size above the level at the start, sampled every millisecond."""
-
-    def __init__(self) -> None:
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.start = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * self.page
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, self._rss())
-
-    def __enter__(self) -> RSSPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-
-    @property
-    def above_start(self) -> int:
-        return self.peak - self.start
 
 
 def synthetic(l: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

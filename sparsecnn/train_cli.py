@@ -330,6 +330,17 @@ def _prepared(text: str, shape: tuple[int, int, int], option: str, scaling: str,
     return X, y, mean
 
 
+def _model_meta(args: argparse.Namespace, C: float, **extra: object) -> dict[str, Any]:
+    """The metadata ``train`` saves with a model: the run's settings (``meta["scale"]`` for
+    ``--scale 255``, which older readers use), then ``extra``."""
+    meta: dict[str, Any] = {"scaling": args.scale, "solver": args.solver, "C": C, "seed": args.seed,
+                            "train": str(args.train)}
+    if args.scale == "255":
+        meta["scale"] = PIXEL_SCALE
+    meta.update(extra)
+    return meta
+
+
 def _model_scaling(model: Model) -> str:
     """The pixel scaling a saved model was trained with (models before ``--scale``: by ``meta["scale"]``)."""
     scaling = model.meta.get("scaling")
@@ -429,11 +440,8 @@ def _train(args: argparse.Namespace) -> int:
                                    keep_best=keep_best, callback=progress, log=say)
         except DivergenceError as exc:
             if args.save is not None and exc.theta is not None:
-                meta_d: dict[str, Any] = {"scaling": args.scale, "solver": args.solver, "C": C, "seed": args.seed,
-                                          "train": str(args.train), "diverged": True, "iteration": exc.iteration}
-                if args.scale == "255":
-                    meta_d["scale"] = PIXEL_SCALE
-                save_model(args.save, net, exc.theta, mean=mean, meta=meta_d)
+                save_model(args.save, net, exc.theta, mean=mean,
+                           meta=_model_meta(args, C, diverged=True, iteration=exc.iteration))
                 print(f"the last finite theta (before the failing step, {unit} {exc.iteration}) saved to "
                       f"{args.save}", file=sys.stderr)
             raise
@@ -449,10 +457,7 @@ def _train(args: argparse.Namespace) -> int:
             say(f"best val_acc: {hist.best_val_acc:g} at {unit} {hist.best_iter} of {len(hist)} "
                 "(the model kept)", always=True)
         if args.save is not None:
-            meta: dict[str, Any] = {"scaling": args.scale, "solver": args.solver, "C": C, "seed": args.seed,
-                                    "train": str(args.train), "iterations": len(hist)}
-            if args.scale == "255":
-                meta["scale"] = PIXEL_SCALE
+            meta = _model_meta(args, C, iterations=len(hist))
             if val is not None:
                 meta.update(best_iteration=hist.best_iter, best_val_acc=hist.best_val_acc, val=str(args.val))
             save_model(args.save, net, theta, mean=mean, meta=meta)

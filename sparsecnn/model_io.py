@@ -313,7 +313,7 @@ def save_model(path: str | os.PathLike[str], net: Network, theta: np.ndarray, *,
     >>> sorted(np.load(path).files)
     ['format', 'mean', 'meta', 'network', 'sha256', 'theta', 'version']
     """
-    theta = net._check_theta(theta)
+    theta = net.check_theta(theta)
     mean_arr = np.zeros(0) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
     if mean_arr.size not in (0, net.n_input):
         raise DataFormatError(f"mean must have d*a*b = {net.n_input} entries, got {mean_arr.size}")

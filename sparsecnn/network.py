@@ -904,13 +904,6 @@ class Network:
                 grad += self.pack(dWs, dbs)
         return objective.finish(theta, C, xi_sum, l, grad)
 
-    # the former private names, still called by modules outside the engine
-    _check_theta = check_theta
-    _check_batch_size = check_batch_size
-    _resolve_plan = resolve_plan
-    _resolve_dtype = resolve_dtype
-    _params = params
-
     # ---------------------------------------------------------- construction
     @classmethod
     def from_simplenn_config(cls, path: str | os.PathLike[str], **kwargs: object) -> Network:

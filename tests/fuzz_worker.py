@@ -58,7 +58,7 @@ def run(kind: str, path: str) -> None:
     elif kind == "model":
         model = load_model(path)
         _validate_network(model.net)
-        theta = model.net._check_theta(model.theta)
+        theta = model.net.check_theta(model.theta)
         assert theta.shape == (model.net.n_params,)
         assert model.mean is None or (model.mean.shape == (model.net.n_input,) and np.isfinite(model.mean).all())
         assert isinstance(model.meta, dict) and math.isfinite(model.scale)

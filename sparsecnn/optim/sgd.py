@@ -114,7 +114,7 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     """
     if dtype is not None:                  # the same layers, products in dtype
         net = net.replace(dtype=dtype)
-    theta = net._check_theta(theta).copy()
+    theta = net.check_theta(theta).copy()
     X = net.check_X(X)
     l = X.shape[1]
     labels = net.check_y(y, l)

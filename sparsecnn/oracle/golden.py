@@ -402,7 +402,7 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
     if theta is None:
         Ws, _ = net.unpack(net.init_params(seed=seed))
         theta = net.pack(Ws, [0.1 * rng.standard_normal((W.shape[0],)) for W in Ws])
-    theta = net._check_theta(theta)
+    theta = net.check_theta(theta)
     X_new = rng.standard_normal((net.n_input, int(instances)))
     X = net.check_X(X_new if X is None else X)
     l = X.shape[1]

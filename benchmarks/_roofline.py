@@ -101,6 +101,31 @@ def pass_gemms(input_shape: Sequence[int], layers: Sequence[ConvLayer | FullLaye
     return out
 
 
+def gv_gemms(input_shape: Sequence[int], layers: Sequence[ConvLayer | FullLayer]) -> list[Gemm]:
+    """The GEMMs of one Gauss-Newton product ``G v = J^T B J v``, window by window.
+
+    ``J v`` is the R-forward pass: ``V^m phi`` in every layer and ``W^m R(phi)``
+    in every layer but the first (its input does not depend on ``theta``), as
+    many products as two forward passes less one layer's; ``J^T`` is the
+    backward pass of the gradient.
+
+    Examples
+    --------
+    >>> g = gv_gemms((28, 28, 1), [ConvLayer(32, h=5, p=2, r=2), FullLayer(10)])
+    >>> [x.label for x in g]  # doctest: +NORMALIZE_WHITESPACE
+    ['conv1 V phi', 'full2 V z', 'full2 W R(z)', 'conv1 dS phi^T', 'full2 ds z^T', 'full2 W^T ds']
+    """
+    forward = pass_gemms(input_shape, layers, gradient=False)
+    backward = [g for g in pass_gemms(input_shape, layers) if g not in forward]
+    R: list[Gemm] = []
+    for k, g in enumerate(forward):
+        what = g.label.split(" W ")
+        R.append(Gemm(f"{what[0]} V {what[1]}", g.M, g.K, g.N, g.scaled))
+        if k > 0:
+            R.append(Gemm(f"{what[0]} W R({what[1]})", g.M, g.K, g.N, g.scaled))
+    return R + backward
+
+
 def gemm_seconds(M: int, K: int, N: int, dtype: np.dtype | str, repeats: int = 3, *,
                  transposed: bool = False) -> float:
     """Best of ``repeats`` timings of ``A @ B`` with ``A`` of ``M x K`` and ``B`` of ``K x N``.

@@ -64,7 +64,7 @@ from typing import Any
 
 import numpy as np
 from _data import DATA, RSSPeak, load, mnist_demo_network  # noqa: E402  (benchmarks/ is on sys.path)
-from _roofline import floor_seconds, measure, pass_gemms, square_rate, total_flops  # noqa: E402
+from _roofline import floor_seconds, gv_gemms, measure, pass_gemms, square_rate, total_flops  # noqa: E402
 
 import sparsecnn
 from sparsecnn import Network, kernels
@@ -463,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # G v
     gv_rows: list[list[str]] = []
+    gv_floor: list[str] = []
     if hasattr(net, "gauss_newton") and args.gv_images > 0:
         Xg = np.ascontiguousarray(X[:, :args.gv_images])
         v = np.random.default_rng(args.seed + 1).standard_normal(net.n_params)
@@ -519,6 +520,14 @@ def main(argv: list[str] | None = None) -> int:
             diff = gv32_diff if "float32" in name else gv_diff
             gv_rows.append([name, f"{med:.3f}", f"{med / base_t:.2f}x" if base_t == base_t else "-",
                             f"{diff:.1e}" if name != "torch.func" else "-"])
+        if not args.no_roofline:                   # the GEMMs of one G v at their shapes' rates
+            gv_specs = [ly.spec for ly in net.layers]
+            for dt, name in (("float64", "sparsecnn matvec"), ("float32", "sparsecnn float32 matvec")):
+                gv_g = gv_gemms(net.input_shape, gv_specs)
+                floor = floor_seconds(measure(gv_g, dt, cols=Xg.shape[1], repeats=3), Xg.shape[1])
+                med = statistics.median(gv_times[name])
+                gv_floor.append(f"{dt}: {total_flops(gv_g, Xg.shape[1]) / 1e9:.2f} GFLOP, GEMM floor {floor:.3f} s "
+                                f"({floor / base_t:.2f}x torch.func); {name} at {100 * floor / med:.0f}% of it")
 
     # roofline: numpy's own GEMM rate at the network's shapes, and each row's share of it
     roof_rows: list[list[str]] = []
@@ -580,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nG v on {args.gv_images} images (sparsecnn: gauss_newton(theta, X) @ v, forward "
               f"included; matvec: the product alone; float64 unless named; torch.func: float64, jvp then vjp)\n")
         print(md_table(["implementation", "time (s)", "vs torch.func", "rel. diff"], gv_rows))
+        if gv_floor:
+            print("\nThe GEMMs of one G v (V phi and W R(phi), then the backward pass), each timed alone at "
+                  "its shape:\n")
+            for line in gv_floor:
+                print(f"- {line}")
     by_cat: dict[str, float] = collections.defaultdict(float)
     for label, t in ops.items():
         by_cat[_category(label)] += t

@@ -12,6 +12,8 @@ names ``mnist-demo-layer4``, ``mnist-demo``, ``mnist-demo.t``
     sparsecnn train --config mnist-demo-layer4 --train mnist-demo --test mnist-demo.t --iter-max 5
 
 works from any folder.  ``--C`` is simpleNN's: the objective uses ``C = (--C) * l``.
+``--loss`` picks ``xi``: the squared loss (the default) or the cross-entropy
+``-log softmax(z^{L+1,i})_{y_i}``, for every solver.
 
 Output, as simpleNN's: ``initial f: ...``, one line per Newton iteration
 (``k-iter f: ... |g|: ... alpha: ... ratio: ... lambda: ... #CG: ... actred: ...
@@ -95,7 +97,8 @@ def add_parser(subparsers: Any) -> None:
         "train", help="train a CNN (Newton, SGD or Adam) on simpleNN .mat data",
         description="Train a CNN described by a simpleNN configuration file. Pixels are scaled (--scale) "
                     "and centred on the training mean; the objective is "
-                    "theta'theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2 with C = (--C) * l. "
+                    "theta'theta/(2C) + (1/l) sum_i xi_i with C = (--C) * l and the loss xi_i (--loss) "
+                    "either ||z^{L+1,i} - y^i||^2 or -log softmax(z^{L+1,i})_{y_i}. "
                     f"Files are paths or the packaged names {_NAMES}.")
     t.add_argument("--config", required=True, help="simpleNN configuration file, or mnist-demo-layer4")
     t.add_argument("--train", required=True, help="training data (.mat with Z and y), or mnist-demo")

@@ -24,6 +24,7 @@ def test_bench_core_prints_the_function_gradient_Gv_and_profile_tables():
               "--profile-batch", "8", "--pause", "0")
     assert "| sparsecnn net.objective" in out and "| torch " in out and "| sparsecnn plan=min-memory" in out
     assert "G v on 4 images" in out and "torch.func" in out
+    assert "float64: " in out and "GEMM floor" in out and "sparsecnn float32 matvec at " in out
     assert "im2col products (phi, phi_T)" in out and "GEMMs (S, S_T)" in out
 
 
@@ -118,3 +119,12 @@ def test_bench_distributed_starts_scheduler_and_worker_processes_and_prints_its_
     f_in, f_dask = rows[0].split("|")[5].split("/")
     assert abs(float(f_in) - float(f_dask)) <= 1e-5 * abs(float(f_in))   # same iterate, 6 digits printed
     assert "round trip" not in out and "call G v" in out and "pickle theta" in out
+
+
+def test_bench_layers_takes_each_conv_layer_apart_in_both_dtypes():
+    out = run("bench_layers.py", "--batch", "8", "--repeats", "1")
+    for dtype in ("float64", "float32"):
+        for m in (1, 2, 3):
+            assert f"| {dtype} | conv {m} |" in out
+        assert f"| {dtype} | whole `objective` |" in out
+    assert "float32 time over float64 time, by part" in out and "| conv 3 |" in out

@@ -38,6 +38,14 @@ split into im2col products and GEMMs by timing ``phi``/``phi_T`` and
 The gradients of every row are compared with PyTorch's (relative 2-norm
 difference), so a fast wrong answer shows.
 
+The roofline (``benchmarks/_roofline.py``, left out with ``--no-roofline``):
+in every run of the round robin, numpy's GEMM is timed at the shapes of the
+products each row performs, giving that run's GEMM floor; each row's share of
+the machine's rate is its run's floor over its run's time, the median over the
+runs, so that a spell of a slower machine (a VM's neighbours) touches the floor
+and the row alike. ``G v`` gets the same, against the GEMMs of one product
+(:func:`_roofline.gv_gemms`).
+
 Run ``python benchmarks/bench_core.py`` (``--repeats 5 --threads 2
 --batch 1024 --batch 128 --images 2000``, ``--json out.json``, ``--no-torch``).
 To benchmark against a current numpy, run it with ``OPENBLAS_CORETYPE`` and
@@ -444,6 +452,14 @@ def main(argv: list[str] | None = None) -> int:
         g = grads[f"{row.name}|{row.dtype}|{row.batch}"]
         row.grad_diff = float(np.linalg.norm(g - ref) / np.linalg.norm(ref))
 
+    # the machine's GEMM rate at the network's shapes, measured in every run beside the rows, so that
+    # each row's share of it compares times taken minutes apart at most (a VM's speed drifts)
+    specs = [ly.spec for ly in net.layers]
+    windowed = pass_gemms(net.input_shape, specs, windowed=True)
+    whole = pass_gemms(net.input_shape, specs, windowed=False)
+    floors: dict[tuple[str, bool], list[float]] = collections.defaultdict(list)   # (dtype, windowed)
+    cols = min(batches[0], 256)
+
     print(f"\ntiming {len(rows)} rows x {args.repeats} runs, round robin ...", flush=True)
     for k in range(args.repeats):
         for row in rows:
@@ -454,8 +470,14 @@ def main(argv: list[str] | None = None) -> int:
             row.fn()
             row.times.append(time.perf_counter() - t)
             row.cpu.append(time.process_time() - c)
+        if not args.no_roofline:
+            for dt in dtypes:
+                for win, gemms in ((True, windowed), (False, whole)):
+                    floors[(dt, win)].append(floor_seconds(measure(gemms, dt, cols=cols, repeats=2), l))
         print(f"  run {k + 1}/{args.repeats}: " + ", ".join(
-            f"{r.impl}/{r.dtype[-2:]}/{r.batch} {r.times[-1]:.2f}" for r in rows), flush=True)
+            f"{r.impl}/{r.dtype[-2:]}/{r.batch} {r.times[-1]:.2f}" for r in rows)
+            + "".join(f", GEMM floor/{dt[-2:]} {floors[(dt, True)][-1]:.2f}" for dt in dtypes
+                      if floors[(dt, True)]), flush=True)
     for row in rows:
         # for sparsecnn the peak then includes the work arrays that the network keeps between calls
         row.tracemalloc_peak, row.rss_peak = peak_memory(row.fn, net.release_buffers if row.impl != "torch"
@@ -509,52 +531,57 @@ def main(argv: list[str] | None = None) -> int:
             gv_diff = float(np.linalg.norm(tg - Gv_ref) / np.linalg.norm(tg))
         for fn in fns.values():
             fn()
+        gv_g = gv_gemms(net.input_shape, [ly.spec for ly in net.layers])
+        gv_floors: dict[str, list[float]] = collections.defaultdict(list)
         for _ in range(args.repeats):
             for name, fn in fns.items():
                 t = time.perf_counter()
                 fn()
                 gv_times[name].append(time.perf_counter() - t)
+            if not args.no_roofline:                   # the GEMMs of one G v at their shapes' rates, this run
+                for dt in ("float64", "float32"):
+                    gv_floors[dt].append(floor_seconds(measure(gv_g, dt, cols=Xg.shape[1], repeats=2),
+                                                       Xg.shape[1]))
         base_t = statistics.median(gv_times["torch.func"]) if gv_times["torch.func"] else float("nan")
         for name in fns:
             med = statistics.median(gv_times[name])
             diff = gv32_diff if "float32" in name else gv_diff
             gv_rows.append([name, f"{med:.3f}", f"{med / base_t:.2f}x" if base_t == base_t else "-",
                             f"{diff:.1e}" if name != "torch.func" else "-"])
-        if not args.no_roofline:                   # the GEMMs of one G v at their shapes' rates
-            gv_specs = [ly.spec for ly in net.layers]
-            for dt, name in (("float64", "sparsecnn matvec"), ("float32", "sparsecnn float32 matvec")):
-                gv_g = gv_gemms(net.input_shape, gv_specs)
-                floor = floor_seconds(measure(gv_g, dt, cols=Xg.shape[1], repeats=3), Xg.shape[1])
-                med = statistics.median(gv_times[name])
-                gv_floor.append(f"{dt}: {total_flops(gv_g, Xg.shape[1]) / 1e9:.2f} GFLOP, GEMM floor {floor:.3f} s "
-                                f"({floor / base_t:.2f}x torch.func); {name} at {100 * floor / med:.0f}% of it")
+        for dt, name in (("float64", "sparsecnn matvec"), ("float32", "sparsecnn float32 matvec")):
+            if gv_floors[dt]:                          # per run: floor / time, and floor / torch.func
+                pairs = list(zip(gv_floors[dt], gv_times[name], strict=True))
+                share = statistics.median(f / t for f, t in pairs)
+                vs_torch = (statistics.median(f / t for f, t in zip(gv_floors[dt], gv_times["torch.func"],
+                                                                  strict=True))
+                            if gv_times["torch.func"] else float("nan"))
+                gv_floor.append(f"{dt}: {total_flops(gv_g, Xg.shape[1]) / 1e9:.2f} GFLOP, GEMM floor "
+                                f"{statistics.median(gv_floors[dt]):.3f} s ({vs_torch:.2f}x torch.func); "
+                                f"{name} at {100 * share:.0f}% of it")
 
     # roofline: numpy's own GEMM rate at the network's shapes, and each row's share of it
     roof_rows: list[list[str]] = []
     roof_table: list[list[str]] = []
     if not args.no_roofline:
-        specs = [ly.spec for ly in net.layers]
         for dt in dtypes:
-            windowed = pass_gemms(net.input_shape, specs, windowed=True)
-            whole = pass_gemms(net.input_shape, specs, windowed=False)
-            cols = min(batches[0], 256)
-            rates_w = measure(windowed, dt, cols=cols, repeats=3)
-            rates_a = measure(whole, dt, cols=cols, repeats=3)
+            floor_w = statistics.median(floors[(dt, True)])
             sq = square_rate(dt)
-            at_shapes = total_flops(windowed, l) / floor_seconds(rates_w, l) / 1e9
+            at_shapes = total_flops(windowed, l) / floor_w / 1e9
             roof_table.append([dt, f"{at_shapes:.1f}", f"{sq:.1f}", f"{total_flops(windowed, l) / 1e9:.1f}",
-                               f"{floor_seconds(rates_w, l):.3f}"])
+                               f"{floor_w:.3f}"])
             for r in rows:
                 if r.dtype != dt:
                     continue
                 # the products each row performs: window by window only the positions a window reads
                 runs_windowed = r.name in ("sparsecnn net.objective", "sparsecnn plan=slides",
                                            "sparsecnn plan=min-memory")
-                gemms, rates = (windowed, rates_w) if runs_windowed else (whole, rates_a)
-                floor = floor_seconds(rates, l)
+                gemms = windowed if runs_windowed else whole
+                per_run = floors[(dt, runs_windowed)]        # each run's floor against that run's time
+                share = statistics.median(f / t for f, t in zip(per_run, r.times, strict=True))
+                outside = statistics.median(max(t - f, 0.0) for f, t in zip(per_run, r.times, strict=True))
                 gflop = total_flops(gemms, l) / 1e9
                 roof_rows.append([r.name, dt, str(r.batch), f"{gflop:.1f}", f"{gflop / r.median:.1f}",
-                                  f"{100 * floor / r.median:.0f}%", f"{max(r.median - floor, 0.0):.3f}"])
+                                  f"{100 * share:.0f}%", f"{outside:.3f}"])
 
     # per-operator profile of net.objective
     total, ops = op_profile(net, theta, X, y, args.profile_batch, max(3, args.repeats // 2))
@@ -578,11 +605,13 @@ def main(argv: list[str] | None = None) -> int:
                     "tracemalloc peak (MiB)", "RSS peak (MiB)", "grad rel. diff"], table))
     if roof_table:
         print("\nThe machine's GEMM rate (numpy, this BLAS): at the network's shapes (the GEMMs of one f + "
-              "gradient, window by window, each timed alone and weighted by its FLOPs) and at a 2048^2 square\n")
+              "gradient, window by window, each timed alone and weighted by its FLOPs; measured in every run, the median "
+              "shown) and at a 2048^2 square\n")
         print(md_table(["dtype", "GFLOP/s at the network's shapes", "GFLOP/s square", "GFLOP per f+g",
                         "GEMM floor (s)"], roof_table))
         print("\nEach row against it (GFLOP: the GEMMs it performs; share: the floor at the network's "
-              "shapes over its time; outside: its time less that floor)\n")
+              "shapes over its time, and outside: its time less that floor, both per run against the floor "
+              "measured in the same run, median over the runs)\n")
         print(md_table(["implementation", "dtype", "batch", "GFLOP", "GFLOP/s", "share of the rate",
                         "outside the GEMMs (s)"], roof_rows))
     if gv_rows:

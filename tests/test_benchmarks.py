@@ -122,7 +122,7 @@ def test_bench_distributed_starts_scheduler_and_worker_processes_and_prints_its_
 
 
 def test_bench_layers_takes_each_conv_layer_apart_in_both_dtypes():
-    out = run("bench_layers.py", "--batch", "8", "--repeats", "1")
+    out = run("bench_layers.py", "--batch", "8", "--repeats", "1", "--rounds", "2")
     for dtype in ("float64", "float32"):
         for m in (1, 2, 3):
             assert f"| {dtype} | conv {m} |" in out

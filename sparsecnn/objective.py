@@ -49,6 +49,35 @@ class Loss:
 
     name: str = ""
 
+    def __eq__(self, other: object) -> bool:
+        """A loss equals its name, so ``net.loss == "cross-entropy"`` reads as it should.
+
+        Examples
+        --------
+        >>> get_loss("cross-entropy") == "cross-entropy", get_loss("squared") == "cross-entropy"
+        (True, False)
+        >>> get_loss("squared") == get_loss("squared")
+        True
+        """
+        if isinstance(other, str):
+            return self.name == other
+        if isinstance(other, Loss):
+            return type(self) is type(other) and self.name == other.name
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        """``Loss('squared')``, say.
+
+        Examples
+        --------
+        >>> get_loss("cross-entropy")
+        Loss('cross-entropy')
+        """
+        return f"Loss({self.name!r})"
+
     def xi(self, out: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """``xi_i`` of every instance, shape ``(l,)`` (float64), from ``z^{L+1}`` ``(n_L, l)`` and the labels.
 

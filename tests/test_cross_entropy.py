@@ -492,3 +492,11 @@ def test_check_cross_entropy_passes_correct_models_on_random_architectures(case,
     report = check(model, X=X, input_shape=(d, a, b), seed=seed, products="grad,Jv,JTv,Gv",
                    loss=None if final else "cross-entropy")
     assert report.passed, report
+
+
+def test_net_loss_compares_equal_to_its_name_as_the_issue_writes_it():
+    """``from_torch(...)[0].loss == "cross-entropy"``: the loss object equals its name."""
+    net = Network((4, 4, 1), [FullLayer(3)], loss="cross-entropy")
+    assert net.loss == "cross-entropy" and net.loss != "squared"
+    assert Network((4, 4, 1), [FullLayer(3)]).loss == "squared"
+    assert repr(net.loss) == "Loss('cross-entropy')"

@@ -17,14 +17,14 @@ one core's), the script times:
   the scatter of ``dxi/dphi`` to ``dxi/dZ``, the block loops.
 
 Then the whole ``objective`` on the same batch, beside the sum of the conv
-kernels timed alone: the difference, the full layer, the loss, the casts and
-the sums, is within the timings' spread on an idle machine. Each figure is
-the best of ``--repeats`` runs, and the last table puts float32 over float64
-for each part. The GEMMs' rate here is one core's; ``bench_core.py`` gives the
-rate of the whole machine.
+kernels timed alone; the difference is the full layer, the loss, the casts and
+the sums. Each figure is the best over ``--rounds`` rounds (both dtypes in
+turn) of ``--repeats`` runs, so that a slow spell of the machine touches every
+part, and the last table puts float32 over float64 for each part. The GEMMs'
+rate here is one core's; ``bench_core.py`` gives the rate of the whole machine.
 
 Run ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_layers.py``
-(``--batch 1024``, ``--repeats 5``).
+(``--batch 1024 --repeats 3 --rounds 3``).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def run(dtype: str, l: int, repeats: int) -> dict[str, dict[str, float]]:
     X = np.ascontiguousarray((X - X.mean(axis=1, keepdims=True)).astype(dtype))
     theta = net.init_params(seed=1)
     Ws, bs = net.unpack(theta)
-    gemms = pass_gemms(net.input_shape, [*(ly.spec for ly in net.conv), *(fl.spec for fl in net.full)])
+    gemms = pass_gemms(net.input_shape, [ly.spec for ly in net.layers])
     rows: dict[str, dict[str, float]] = {}
     Z = X
     for ly in net.conv:
@@ -123,9 +123,7 @@ def run(dtype: str, l: int, repeats: int) -> dict[str, dict[str, float]]:
     return rows
 
 
-def fmt(x: float | None, unit: str = "ms") -> str:
-    if x is None:
-        return "-"
+def fmt(x: float, unit: str = "ms") -> str:
     return f"{x * 1e3:.1f}" if unit == "ms" else f"{x:.1f}" if unit == "rate" else f"{x:.0%}"
 
 
@@ -150,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in rows:
             if name != "objective":
                 rows[name] = derived(rows[name])
-        rows["objective"]["outside the conv kernels"] = (
-            rows["objective"]["time"] - sum(r["kernels"] for n, r in rows.items() if n != "objective"))
+        rows["objective"]["conv kernels alone"] = sum(r["kernels"] for n, r in rows.items() if n != "objective")
     print(f"One thread, batch of {args.batch} mnist-demo images, best of {args.rounds} rounds of "
           f"{args.repeats}; times in ms.\n")
     print("| dtype | layer | forward kernel | backward kernel | GEMMs alone | GEMM GFLOP/s | gathers alone "
@@ -166,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"| {fmt(r['rest'])} | {fmt(r['GEMM share'], '%')} |")
         o = rows["objective"]
         print(f"| {dtype} | whole `objective` | {fmt(o['time'])} in all; the conv kernels timed alone add up "
-              f"to {fmt(o['time'] - o['outside the conv kernels'])} | | | | | | |")
+              f"to {fmt(o['conv kernels alone'])} | | | | | | |")
     print("\nfloat32 time over float64 time, by part:\n")
     print("| layer | kernels | GEMMs alone | gathers alone | rest |")
     print("|---|---|---|---|---|")

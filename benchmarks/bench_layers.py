@@ -45,6 +45,7 @@ from _data import DATA, load, mnist_demo_network  # noqa: E402
 from _roofline import pass_gemms  # noqa: E402
 
 from sparsecnn import kernels  # noqa: E402
+from sparsecnn._argtypes import integer  # noqa: E402
 
 
 def best(fn: Callable[[], object], repeats: int) -> float:
@@ -129,9 +130,9 @@ def fmt(x: float, unit: str = "ms") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=1024, help="images in the batch (default 1024)")
-    p.add_argument("--repeats", type=int, default=3, help="timings per round (default 3)")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--batch", type=integer(1), default=1024, help="images in the batch (default 1024)")
+    p.add_argument("--repeats", type=integer(1), default=3, help="timings per round (default 3)")
+    p.add_argument("--rounds", type=integer(1), default=3,
                    help="rounds over both dtypes; each figure is its best over all (default 3)")
     args = p.parse_args(argv)
     kernels.set_num_threads(1)

@@ -128,3 +128,10 @@ def test_bench_layers_takes_each_conv_layer_apart_in_both_dtypes():
             assert f"| {dtype} | conv {m} |" in out
         assert f"| {dtype} | whole `objective` |" in out
     assert "float32 time over float64 time, by part" in out and "| conv 3 |" in out
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--repeats", "--batch"])
+def test_bench_layers_refuses_a_count_below_one(option):
+    done = subprocess.run([sys.executable, str(BENCH / "bench_layers.py"), option, "0"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and f"{option}: must be an integer >= 1, got '0'" in done.stderr

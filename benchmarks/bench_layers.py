@@ -106,11 +106,11 @@ def derived(r: dict[str, float]) -> dict[str, float]:
             "rest": kern - r["GEMMs alone"] - r["gathers alone"], "GEMM share": r["GEMMs alone"] / kern}
 
 
-def run(dtype: str, l: int, repeats: int) -> dict[str, dict[str, float]]:
-    net = mnist_demo_network()
-    X, y, _ = load(DATA / "mnist-demo.mat", l, 0)
-    X = np.ascontiguousarray((X - X.mean(axis=1, keepdims=True)).astype(dtype))
-    theta = net.init_params(seed=1)
+def run(net: Any, theta: np.ndarray, X: np.ndarray, y: np.ndarray, dtype: str, repeats: int
+        ) -> dict[str, dict[str, float]]:
+    """One round in one dtype: every conv layer's parts (:func:`layer_parts`), then the whole objective."""
+    l = X.shape[1]
+    X = np.ascontiguousarray(X, dtype=dtype)
     Ws, bs = net.unpack(theta)
     gemms = pass_gemms(net.input_shape, [ly.spec for ly in net.layers])
     rows: dict[str, dict[str, float]] = {}
@@ -136,11 +136,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="rounds over both dtypes; each figure is its best over all (default 3)")
     args = p.parse_args(argv)
     kernels.set_num_threads(1)
+    net = mnist_demo_network()
+    theta = net.init_params(seed=1)
+    X, y, _ = load(DATA / "mnist-demo.mat", args.batch, 0)
+    X = X - X.mean(axis=1, keepdims=True)                # centred on the batch mean
     results: dict[str, dict[str, dict[str, float]]] = {}
     with threadpool_limits(limits=1, user_api="blas"):
         for _ in range(args.rounds):                     # rounds, so that a slow spell hits every part
             for dtype in ("float64", "float32"):
-                new = run(dtype, args.batch, args.repeats)
+                new = run(net, theta, X, y, dtype, args.repeats)
                 old = results.setdefault(dtype, new)
                 for name, r in new.items():
                     for k, v in r.items():
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             if name != "objective":
                 rows[name] = derived(rows[name])
         rows["objective"]["conv kernels alone"] = sum(r["kernels"] for n, r in rows.items() if n != "objective")
-    print(f"One thread, batch of {args.batch} mnist-demo images, best of {args.rounds} rounds of "
+    print(f"One thread, batch of {X.shape[1]} mnist-demo images, best of {args.rounds} rounds of "
           f"{args.repeats}; times in ms.\n")
     print("| dtype | layer | forward kernel | backward kernel | GEMMs alone | GEMM GFLOP/s | gathers alone "
           "| rest | GEMM share |")

@@ -20,6 +20,8 @@ Examples
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -79,6 +81,8 @@ class Choices:
     block_why: str
     fused_block_bytes: int
     fused_why: str
+    compiled: bool
+    compiled_why: str
 
 
 def _size(text: str) -> int | None:
@@ -147,7 +151,10 @@ def choose(machine: Machine, env: dict[str, str] | None = None) -> Choices:
       the block is scattered: an eighth of L2 (room for the block, its inputs
       and BLAS's own packing), between 64 KiB and 1 MiB;
     - the block of windows of a window-by-window layer (``S``, or ``dxi/dS``,
-      of those windows): half of L2, between 256 KiB and 4 MiB.
+      of those windows): half of L2, between 256 KiB and 4 MiB;
+    - the elementwise steps of those blocks as loops compiled by numba
+      (:mod:`sparsecnn.kernels.compiled`) where numba is installed, else numpy's
+      passes.
 
     Examples
     --------
@@ -168,7 +175,20 @@ def choose(machine: Machine, env: dict[str, str] | None = None) -> Choices:
     return Choices(threads=threads, threads_why=why,
                    block_bytes=block, block_why=f"{l2_why} {l2 // 1024} KiB / 8, within [64 KiB, 1 MiB]",
                    fused_block_bytes=fused,
-                   fused_why=f"{l2_why} {l2 // 1024} KiB / 2, within [256 KiB, 4 MiB]")
+                   fused_why=f"{l2_why} {l2 // 1024} KiB / 2, within [256 KiB, 4 MiB]",
+                   **_numba())
+
+
+def _numba() -> dict[str, Any]:
+    """Whether numba is installed (looked up, not imported: importing it takes a third of a second)."""
+    if importlib.util.find_spec("numba") is None:
+        return {"compiled": False,
+                "compiled_why": "numpy passes: numba is not installed (pip install 'sparsecnn[fast]')"}
+    try:
+        version = importlib.metadata.version("numba")
+    except importlib.metadata.PackageNotFoundError:
+        version = "?"
+    return {"compiled": True, "compiled_why": f"loops compiled by numba {version}"}
 
 
 @cache
@@ -215,7 +235,8 @@ def report(machine: Machine | None = None, choices: Choices | None = None) -> st
         lines.append("environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     lines += [f"kernel threads: {choices.threads} ({choices.threads_why})",
               f"GEMM output block: {_kib(choices.block_bytes)} ({choices.block_why})",
-              f"window block: {_kib(choices.fused_block_bytes)} ({choices.fused_why})"]
+              f"window block: {_kib(choices.fused_block_bytes)} ({choices.fused_why})",
+              f"window block's bias, maxima and P_pool^T: {choices.compiled_why}"]
     return "\n".join(lines)
 
 

@@ -11,7 +11,9 @@ is how it is carried out:
 - :mod:`~sparsecnn.kernels.sparse`: the selection products (a row gather
   driven by the matrix's own ``indices``) and general CSR/CSC products;
 - :mod:`~sparsecnn.kernels.sparsetools`: the one door to scipy's private
-  ``_sparsetools``, checked at import against ``P @ X``, with a public fallback.
+  ``_sparsetools``, checked at import against ``P @ X``, with a public fallback;
+- :mod:`~sparsecnn.kernels.compiled`: the window-by-window kernels' bias,
+  maxima and ``P_pool^T`` as one loop each, compiled by numba where installed.
 
 The blocked convolution and the window-by-window conv+pool kernels that use
 these are the methods of :class:`sparsecnn.layers.ConvShape`, called by

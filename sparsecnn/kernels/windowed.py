@@ -28,7 +28,7 @@ import numpy as np
 from .. import machine
 from ..activations import ACTIVATE_ORDERS
 from ..exceptions import ConfigError, InputTypeError, ShapeError
-from . import buffers, sparse, threads
+from . import buffers, compiled, sparse, threads
 from .conv import _block, _floating, _result, _sum_dW
 from .pooling import window_max
 
@@ -136,6 +136,8 @@ def conv_pool_forward(ly: Any, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *
     step = _windows_step(ly, l, dtype.itemsize)
     pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
     codes = list(range(r2))                                             # offsets k = dr + r dq
+    fused = compiled.loops() if pool_first else None                   # one pass for + b, maxima, offsets
+    b1 = b.ravel()
 
     def run(w0: int, w1: int) -> None:
         phi = buffers.scratch("conv_pool_forward.phi", (pstep * hhd, l), dtype)
@@ -154,12 +156,15 @@ def conv_pool_forward(ly: Any, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *
                 P = phi[:(j1 - j0) * hhd]
                 np.take(src, take[j0 * hhd:j1 * hhd], axis=0, out=P, mode="clip")
                 np.matmul(W, P.reshape(j1 - j0, hhd, l), out=Sj[j0 - a * r2:j1 - a * r2])   # W phi_j
-            Sb += b                                                                  # + b 1^T
-            if not pool_first:
-                ly.sigma.sigma_into(Sb, Sb)                                       # sigma(S)
             m_ = Zn3[a:e]                                # P_pool: each window's maximum and its offset
-            window_max([Sb[:, kk] for kk in range(r2)], codes, m_, K3[a:e],
-                       (tmp[0][:n], tmp[1][:n], tmp[2][:n], tmp[3][:n]))
+            if fused is not None:
+                fused.max_offsets(Sb, b1, m_, K3[a:e])                           # + b 1^T, then P_pool
+            else:
+                Sb += b                                                          # + b 1^T
+                if not pool_first:
+                    ly.sigma.sigma_into(Sb, Sb)                                   # sigma(S)
+                window_max([Sb[:, kk] for kk in range(r2)], codes, m_, K3[a:e],
+                           (tmp[0][:n], tmp[1][:n], tmp[2][:n], tmp[3][:n]))
             if pool_first:
                 ly.sigma.sigma_into(m_, m_)                                       # sigma of the maxima
 
@@ -230,6 +235,7 @@ def conv_pool_backward(ly: Any, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray
     step = _windows_step(ly, l, dtype.itemsize)
     pstep = _block(max(d, hhd) * l * dtype.itemsize, step * r2)         # positions per GEMM
     part_name = buffers.partial_name("conv_pool_backward.dZ")
+    fused = compiled.loops()                                            # P_pool^T in one pass
 
     def run(w0: int, w1: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         dW = np.zeros(ly.W_shape, dtype=dtype)
@@ -250,9 +256,12 @@ def conv_pool_backward(ly: Any, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray
             g = ly.sigma.backprop_from_output(dZn3[a:e], Zn3[a:e], out=gb[:n])   # (6): dZ ⊙ sigma'
             db += g.sum(axis=(0, 2))
             dSb = dS[:n]
-            for kk in range(r2):                                      # P_pool^T: g at the winner
-                np.equal(K3[a:e], kk, out=at[:n])
-                np.multiply(g, at[:n], out=dSb[:, kk])
+            if fused is not None:                                     # P_pool^T: g at the winner
+                fused.unpool(g, K3[a:e], dSb)
+            else:
+                for kk in range(r2):
+                    np.equal(K3[a:e], kk, out=at[:n])
+                    np.multiply(g, at[:n], out=dSb[:, kk])
             dSj = dSb.reshape(n * r2, d, l)
             for j0 in range(a * r2, e * r2, pstep):                   # a few positions at a time
                 j1 = min(j0 + pstep, e * r2)
@@ -348,6 +357,7 @@ def conv_pool_R(ly: Any, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V:
     R3, Zn3, K3 = res.reshape(n_win, d, l), Znext.reshape(n_win, d, l), offsets.reshape(n_win, d, l)
     step = _windows_step(ly, l, dtype.itemsize)
     pstep = _block(max(d, cols) * l * dtype.itemsize, step * r2)
+    fused = compiled.loops()                                            # + v_b and P_pool in one pass
 
     def run(w0: int, w1: int) -> None:
         phi = buffers.scratch("conv_pool_R.phi", (pstep * cols, l), dtype)
@@ -363,13 +373,16 @@ def conv_pool_R(ly: Any, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V:
                 P = phi[:(j1 - j0) * cols]
                 np.take(src, rows[j0 * cols:j1 * cols], axis=0, out=P, mode="clip")
                 np.matmul(WV, P.reshape(j1 - j0, cols, l), out=RSj[j0 - a * r2:j1 - a * r2])
-            RSj += vb
             Rb = R3[a:e]
-            for kk in range(r2):                 # P_pool R(S): sum_k R(S)_k [k = winner], exact for finite R(S)
-                np.equal(K3[a:e], kk, out=at[:n])
-                np.multiply(RS[:n, kk], at[:n], out=Rb if kk == 0 else part[:n])
-                if kk:
-                    np.add(Rb, part[:n], out=Rb)
+            if fused is not None:
+                fused.select_winners(RS[:n], vb.ravel(), K3[a:e], Rb)
+            else:
+                RSj += vb
+                for kk in range(r2):             # P_pool R(S): sum_k R(S)_k [k = winner], exact for finite R(S)
+                    np.equal(K3[a:e], kk, out=at[:n])
+                    np.multiply(RS[:n, kk], at[:n], out=Rb if kk == 0 else part[:n])
+                    if kk:
+                        np.add(Rb, part[:n], out=Rb)
             ly.sigma.backprop_from_output(Rb, Zn3[a:e], out=Rb)         # ⊙ sigma'(S) at the winners
 
     threads.parallel_blas(run, n_win, d * cols * r2 * n_win * l)

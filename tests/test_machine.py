@@ -78,3 +78,15 @@ def test_SPARSECNN_NUM_THREADS_reaches_a_new_process():
     env = {**os.environ, "SPARSECNN_NUM_THREADS": "3"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
+
+
+def test_report_says_whether_the_window_loops_are_compiled(monkeypatch):
+    """numba looked up, not imported: installed, the loops are compiled; missing, numpy's passes and the extra's name."""
+    m = machine.Machine(cores=2, cores_source="test", l1d=None, l2=2**21, l3=None)
+    monkeypatch.setattr(machine.importlib.util, "find_spec", lambda name: None)
+    missing = choose(m, env={})
+    assert not missing.compiled and "sparsecnn[fast]" in missing.compiled_why
+    assert "numpy passes" in report(m, missing)
+    monkeypatch.setattr(machine.importlib.util, "find_spec", lambda name: object())
+    found = choose(m, env={})
+    assert found.compiled and "numba" in found.compiled_why and "compiled" in report(m, found)

@@ -174,3 +174,21 @@ def test_windowed_kernels_with_and_without_compiled_loops_bitwise(dtype, r, acti
             results.append((Zn, k, dZn, *back, R))
     for x, y in zip(*results, strict=True):
         assert bitwise_equal(x, y)
+
+
+def test_loops_compile_without_a_cache_where_numba_has_nowhere_to_write_it(monkeypatch):
+    """numba refuses ``cache=True`` (RuntimeError) where no cache folder is writable: compile anyway."""
+    numba = pytest.importorskip("numba", reason="the compiled loops need numba (pip install 'sparsecnn[fast]')")
+    real = numba.njit
+
+    def njit(**options):
+        if options.get("cache"):
+            raise RuntimeError("cannot cache function: no locator available")
+        return real(**options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    monkeypatch.setattr(compiled, "_compiled", None)
+    loops = compiled.loops()
+    assert loops is not None
+    best, which = run_max_offsets(loops.max_offsets, np.array([[[[1.0]], [[2.0]]]]), np.zeros(1))
+    assert best.ravel().tolist() == [2.0] and which.ravel().tolist() == [1]

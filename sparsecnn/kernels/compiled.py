@@ -151,9 +151,14 @@ def _compile() -> SimpleNamespace | None:
                 import numba  # optional: sparsecnn[fast]
             except ImportError:
                 return None
-            jit = numba.njit(nogil=True, cache=True)
-            _compiled = SimpleNamespace(max_offsets=jit(max_offsets), unpool=jit(unpool),
-                                        select_winners=jit(select_winners))
+            try:
+                jit = numba.njit(nogil=True, cache=True)
+                _compiled = SimpleNamespace(max_offsets=jit(max_offsets), unpool=jit(unpool),
+                                            select_winners=jit(select_winners))
+            except RuntimeError:       # no writable place for numba's cache: compile in every process
+                jit = numba.njit(nogil=True)
+                _compiled = SimpleNamespace(max_offsets=jit(max_offsets), unpool=jit(unpool),
+                                            select_winners=jit(select_winners))
         return _compiled
 
 

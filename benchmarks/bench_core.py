@@ -110,6 +110,7 @@ def environment(threads: int) -> list[str]:
     lines.append(f"allocator: glibc malloc (defaults unless set above) for numpy and torch alike; "
                  f"transparent huge pages: {thp}")
     lines.append(f"threads: sparsecnn kernels {kernels.get_num_threads()}, BLAS limited to {threads}")
+    lines.append(f"window loops (bias, maxima, P_pool^T): {sparsecnn.machine.chosen().compiled_why}")
     return lines
 
 

@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DATA, load, mnist_demo_network  # noqa: E402
 from _roofline import pass_gemms  # noqa: E402
 
-from sparsecnn import kernels  # noqa: E402
+from sparsecnn import kernels, machine  # noqa: E402
 from sparsecnn._argtypes import integer  # noqa: E402
 
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows[name] = derived(rows[name])
         rows["objective"]["conv kernels alone"] = sum(r["kernels"] for n, r in rows.items() if n != "objective")
     print(f"One thread, batch of {X.shape[1]} mnist-demo images, best of {args.rounds} rounds of "
-          f"{args.repeats}; times in ms.\n")
+          f"{args.repeats}; times in ms. Window loops: {machine.chosen().compiled_why}.\n")
     print("| dtype | layer | forward kernel | backward kernel | GEMMs alone | GEMM GFLOP/s | gathers alone "
           "| rest | GEMM share |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -152,14 +152,14 @@ def _compile() -> SimpleNamespace | None:
             except ImportError:
                 return None
             try:
-                jit = numba.njit(nogil=True, cache=True)
-                _compiled = SimpleNamespace(max_offsets=jit(max_offsets), unpool=jit(unpool),
-                                            select_winners=jit(select_winners))
+                _compiled = _jit_all(numba.njit(nogil=True, cache=True))
             except RuntimeError:       # no writable place for numba's cache: compile in every process
-                jit = numba.njit(nogil=True)
-                _compiled = SimpleNamespace(max_offsets=jit(max_offsets), unpool=jit(unpool),
-                                            select_winners=jit(select_winners))
+                _compiled = _jit_all(numba.njit(nogil=True))
         return _compiled
+
+
+def _jit_all(jit: Any) -> SimpleNamespace:
+    return SimpleNamespace(max_offsets=jit(max_offsets), unpool=jit(unpool), select_winners=jit(select_winners))
 
 
 def loops() -> Any:

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparsecnn import ConvLayer, FullLayer, Network
 from sparsecnn.kernels import compiled
 from sparsecnn.kernels.pooling import window_max
-from sparsecnn.layers import ConvLayer, ConvShape
+from sparsecnn.layers import ConvShape
 
 DTYPES = [np.float64, np.float32]
 
@@ -192,3 +193,23 @@ def test_loops_compile_without_a_cache_where_numba_has_nowhere_to_write_it(monke
     assert loops is not None
     best, which = run_max_offsets(loops.max_offsets, np.array([[[[1.0]], [[2.0]]]]), np.zeros(1))
     assert best.ravel().tolist() == [2.0] and which.ravel().tolist() == [1]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("loss", ["squared", "cross-entropy"])
+def test_objective_and_G_v_with_and_without_compiled_loops_bitwise(dtype, loss):
+    """Through the engine: f, the gradient and G v are the same bits with the loops as with numpy's passes."""
+    pytest.importorskip("numba", reason="the compiled loops need numba (pip install 'sparsecnn[fast]')")
+    net = Network((12, 12, 1), [ConvLayer(4, h=3, p=1, r=2), ConvLayer(3, h=3, p=1, r=2, activation="tanh"),
+                                FullLayer(5)], loss=loss)
+    rng = np.random.default_rng(5)
+    theta, X, y = net.init_params(seed=2), rng.standard_normal((144, 9)), rng.integers(0, 5, 9)
+    v = rng.standard_normal(net.n_params)
+    out = []
+    for flag in (True, False):
+        with compiled.use(flag):
+            f, g = net.objective(theta, X, y, C=3.0, batch_size=4, dtype=dtype)
+            Gv = net.gauss_newton(theta, X, dtype=dtype) @ v
+            out.append((np.array([f]), g, Gv))
+    for x, y_ in zip(*out, strict=True):
+        assert bitwise_equal(np.asarray(x), np.asarray(y_))

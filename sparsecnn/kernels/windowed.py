@@ -142,10 +142,6 @@ def conv_pool_forward(ly: Any, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *
     def run(w0: int, w1: int) -> None:
         phi = buffers.scratch("conv_pool_forward.phi", (pstep * hhd, l), dtype)
         S = buffers.scratch("conv_pool_forward.S", (step, r2, d, l), dtype)
-        tmp = (buffers.scratch("conv_pool_forward.wins", (step, d, l), bool),
-               buffers.scratch("conv_pool_forward.wins23", (step, d, l), bool),
-               buffers.scratch("conv_pool_forward.pair", (step, d, l), dtype),
-               buffers.scratch("conv_pool_forward.k23", (step, d, l), k_type))
         for a in range(w0, w1, step):
             e = min(a + step, w1)
             n = e - a
@@ -163,6 +159,10 @@ def conv_pool_forward(ly: Any, Z: np.ndarray, W: np.ndarray, bias: np.ndarray, *
                 Sb += b                                                          # + b 1^T
                 if not pool_first:
                     ly.sigma.sigma_into(Sb, Sb)                                   # sigma(S)
+                tmp = (buffers.scratch("conv_pool_forward.wins", (step, d, l), bool),
+                       buffers.scratch("conv_pool_forward.wins23", (step, d, l), bool),
+                       buffers.scratch("conv_pool_forward.pair", (step, d, l), dtype),
+                       buffers.scratch("conv_pool_forward.k23", (step, d, l), k_type))
                 window_max([Sb[:, kk] for kk in range(r2)], codes, m_, K3[a:e],
                            (tmp[0][:n], tmp[1][:n], tmp[2][:n], tmp[3][:n]))
             if pool_first:
@@ -243,7 +243,6 @@ def conv_pool_backward(ly: Any, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray
         phi = buffers.scratch("conv_pool_backward.phi", (pstep, hhd, l), dtype)
         dS = buffers.scratch("conv_pool_backward.dS", (step, r2, d, l), dtype)
         tmp = buffers.scratch("conv_pool_backward.dW", (pstep, d, hhd), dtype)
-        at = buffers.scratch("conv_pool_backward.at", (step, d, l), bool)
         gb = buffers.scratch("conv_pool_backward.g", (step, d, l), dtype)
         target = None
         if res is not None:
@@ -259,6 +258,7 @@ def conv_pool_backward(ly: Any, W: np.ndarray, Z: np.ndarray, dZnext: np.ndarray
             if fused is not None:                                     # P_pool^T: g at the winner
                 fused.unpool(g, K3[a:e], dSb)
             else:
+                at = buffers.scratch("conv_pool_backward.at", (step, d, l), bool)
                 for kk in range(r2):
                     np.equal(K3[a:e], kk, out=at[:n])
                     np.multiply(g, at[:n], out=dSb[:, kk])
@@ -362,8 +362,6 @@ def conv_pool_R(ly: Any, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V:
     def run(w0: int, w1: int) -> None:
         phi = buffers.scratch("conv_pool_R.phi", (pstep * cols, l), dtype)
         RS = buffers.scratch("conv_pool_R.RS", (step, r2, d, l), dtype)
-        at = buffers.scratch("conv_pool_R.at", (step, d, l), bool)
-        part = buffers.scratch("conv_pool_R.part", (step, d, l), dtype)
         for a in range(w0, w1, step):
             e = min(a + step, w1)
             n = e - a
@@ -378,6 +376,8 @@ def conv_pool_R(ly: Any, Z: np.ndarray, RZ: np.ndarray | None, W: np.ndarray, V:
                 fused.select_winners(RS[:n], vb.ravel(), K3[a:e], Rb)
             else:
                 RSj += vb
+                at = buffers.scratch("conv_pool_R.at", (step, d, l), bool)
+                part = buffers.scratch("conv_pool_R.part", (step, d, l), dtype)
                 for kk in range(r2):             # P_pool R(S): sum_k R(S)_k [k = winner], exact for finite R(S)
                     np.equal(K3[a:e], kk, out=at[:n])
                     np.multiply(RS[:n, kk], at[:n], out=Rb if kk == 0 else part[:n])

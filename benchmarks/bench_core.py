@@ -21,7 +21,10 @@ round robin so that a change in the machine's load touches every row alike):
   parameters, forward, squared loss, backward, per batch, in float64 and
   float32 (``torch.set_num_threads(--threads)``);
 - ``G v`` on ``--gv-images`` images: ``Network.gauss_newton(theta, X) @ v``
-  against ``torch.func`` (``jvp`` then ``vjp``), in float64 and float32.
+  against ``torch.func`` (``jvp`` then ``vjp``), in float64 and float32, and
+  the float64 product with the cross-entropy loss (``B^i = (diag(p_i) -
+  p_i p_i^T)/l``, its relative difference to ``torch.func``'s) and its time
+  against the squared loss's.
 
 Then the peak memory of each row (tracemalloc's peak for numpy's allocations,
 and the peak resident set size sampled every millisecond above its level
@@ -487,6 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     # G v
     gv_rows: list[list[str]] = []
     gv_floor: list[str] = []
+    gv_ce = ""
     if hasattr(net, "gauss_newton") and args.gv_images > 0:
         Xg = np.ascontiguousarray(X[:, :args.gv_images])
         v = np.random.default_rng(args.seed + 1).standard_normal(net.n_params)
@@ -499,11 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         G0 = net.gauss_newton(theta, Xg)
         Gv_ref = G0 @ v
         G32 = net.gauss_newton(theta, Xg, dtype="float32")
+        # the same product with the cross-entropy loss: B^i = (diag(p_i) - p_i p_i^T)/l instead of 2I/l
+        Gce = net.replace(loss="cross-entropy").gauss_newton(theta, Xg)
         fns: dict[str, Callable[[], object]] = {"sparsecnn": sc_gv, "sparsecnn matvec": lambda: G0 @ v,
-                                                "sparsecnn float32 matvec": lambda: G32 @ v}
+                                                "sparsecnn float32 matvec": lambda: G32 @ v,
+                                                "sparsecnn matvec, cross-entropy": lambda: Gce @ v}
         gv_times["sparsecnn float32 matvec"] = []
+        gv_times["sparsecnn matvec, cross-entropy"] = []
         gv32_diff = float(np.linalg.norm(G32 @ v - Gv_ref) / np.linalg.norm(Gv_ref))
-        gv_diff = float("nan")
+        gv_diff = gv_ce_diff = float("nan")
         if torch is not None:
             from torch.func import functional_call, jvp, vjp
 
@@ -530,6 +538,14 @@ def main(argv: list[str] | None = None) -> int:
                 prm.grad = g
             tg = torch_grad_to_theta(net, model)
             gv_diff = float(np.linalg.norm(tg - Gv_ref) / np.linalg.norm(tg))
+            # cross-entropy: u_i = (diag(p_i) - p_i p_i^T) (J v)_i / l, p_i = softmax(z^{L+1,i})
+            Jv = jvp(f_out, params, tangents)[1]
+            prob = torch.softmax(f_out(*params), dim=1)
+            u = (prob * Jv - prob * (prob * Jv).sum(dim=1, keepdim=True)) / lg
+            for prm, g in zip(model.parameters(), vjp(f_out, *params)[1](u), strict=True):
+                prm.grad = g
+            tg = torch_grad_to_theta(net, model)
+            gv_ce_diff = float(np.linalg.norm(tg - Gce @ v) / np.linalg.norm(tg))
         for fn in fns.values():
             fn()
         gv_g = gv_gemms(net.input_shape, [ly.spec for ly in net.layers])
@@ -546,9 +562,13 @@ def main(argv: list[str] | None = None) -> int:
         base_t = statistics.median(gv_times["torch.func"]) if gv_times["torch.func"] else float("nan")
         for name in fns:
             med = statistics.median(gv_times[name])
-            diff = gv32_diff if "float32" in name else gv_diff
+            diff = gv32_diff if "float32" in name else gv_ce_diff if "cross-entropy" in name else gv_diff
             gv_rows.append([name, f"{med:.3f}", f"{med / base_t:.2f}x" if base_t == base_t else "-",
                             f"{diff:.1e}" if name != "torch.func" else "-"])
+        ce_ratio = statistics.median(c / s for c, s in zip(gv_times["sparsecnn matvec, cross-entropy"],
+                                                            gv_times["sparsecnn matvec"], strict=True))
+        gv_ce = (f"\nThe product alone with the cross-entropy loss against the squared loss, float64: "
+                 f"{ce_ratio:.2f}x (median of the {args.repeats} runs' ratios)")
         for dt, name in (("float64", "sparsecnn matvec"), ("float32", "sparsecnn float32 matvec")):
             if gv_floors[dt]:                          # per run: floor / time, and floor / torch.func
                 pairs = list(zip(gv_floors[dt], gv_times[name], strict=True))
@@ -619,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nG v on {args.gv_images} images (sparsecnn: gauss_newton(theta, X) @ v, forward "
               f"included; matvec: the product alone; float64 unless named; torch.func: float64, jvp then vjp)\n")
         print(md_table(["implementation", "time (s)", "vs torch.func", "rel. diff"], gv_rows))
+        print(gv_ce)
         if gv_floor:
             print("\nThe GEMMs of one G v (V phi and W R(phi), then the backward pass), each timed alone at "
                   "its shape:\n")

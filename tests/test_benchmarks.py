@@ -26,6 +26,10 @@ def test_bench_core_prints_the_function_gradient_Gv_and_profile_tables():
     assert "G v on 4 images" in out and "torch.func" in out
     assert "float64: " in out and "GEMM floor" in out and "sparsecnn float32 matvec at " in out
     assert "im2col products (phi, phi_T)" in out and "GEMMs (S, S_T)" in out
+    # the cross-entropy G v row agrees with torch.func's (diag(p) - p p^T)/l product, and is timed against the squared
+    ce = [r for r in out.splitlines() if r.startswith("| sparsecnn matvec, cross-entropy")]
+    assert len(ce) == 1 and float(ce[0].strip("| ").split("|")[-1]) < 1e-10, ce
+    assert "cross-entropy loss against the squared loss, float64: " in out
 
 
 def test_bench_planner_prints_every_policy():

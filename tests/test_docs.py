@@ -27,8 +27,11 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from sparsecnn.equations import eq5, eq6
+from sparsecnn.operators import P_pool
 from sparsecnn.oracle import read_golden
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +190,28 @@ def test_slides_functions_exist(row: dict[str, str]) -> None:
     cell = row[SLIDES_FUNCTIONS]
     check_functions(row, [n for n in FUNCTION.findall(cell) if n.startswith("sparsecnn.equations.")])
     check_tests(row, cell)
+
+
+def bmatrices(tex: str) -> list[list[list[str]]]:
+    """The entries of every ``\\begin{bmatrix} ... \\end{bmatrix}`` in ``tex``, row by row."""
+    found = re.findall(r"\\begin\{bmatrix\}(.*?)\\end\{bmatrix\}", tex, flags=re.S)
+    return [[[e.strip() for e in row.split("&")] for row in body.split("\\\\")] for body in found]
+
+
+def test_example_B_block_shows_what_the_library_computes() -> None:
+    """The example-B block of the equations page ("Notes ... VI-X"): image B, its pooled 2 x 2
+    matrix, P_pool vec(B) and the row of (5) and (6), each compared with sparsecnn's own result."""
+    row = next(r for r in table_rows() if row_id(r) == "example-B")
+    B, pooled, P_vec, back = bmatrices(row["Formula"])
+    image = np.array(B, dtype=float)
+    assert image.shape == (4, 4)
+    vec_B = image.reshape(-1, order="F")
+    P = P_pool(4, 4, 1, 2, data=vec_B)
+    assert np.array_equal(np.array(pooled, dtype=float), (P @ vec_B).reshape(2, 2, order="F"))
+    assert np.array_equal(np.array(P_vec, dtype=float).ravel(), P @ vec_B)
+    v = np.array([1.0, 2.0, 3.0, 4.0])                       # v_k printed as v_k
+    for computed in (eq5(v, P, vec_B), eq6(v, P, P @ vec_B)):
+        assert back[0] == ["0" if x == 0 else f"v_{int(x)}" for x in computed], (back[0], computed)
 
 
 # ------------------------------------------------------------------ the pages

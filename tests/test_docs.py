@@ -273,6 +273,18 @@ def test_every_module_has_an_api_page() -> None:
                          "(and the page to the nav of mkdocs.yml)")
 
 
+def test_api_index_lists_every_api_page() -> None:
+    """The table of docs/api/index.md links every API page, and names every module those pages document."""
+    index = (DOCS / "api" / "index.md").read_text(encoding="utf-8")
+    pages = sorted(p for p in (DOCS / "api").glob("*.md") if p.name != "index.md")
+    unlinked = [p.name for p in pages if f"]({p.name})" not in index]
+    assert not unlinked, f"API pages missing from the table of docs/api/index.md: {unlinked}"
+    modules = {m for p in pages for m in re.findall(r"^::: (sparsecnn(?:\.[a-z]\w*)*)$", p.read_text(encoding="utf-8"),
+                                                     flags=re.M) if m.count(".") <= 1}
+    unnamed = sorted(m for m in modules if f"`{m}`" not in index)
+    assert not unnamed, f"modules with an API page that docs/api/index.md does not name: {unnamed}"
+
+
 def test_every_notebook_is_on_the_notebooks_page() -> None:
     page = (DOCS / "notebooks.md").read_text(encoding="utf-8")
     missing = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name not in page]

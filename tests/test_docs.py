@@ -5,7 +5,8 @@
   it and the tests that check it: every one of them must exist, and every
   equation of the slides must have a block.
 - The code blocks of the home page and the tutorial run, in order, as a reader
-  would paste them.
+  would paste them, and a result a comment states as a literal
+  (``print(P @ x)  # [5. 4. 9. 6.]``) is what the line gives.
 - The ``>>>`` examples in the Markdown pages hold.
 - Every module of the package has an API page, and every notebook a line on the
   notebooks page.
@@ -16,8 +17,10 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import doctest
 import importlib
+import io
 import os
 import pkgutil
 import re
@@ -233,9 +236,49 @@ def test_markdown_examples(page: str) -> None:
     assert result.failed == 0, f"{result.failed} of the examples in docs/{page} failed (see the output)"
 
 
+LITERAL_COMMENT = re.compile(r"#\s*([\[(][\d\s.,eE+\-\[\]()]*[\])])(?=\s*(?::|$))")
+"""A comment that states a printed result as a literal: ``# [5. 4. 9. 6.]``, ``# [(6, 9), (8, 54)]: ...``
+(numbers, brackets, commas only, up to the end of the line or a colon)."""
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in NUMBER.findall(text)]
+
+
+def run_block(block: str, namespace: dict[str, object], label: str) -> list[str]:
+    """Run ``block`` statement by statement in ``namespace``.  Where a statement's last line ends
+    in a literal comment (:data:`LITERAL_COMMENT`), the numbers it states must be the numbers the
+    statement printed (a ``print``) or the value it assigned (``x = ...``).  Returns what was checked."""
+    lines = block.splitlines()
+    checked = []
+    for stmt in ast.parse(block).body:
+        code = compile(ast.Module(body=[stmt], type_ignores=[]), label, "exec")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(code, namespace)
+        comment = LITERAL_COMMENT.search(lines[(stmt.end_lineno or stmt.lineno) - 1])
+        if comment is None:
+            continue
+        stated = numbers(comment.group(1))
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            got = [float(x) for x in np.ravel(namespace[stmt.targets[0].id])]   # type: ignore[arg-type]
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and \
+                getattr(stmt.value.func, "id", None) == "print":
+            got = numbers(out.getvalue())
+        else:
+            continue
+        source = ast.get_source_segment(block, stmt)
+        assert got == stated, f"{label}: `{source}` gives {got}, its comment says {comment.group(1)}"
+        checked.append(source or "")
+    return checked
+
+
 @pytest.mark.parametrize("page", ["index.md", "tutorial.md"])
 def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A page's python blocks, in order, in one namespace, from the repository root."""
+    """A page's python blocks, in order, in one namespace, from the repository root; a result
+    stated in a comment (``print(P @ x)  # [5. 4. 9. 6.]``) must be what the line gives."""
     pytest.importorskip("sklearn", reason="the tutorial uses scikit-learn's digits")
     text = (DOCS / page).read_text(encoding="utf-8")
     blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
@@ -248,14 +291,18 @@ def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
         have_datasets = False
     namespace: dict[str, object] = {"__name__": page}
     not_run = []
+    checked: list[str] = []
     for k, block in enumerate(blocks, start=1):
         if "datasets" in block and not have_datasets:
             not_run.append(k)          # the packaged data (issue 15) are not in this tree
             continue
         try:
-            exec(compile(block, f"docs/{page} (block {k})", "exec"), namespace)
+            checked += run_block(block, namespace, f"docs/{page} (block {k})")
+        except AssertionError:
+            raise
         except Exception as err:  # pragma: no cover - the message is the point
             raise AssertionError(f"block {k} of docs/{page} fails: {type(err).__name__}: {err}\n{block}") from err
+    print(f"docs/{page}: results stated in comments and checked: {checked}")
     if not_run:
         pytest.skip(f"docs/{page}: every block ran except {not_run}, which read sparsecnn.datasets (not installed)")
 

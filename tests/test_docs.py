@@ -4,8 +4,8 @@
   slides and every formula of the library, its TeX, the functions that compute
   it and the tests that check it: every one of them must exist, and every
   equation of the slides must have a block.
-- The code blocks of the home page and the tutorial run, in order, as a reader
-  would paste them, and a result a comment states as a literal
+- The code blocks of the home page, the tutorial and the Dask page run, in order, as
+  a reader would paste them, and a result a comment states as a literal
   (``print(P @ x)  # [5. 4. 9. 6.]``) is what the line gives.
 - The ``>>>`` examples in the Markdown pages hold.
 - Every module of the package has an API page, and every notebook a line on the
@@ -275,11 +275,13 @@ def run_block(block: str, namespace: dict[str, object], label: str) -> list[str]
     return checked
 
 
-@pytest.mark.parametrize("page", ["index.md", "tutorial.md"])
+@pytest.mark.parametrize("page", ["index.md", "tutorial.md", "distributed.md"])
 def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A page's python blocks, in order, in one namespace, from the repository root; a result
     stated in a comment (``print(P @ x)  # [5. 4. 9. 6.]``) must be what the line gives."""
     pytest.importorskip("sklearn", reason="the tutorial uses scikit-learn's digits")
+    if page == "distributed.md":
+        pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
     text = (DOCS / page).read_text(encoding="utf-8")
     blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
     assert blocks, f"docs/{page} has no python block"

@@ -9,7 +9,7 @@
   (``print(P @ x)  # [5. 4. 9. 6.]``) is what the line gives.
 - The ``>>>`` examples in the Markdown pages hold.
 - Every module of the package has an API page, and every notebook a line on the
-  notebooks page.
+  notebooks page and in ``notebooks/README.md``.
 - ``mkdocs build --strict`` succeeds, the notebooks converted without being run
   (skipped where the docs extra is not installed: ``pip install -e '.[docs]'``).
 """
@@ -334,10 +334,11 @@ def test_api_index_lists_every_api_page() -> None:
     assert not unnamed, f"modules with an API page that docs/api/index.md does not name: {unnamed}"
 
 
-def test_every_notebook_is_on_the_notebooks_page() -> None:
-    page = (DOCS / "notebooks.md").read_text(encoding="utf-8")
-    missing = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name not in page]
-    assert not missing, f"notebooks not described in docs/notebooks.md: {missing}"
+@pytest.mark.parametrize("page", ["docs/notebooks.md", "notebooks/README.md"])
+def test_every_notebook_is_on_the_notebooks_page(page: str) -> None:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    missing = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name not in text]
+    assert not missing, f"notebooks not described in {page}: {missing}"
 
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:

@@ -4,11 +4,12 @@
   slides and every formula of the library, its TeX, the functions that compute
   it and the tests that check it: every one of them must exist, and every
   equation of the slides must have a block.
-- The code blocks of the home page and the tutorial run, in order, as a reader
-  would paste them.
+- The code blocks of the home page, the tutorial and the Dask page run, in order, as
+  a reader would paste them, and a result a comment states as a literal
+  (``print(P @ x)  # [5. 4. 9. 6.]``) is what the line gives.
 - The ``>>>`` examples in the Markdown pages hold.
 - Every module of the package has an API page, and every notebook a line on the
-  notebooks page.
+  notebooks page and in ``notebooks/README.md``.
 - ``mkdocs build --strict`` succeeds, the notebooks converted without being run
   (skipped where the docs extra is not installed: ``pip install -e '.[docs]'``).
 """
@@ -16,8 +17,10 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import doctest
 import importlib
+import io
 import os
 import pkgutil
 import re
@@ -27,8 +30,11 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from sparsecnn.equations import eq5, eq6
+from sparsecnn.operators import P_pool
 from sparsecnn.oracle import read_golden
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +195,28 @@ def test_slides_functions_exist(row: dict[str, str]) -> None:
     check_tests(row, cell)
 
 
+def bmatrices(tex: str) -> list[list[list[str]]]:
+    """The entries of every ``\\begin{bmatrix} ... \\end{bmatrix}`` in ``tex``, row by row."""
+    found = re.findall(r"\\begin\{bmatrix\}(.*?)\\end\{bmatrix\}", tex, flags=re.S)
+    return [[[e.strip() for e in row.split("&")] for row in body.split("\\\\")] for body in found]
+
+
+def test_example_B_block_shows_what_the_library_computes() -> None:
+    """The example-B block of the equations page ("Notes ... VI-X"): image B, its pooled 2 x 2
+    matrix, P_pool vec(B) and the row of (5) and (6), each compared with sparsecnn's own result."""
+    row = next(r for r in table_rows() if row_id(r) == "example-B")
+    B, pooled, P_vec, back = bmatrices(row["Formula"])
+    image = np.array(B, dtype=float)
+    assert image.shape == (4, 4)
+    vec_B = image.reshape(-1, order="F")
+    P = P_pool(4, 4, 1, 2, data=vec_B)
+    assert np.array_equal(np.array(pooled, dtype=float), (P @ vec_B).reshape(2, 2, order="F"))
+    assert np.array_equal(np.array(P_vec, dtype=float).ravel(), P @ vec_B)
+    v = np.array([1.0, 2.0, 3.0, 4.0])                       # v_k printed as v_k
+    for computed in (eq5(v, P, vec_B), eq6(v, P, P @ vec_B)):
+        assert back[0] == ["0" if x == 0 else f"v_{int(x)}" for x in computed], (back[0], computed)
+
+
 # ------------------------------------------------------------------ the pages
 def markdown_examples(path: Path) -> str:
     """The page without its code fences, so that doctest sees each ``>>>`` example end."""
@@ -208,10 +236,52 @@ def test_markdown_examples(page: str) -> None:
     assert result.failed == 0, f"{result.failed} of the examples in docs/{page} failed (see the output)"
 
 
-@pytest.mark.parametrize("page", ["index.md", "tutorial.md"])
+LITERAL_COMMENT = re.compile(r"#\s*([\[(][\d\s.,eE+\-\[\]()]*[\])])(?=\s*(?::|$))")
+"""A comment that states a printed result as a literal: ``# [5. 4. 9. 6.]``, ``# [(6, 9), (8, 54)]: ...``
+(numbers, brackets, commas only, up to the end of the line or a colon)."""
+
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in NUMBER.findall(text)]
+
+
+def run_block(block: str, namespace: dict[str, object], label: str) -> list[str]:
+    """Run ``block`` statement by statement in ``namespace``.  Where a statement's last line ends
+    in a literal comment (:data:`LITERAL_COMMENT`), the numbers it states must be the numbers the
+    statement printed (a ``print``) or the value it assigned (``x = ...``).  Returns what was checked."""
+    lines = block.splitlines()
+    checked = []
+    for stmt in ast.parse(block).body:
+        code = compile(ast.Module(body=[stmt], type_ignores=[]), label, "exec")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(code, namespace)
+        comment = LITERAL_COMMENT.search(lines[(stmt.end_lineno or stmt.lineno) - 1])
+        if comment is None:
+            continue
+        stated = numbers(comment.group(1))
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            got = [float(x) for x in np.ravel(namespace[stmt.targets[0].id])]   # type: ignore[arg-type]
+        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and \
+                getattr(stmt.value.func, "id", None) == "print":
+            got = numbers(out.getvalue())
+        else:
+            continue
+        source = ast.get_source_segment(block, stmt)
+        assert got == stated, f"{label}: `{source}` gives {got}, its comment says {comment.group(1)}"
+        checked.append(source or "")
+    return checked
+
+
+@pytest.mark.parametrize("page", ["index.md", "tutorial.md", "distributed.md"])
 def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A page's python blocks, in order, in one namespace, from the repository root."""
+    """A page's python blocks, in order, in one namespace, from the repository root; a result
+    stated in a comment (``print(P @ x)  # [5. 4. 9. 6.]``) must be what the line gives."""
     pytest.importorskip("sklearn", reason="the tutorial uses scikit-learn's digits")
+    if page == "distributed.md":
+        pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
     text = (DOCS / page).read_text(encoding="utf-8")
     blocks = re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
     assert blocks, f"docs/{page} has no python block"
@@ -223,14 +293,18 @@ def test_page_code_runs(page: str, monkeypatch: pytest.MonkeyPatch) -> None:
         have_datasets = False
     namespace: dict[str, object] = {"__name__": page}
     not_run = []
+    checked: list[str] = []
     for k, block in enumerate(blocks, start=1):
         if "datasets" in block and not have_datasets:
             not_run.append(k)          # the packaged data (issue 15) are not in this tree
             continue
         try:
-            exec(compile(block, f"docs/{page} (block {k})", "exec"), namespace)
+            checked += run_block(block, namespace, f"docs/{page} (block {k})")
+        except AssertionError:
+            raise
         except Exception as err:  # pragma: no cover - the message is the point
             raise AssertionError(f"block {k} of docs/{page} fails: {type(err).__name__}: {err}\n{block}") from err
+    print(f"docs/{page}: results stated in comments and checked: {checked}")
     if not_run:
         pytest.skip(f"docs/{page}: every block ran except {not_run}, which read sparsecnn.datasets (not installed)")
 
@@ -248,10 +322,23 @@ def test_every_module_has_an_api_page() -> None:
                          "(and the page to the nav of mkdocs.yml)")
 
 
-def test_every_notebook_is_on_the_notebooks_page() -> None:
-    page = (DOCS / "notebooks.md").read_text(encoding="utf-8")
-    missing = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name not in page]
-    assert not missing, f"notebooks not described in docs/notebooks.md: {missing}"
+def test_api_index_lists_every_api_page() -> None:
+    """The table of docs/api/index.md links every API page, and names every module those pages document."""
+    index = (DOCS / "api" / "index.md").read_text(encoding="utf-8")
+    pages = sorted(p for p in (DOCS / "api").glob("*.md") if p.name != "index.md")
+    unlinked = [p.name for p in pages if f"]({p.name})" not in index]
+    assert not unlinked, f"API pages missing from the table of docs/api/index.md: {unlinked}"
+    modules = {m for p in pages for m in re.findall(r"^::: (sparsecnn(?:\.[a-z]\w*)*)$", p.read_text(encoding="utf-8"),
+                                                     flags=re.M) if m.count(".") <= 1}
+    unnamed = sorted(m for m in modules if f"`{m}`" not in index)
+    assert not unnamed, f"modules with an API page that docs/api/index.md does not name: {unnamed}"
+
+
+@pytest.mark.parametrize("page", ["docs/notebooks.md", "notebooks/README.md"])
+def test_every_notebook_is_on_the_notebooks_page(page: str) -> None:
+    text = (ROOT / page).read_text(encoding="utf-8")
+    missing = [p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb")) if p.name not in text]
+    assert not missing, f"notebooks not described in {page}: {missing}"
 
 
 def test_mkdocs_build_strict(tmp_path: Path) -> None:

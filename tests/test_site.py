@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -224,6 +225,70 @@ def test_site_no_page_loads_from_another_host(site: Path) -> None:
                  if external.search(p.read_text(encoding="utf-8"))]
     assert not offenders, f"pages that load from another host: {offenders}"
     assert (site / "assets" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not served by the site"
+
+
+class Links(HTMLParser):
+    """The ``id``s of a page and the ``href``s of its links."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: set[str] = set()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"] or "")
+        if tag == "a" and a.get("name"):
+            self.ids.add(a["name"] or "")
+        if tag == "a" and a.get("href") is not None:
+            self.hrefs.append(a["href"] or "")
+
+
+def broken_links(site: Path) -> list[str]:
+    """Links between the site's pages whose page or ``#anchor`` does not exist (``404.html``, whose
+    links are absolute by design, is left out)."""
+    pages = {}
+    for path in site.rglob("*.html"):
+        reader = Links()
+        reader.feed(path.read_text(encoding="utf-8"))
+        pages[path.resolve()] = reader
+    broken = []
+    for path, reader in pages.items():
+        if path.name == "404.html":
+            continue
+        for href in reader.hrefs:
+            url = urllib.parse.urlsplit(href)
+            if url.scheme or href.startswith(("//", "mailto:")):
+                continue
+            target = (path.parent / urllib.parse.unquote(url.path)).resolve() if url.path else path
+            if target.is_dir():
+                target = target / "index.html"
+            where = f"{path.relative_to(site.resolve())}: {href}"
+            if not target.exists():
+                broken.append(f"{where} (no such file)")
+            elif url.fragment and target.suffix == ".html" and \
+                    urllib.parse.unquote(url.fragment) not in pages[target].ids:
+                broken.append(f"{where} (no such anchor)")
+    return broken
+
+
+def test_site_broken_links_reader_finds_missing_pages_and_anchors(tmp_path: Path) -> None:
+    """The checker itself, on a two-page site."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "index.html").write_text('<h2 id="x">x</h2><a href="#x">ok</a><a href="#y">no</a>'
+                                               '<a href="../b/#z">no</a><a href="../c/">no</a>'
+                                               '<a href="https://example.org/#q">external</a>')
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "index.html").write_text('<a href="../a/#x">ok</a>')
+    assert broken_links(tmp_path) == ["a/index.html: #y (no such anchor)", "a/index.html: ../b/#z (no such anchor)",
+                                      "a/index.html: ../c/ (no such file)"]
+
+
+def test_site_internal_links_resolve(site: Path) -> None:
+    """Every link between pages, tables of contents included, reaches its page and its anchor."""
+    broken = broken_links(site)
+    assert not broken, f"{len(broken)} broken links on the site: {broken[:10]}"
 
 
 def test_site_equations_page_math_rendered(chromium: str, server: str, artefacts: Path,

@@ -9,7 +9,8 @@
   to be read), is copied to ``assets/mathjax/``.  No page loads anything from
   another host.
 - Notebook pages hide the right-hand table of contents, so that code and pictures
-  get the width of the page (1280 px reads without horizontal scrolling).
+  get the width of the page (1280 px reads without horizontal scrolling); the table,
+  still in the navigation on a narrow screen, gets the ids the headings really have.
 - nbconvert's page template links MathJax 2 and mermaid from a CDN; those tags are
   removed from the notebook pages, whose math the site's MathJax typesets.
 """
@@ -73,12 +74,41 @@ def on_files(files: Files, config: Any) -> Files:
     return files
 
 
+_HEADING_ID = re.compile(r'<h[1-6][^>]*\sid="([^"]+)"')
+
+
+def _toc_items(items: Any) -> list[Any]:
+    """The items of a table of contents, depth first (the order of the headings on the page)."""
+    flat = []
+    for item in items:
+        flat.append(item)
+        flat.extend(_toc_items(item.children))
+    return flat
+
+
+def match_toc_to_headings(toc: Any, content: str) -> None:
+    """Point the notebook page's table of contents at the ids its headings really have.
+
+    mkdocs-jupyter takes the table of contents from Python-Markdown, whose anchors leave out a
+    heading's code spans (``## 1. The library: `net.objective``` gives ``#1-the-library``), while
+    nbconvert's heading ids keep them (``1-the-library-netobjective``): such links led nowhere.
+    The headings come in the same order in both, so each item takes the id of its heading.
+    """
+    items = _toc_items(toc)
+    ids = _HEADING_ID.findall(content)
+    if len(items) == len(ids):
+        for item, anchor in zip(items, ids, strict=True):
+            item.id = anchor
+
+
 def on_page_context(context: Any, page: Any, config: Any, nav: Any) -> Any:
-    """Notebook pages without the right-hand table of contents: their code and pictures get the width."""
+    """Notebook pages without the right-hand table of contents: their code and pictures get the width.
+    The table of contents, still shown in the navigation on a narrow screen, links the real heading ids."""
     if page.file.src_uri.endswith(".ipynb"):
         page.meta.setdefault("hide", [])
         if "toc" not in page.meta["hide"]:
             page.meta["hide"].append("toc")
+        match_toc_to_headings(page.toc, page.content or "")
     return context
 
 

@@ -240,7 +240,10 @@ def _check_shape(shape: object) -> tuple[int, int, int]:
 
 
 def scale(X: np.ndarray, factor: float) -> np.ndarray:
-    """``factor * X`` as a new float64 array (simpleNN's MNIST example uses ``1/255``).
+    """``factor * X`` as a new float64 array.
+
+    ``factor = 1/255`` maps pixels 0..255 to ``[0, 1]``; simpleNN's MNIST
+    example scales each image by its own range instead (:func:`scale_minmax`).
 
     Parameters
     ----------

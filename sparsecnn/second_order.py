@@ -227,7 +227,8 @@ def windowed_plan(net: Network) -> Plan | None:
 class GaussNewton(LinearOperator):
     """``G = (1/l) sum_i (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``), as a symmetric ``n x n`` operator.
 
-    The forward pass over ``X`` runs once, here; every product reuses it.
+    The forward pass over ``X`` runs once, here; every product reuses it.  ``theta`` and
+    ``X`` are copied, so changing the caller's arrays afterwards does not change ``G``.
 
     Parameters
     ----------
@@ -296,7 +297,7 @@ class GaussNewton(LinearOperator):
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
         batch_size = net.check_batch_size(batch_size)
         self.net = net
-        self.theta = net.check_theta(theta)
+        self.theta = net.check_theta(theta).copy()       # W^m are views of it: the caller's theta may change
         X = net.check_X(X)
         self.jacobian = jacobian
         self.l = int(X.shape[1])
@@ -312,7 +313,7 @@ class GaussNewton(LinearOperator):
         self.keep = net.keep(self.plan, None)
         with blas_serial():
             for sl in engine.batches(self.l, int(batch_size)):
-                Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
+                Xb = np.array(X[:, sl], dtype=self.compute_dtype, order="C")   # a copy: kept as Z^1
                 out, kept = engine.forward(net, be, self.keep, self.Ws, self.bs, Xb)
                 self.output[:, sl] = out
                 batch = _Batch(sl, kept, Xb)

@@ -211,3 +211,19 @@ def test_audit_eq_newton_cg_scipy_cg_takes_the_operator_directly(loss):
     x, info = spla.cg(G, G @ w, rtol=1e-12, maxiter=10 * n)            # consistent singular system
     assert info == 0
     assert np.allclose(G @ x, G @ w, rtol=1e-6, atol=1e-10)
+
+
+# ------------------------------------------------------------ defects found by the audit
+@pytest.mark.parametrize("jacobian", ["recompute", "store"])
+def test_audit_eq_g_operator_keeps_its_theta_and_X_when_the_caller_updates_them_in_place(jacobian):
+    """An optimiser loop updates ``theta`` (or a data buffer ``X``) in place after building ``G``:
+    ``G v`` must stay the product at the ``theta`` and ``X`` it was built from (it held views of
+    both, so its ``W^m`` changed under its kept forward pass: neither the old nor the new ``G``)."""
+    net, theta, X, ref, rng = case("conv-maxpool", "squared")
+    v = rng.standard_normal(net.n_params)
+    theta, X = theta.copy(), X.copy()
+    G = gauss_newton(net, theta, X, jacobian=jacobian)
+    theta *= 3.0
+    X *= 2.0
+    close(G @ v, ref.Gv(v))
+    close(G.Jv(v), ref.Jv(v))

@@ -435,6 +435,8 @@ class GaussNewton(LinearOperator):
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss, ``diag(p) - p p^T`` for cross-entropy)."""
+        if self.l == 0:                                # J v and J^T u of no instances are fine; 1/l is not
+            raise ShapeError("X has l = 0 columns: G v = (1/l) sum_i (J^i)^T B^i J^i v needs at least one instance")
         self.n_matvec += 1
         Jv = self.Jv(v)
         if not np.isfinite(Jv).all():                  # J v overflowed: so does G v (CG reports it)

@@ -16,6 +16,7 @@ import pytest
 import scipy.sparse.linalg as spla
 
 from sparsecnn import ConvLayer, FullLayer, Network
+from sparsecnn.exceptions import ShapeError
 from sparsecnn.second_order import GaussNewton, gauss_newton, net_JTv, net_Jv
 
 torch = pytest.importorskip("torch")
@@ -227,3 +228,15 @@ def test_audit_eq_g_operator_keeps_its_theta_and_X_when_the_caller_updates_them_
     X *= 2.0
     close(G @ v, ref.Gv(v))
     close(G.Jv(v), ref.Jv(v))
+
+
+def test_audit_eq_g_of_no_instances_is_a_shape_error():
+    """``G v = (1/l) sum_i ...`` with ``l = 0``: a ShapeError naming ``l``, not Python's
+    ZeroDivisionError; ``J v`` and ``J^T u`` of no instances stay empty and zero."""
+    net, theta, X, _, _ = case("conv-maxpool", "squared")
+    G = gauss_newton(net, theta, X[:, :0])
+    for apply in (G.matvec, G.__matmul__, G.rmatvec):
+        with pytest.raises(ShapeError, match="l = 0"):
+            apply(np.ones(net.n_params))
+    assert G.Jv(np.ones(net.n_params)).shape == (net.n_L, 0)
+    assert not G.JTv(np.ones((net.n_L, 0))).any()

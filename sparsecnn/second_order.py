@@ -57,7 +57,7 @@ from scipy.sparse.linalg import LinearOperator
 from . import engine
 from ._checks import check_finite
 from .engine import Keep, Store
-from .exceptions import ConfigError, ShapeError
+from .exceptions import ConfigError, InputTypeError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
 from .planner import Plan
@@ -85,6 +85,29 @@ DEFAULT_GN_BATCH = 1024
 
 
 # ------------------------------------------------------------------ helpers
+def _real_array(name: str, a: object) -> np.ndarray:
+    """``a`` as a float64 array, or an :class:`InputTypeError` for complex or non-numeric input.
+
+    Casting would drop an imaginary part (a wrong product) or fail with NumPy's own message.
+
+    Examples
+    --------
+    >>> _real_array("v", [1, 2])
+    array([1., 2.])
+    >>> _real_array("v", np.array([1j]))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: v must be a real numeric array, got dtype complex128
+    """
+    if isinstance(a, (str, bytes)) or a is None:
+        raise InputTypeError(f"{name} must be a real numeric array, got {type(a).__name__}")
+    arr = np.asarray(a)
+    if arr.dtype == object or np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number)
+                                                            or arr.dtype == bool):
+        raise InputTypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64)
+
+
 def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``sum_i dS^i phi(pad(Z^{m,i}))^T`` and ``sum_i dS^i 1`` for a batch.
 
@@ -330,7 +353,7 @@ class GaussNewton(LinearOperator):
 
     # products ------------------------------------------------------------
     def _check_v(self, v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=np.float64).reshape(-1)
+        v = _real_array("v", v).reshape(-1)
         if v.size != self.shape[1]:
             raise ShapeError(f"v must have n = {self.shape[1]} entries, got {v.size}")
         return check_finite("v", v)
@@ -391,7 +414,7 @@ class GaussNewton(LinearOperator):
         >>> np.allclose(G @ v, G.JTv(2 / 2 * G.Jv(v)))
         True
         """
-        u = np.asarray(u, dtype=np.float64)
+        u = _real_array("u", u)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         check_finite("u", u)

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse.linalg as spla
 
 from sparsecnn import ConvLayer, FullLayer, Network
-from sparsecnn.exceptions import ShapeError
+from sparsecnn.exceptions import InputTypeError, ShapeError
 from sparsecnn.second_order import GaussNewton, gauss_newton, net_JTv, net_Jv
 
 torch = pytest.importorskip("torch")
@@ -240,3 +240,24 @@ def test_audit_eq_g_of_no_instances_is_a_shape_error():
             apply(np.ones(net.n_params))
     assert G.Jv(np.ones(net.n_params)).shape == (net.n_L, 0)
     assert not G.JTv(np.ones((net.n_L, 0))).any()
+
+
+def test_audit_eq_jv_v_and_u_must_be_real_numbers():
+    """A complex ``v`` or ``u`` lost its imaginary part with only a NumPy warning (a wrong ``J v``,
+    ``G v`` or ``J^T u``); text or ``None`` raised NumPy's ValueError or TypeError.  Each is an
+    InputTypeError naming the argument."""
+    net, theta, X, _, rng = case("conv-maxpool", "squared")
+    G = gauss_newton(net, theta, X)
+    v = rng.standard_normal(net.n_params) * (1 + 1j)
+    u = rng.standard_normal((net.n_L, X.shape[1])) * (1 + 1j)
+    for apply in (G.Jv, G.matvec, G.rmatvec, G.__matmul__, lambda x: net.Jv(theta, X, x)):
+        with pytest.raises(InputTypeError, match="v must be a real numeric array, got dtype complex128"):
+            apply(v)
+    for apply_u in (G.JTv, lambda x: net.JTv(theta, X, x)):
+        with pytest.raises(InputTypeError, match="u must be a real numeric array, got dtype complex128"):
+            apply_u(u)
+    for junk in ("v", None, np.array([object()] * net.n_params)):
+        with pytest.raises(InputTypeError, match="v must be a real numeric array"):
+            G.Jv(junk)
+    with pytest.raises(InputTypeError, match="u must be a real numeric array"):
+        G.JTv("u")

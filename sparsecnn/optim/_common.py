@@ -185,11 +185,52 @@ def positive_int(name: str, value: object) -> int:
 
 
 def positive_float(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float ``> 0`` (``>= 0`` with ``allow_zero``), or a clear error.
+
+    Examples
+    --------
+    >>> positive_float("lr", 0.5)
+    0.5
+    >>> positive_float("lr", float("inf"))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: lr must be finite, got inf
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name} must be a number, got {value!r}")
     x = float(value)
     if not (x >= 0 if allow_zero else x > 0) or math.isnan(x):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    if not math.isfinite(x):
+        raise ConfigError(f"{name} must be finite, got {value}")
+    return x
+
+
+def float_in(name: str, value: object, low: float, high: float, *, low_closed: bool = False,
+             high_closed: bool = False) -> float:
+    """``value`` as a float in the interval from ``low`` to ``high`` (open ends unless ``*_closed``).
+
+    Examples
+    --------
+    >>> float_in("eta", 1e-4, 0.0, 1.0)
+    0.0001
+    >>> float_in("momentum", 1.0, 0.0, 1.0, low_closed=True)
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: momentum must be in [0, 1), got 1.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a number, got {value!r}")
+    x = float(value)
+    above = x >= low if low_closed else x > low
+    below = x <= high if high_closed else x < high
+    if not (above and below):
+        interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+        if math.isinf(high):
+            interval = f"{'>=' if low_closed else '>'} {low:g}"
+        raise ConfigError(f"{name} must be {'in ' if not math.isinf(high) else ''}{interval}, got {value}")
+    if not math.isfinite(x):
+        raise ConfigError(f"{name} must be finite, got {value}")
     return x
 
 

@@ -137,9 +137,10 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     xi, CGmax : float, int
         CG relative tolerance and iteration limit.
     lam, drop, boost : float
-        Initial Levenberg-Marquardt ``lambda`` and its factors.
+        Initial Levenberg-Marquardt ``lambda >= 0`` and its factors, ``0 < drop <= 1 <= boost``
+        (``drop = boost = 1`` keeps ``lambda`` fixed).
     eta : float
-        Sufficient-decrease constant of the line search.
+        Sufficient-decrease constant of the line search, ``0 < eta < 1``.
     batch_size : int
         Instances per forward pass (simpleNN's ``bsize``, 1024 on CPUs).
     jacobian : {"recompute", "store"}

@@ -24,6 +24,7 @@ from ._common import (
     check_progress,
     check_validation,
     divergence_hint,
+    float_in,
     log_line,
     positive_float,
     positive_int,
@@ -275,7 +276,9 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
     xi = positive_float("xi", xi)
     CGmax = positive_int("CGmax", CGmax)
     lam = positive_float("lambda", lam, allow_zero=True)
-    drop, boost, eta = positive_float("drop", drop), positive_float("boost", boost), positive_float("eta", eta)
+    drop = float_in("drop", drop, 0.0, 1.0, high_closed=True)          # drop = boost = 1: a fixed lambda
+    boost = float_in("boost", boost, 1.0, math.inf, low_closed=True)
+    eta = float_in("eta", eta, 0.0, 1.0)                                # eta >= 1: no step is ever accepted
     max_ls_steps = positive_int("max_ls_steps", max_ls_steps)
     val = check_validation(net, validation)
     rng = np.random.default_rng(seed)

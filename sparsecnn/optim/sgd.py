@@ -40,6 +40,7 @@ from ._common import (
     check_progress,
     check_validation,
     divergence_hint,
+    float_in,
     log_line,
     positive_float,
     positive_int,
@@ -198,7 +199,7 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
         Regularisation of ``f(theta) = theta^T theta/(2C) + (1/l) sum_i xi_i``; ``inf``
         for none (as for :func:`sparsecnn.optim.newton`).
     lr, momentum, decay : float
-        ``lr_t = lr / (1 + decay t)``; ``v <- momentum v - lr_t grad``.
+        ``lr_t = lr / (1 + decay t)``; ``v <- momentum v - lr_t grad``, ``0 <= momentum < 1``.
     bsize : int
         Instances per step.
     epoch_max : int
@@ -246,7 +247,7 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
     True
     """
     lr = positive_float("lr", lr)
-    momentum = positive_float("momentum", momentum, allow_zero=True)
+    momentum = float_in("momentum", momentum, 0.0, 1.0, low_closed=True)     # v must forget old steps
     decay = positive_float("decay", decay, allow_zero=True)
     velocity = np.zeros(net.n_params)
 

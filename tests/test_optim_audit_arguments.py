@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from sparsecnn import ConvLayer, FullLayer, Network
-from sparsecnn.exceptions import ConfigError
+from sparsecnn.exceptions import ConfigError, InputTypeError
 from sparsecnn.optim import adam, newton, sgd
 
 
@@ -61,3 +61,28 @@ def test_audit_eq_newton_edge_values_inside_the_ranges_run(kw):
     """``drop = boost = 1`` (a fixed lambda), any eta in (0, 1) and lambda = 0 stay allowed."""
     _, hist = run("newton", **kw)
     assert len(hist) == 2 and hist.f[-1] <= hist.f0
+
+
+@pytest.mark.parametrize("solver", ["newton", "sgd", "adam"])
+@pytest.mark.parametrize("kw, error, message", [
+    ({"seed": "x"}, InputTypeError, "seed must be None or a non-negative integer, got 'x'"),
+    ({"seed": -1}, InputTypeError, "seed must be None or a non-negative integer, got -1"),
+    ({"seed": 1.5}, InputTypeError, "seed must be None or a non-negative integer, got 1.5"),
+    ({"callback": 3}, InputTypeError, "callback must be callable or None, got int"),
+    ({"log": "out.txt"}, InputTypeError, "log must be callable or None, got str"),
+    ({"validation": np.zeros((36, 4))}, InputTypeError, r"validation must be a pair \(X_val, y_val\), got ndarray"),
+])
+def test_audit_optimiser_arguments_are_checked_before_any_work(solver, kw, error, message):
+    """Before: NumPy's TypeError/ValueError from the seed, Python's 'int object is not callable' after
+    the first iteration's work, 'too many values to unpack' for a validation array."""
+    with pytest.raises(error, match=message):
+        run(solver, **kw)
+
+
+@pytest.mark.parametrize("solver", ["newton", "sgd", "adam"])
+def test_audit_seed_may_be_numpy_integer_or_generator(solver):
+    """``np.int64`` seeds and a ``Generator`` are accepted; equal seeds give equal runs."""
+    a, _ = run(solver, seed=np.int64(4))
+    b, _ = run(solver, seed=4)
+    c, _ = run(solver, seed=np.random.default_rng(4))
+    assert np.array_equal(a, b) and np.array_equal(a, c)

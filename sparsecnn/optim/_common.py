@@ -240,10 +240,60 @@ def accuracy(net: Network, theta: np.ndarray, X: np.ndarray, labels: np.ndarray,
     return float(np.mean(net.predict(theta, X, batch_size=batch_size) == labels))
 
 
+def check_seed(seed: object) -> Any:
+    """``seed`` for ``np.random.default_rng``: ``None``, a non-negative integer, or NumPy's own
+    ``Generator``, ``BitGenerator`` or ``SeedSequence``; anything else is an InputTypeError.
+
+    Examples
+    --------
+    >>> check_seed(np.int64(3)), check_seed(None)
+    (3, None)
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: seed must be None or a non-negative integer, got -1
+    """
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputTypeError(f"seed must be None or a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def check_callable(name: str, fn: object) -> None:
+    """An InputTypeError unless ``fn`` is ``None`` or callable (``callback=``, ``log=``).
+
+    Examples
+    --------
+    >>> check_callable("log", print)
+    >>> check_callable("log", "out.txt")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: log must be callable or None, got str
+    """
+    if fn is not None and not callable(fn):
+        raise InputTypeError(f"{name} must be callable or None, got {type(fn).__name__}")
+
+
 def check_validation(net: Network, validation: tuple[np.ndarray, np.ndarray] | None
                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(X_val, y_val)`` checked against ``net``, or ``None``.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer
+    >>> net = Network((1, 2, 1), [FullLayer(2)])
+    >>> check_validation(net, (np.zeros((2, 1)), [1]))[1]
+    array([1])
+    >>> check_validation(net, np.zeros((2, 1)))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: validation must be a pair (X_val, y_val), got ndarray
+    """
     if validation is None:
         return None
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise InputTypeError(f"validation must be a pair (X_val, y_val), got {type(validation).__name__}")
     Xv, yv = validation
     Xv = net.check_X(Xv)
     return Xv, net.check_y(yv, Xv.shape[1])

@@ -61,6 +61,7 @@ from ._common import (
     Callback,
     History,
     Log,
+    check_callable,
     log_line,
     positive_int,
 )
@@ -205,6 +206,8 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     >>> bool(np.isclose(hist.f[-1], net.objective(theta, X, y, C=0.01 * 30)[0]))   # f of the returned theta
     True
     """
+    check_callable("callback", callback)
+    check_callable("log", log)
     if scheduler is not None or workers is not None:
         if dtype is not None or gn_dtype is not None:
             raise ConfigError("dtype= and gn_dtype= are not supported with a Dask scheduler; "

@@ -21,7 +21,9 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_callable,
     check_progress,
+    check_seed,
     check_validation,
     divergence_hint,
     float_in,
@@ -281,7 +283,9 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
     eta = float_in("eta", eta, 0.0, 1.0)                                # eta >= 1: no step is ever accepted
     max_ls_steps = positive_int("max_ls_steps", max_ls_steps)
     val = check_validation(net, validation)
-    rng = np.random.default_rng(seed)
+    check_callable("callback", callback)
+    check_callable("log", log)
+    rng = np.random.default_rng(check_seed(seed))
     inv_C = 1.0 / C
     timing = {"f+g": 0.0, "line_search": 0.0, "gn_build": 0.0, "cg": 0.0, "validation": 0.0}
     hist = History(timing=timing)

@@ -37,7 +37,9 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_callable,
     check_progress,
+    check_seed,
     check_validation,
     divergence_hint,
     float_in,
@@ -123,7 +125,9 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     bsize = min(positive_int("bsize", bsize), l)
     epoch_max = positive_int("epoch_max", epoch_max)
     val = check_validation(net, validation)
-    rng = np.random.default_rng(seed)
+    check_callable("callback", callback)
+    check_callable("log", log)
+    rng = np.random.default_rng(check_seed(seed))
     timing = {"steps": 0.0, "full_objective": 0.0, "validation": 0.0}
     hist = History(timing=timing)
     hint = divergence_hint(X=X, C=C, lr=lr)

@@ -840,7 +840,8 @@ class DistributedObjective:
 
     def gauss_newton(self, theta: np.ndarray, idx: Sequence[int] | np.ndarray | None = None, *,
                      jacobian: str = "recompute") -> DistributedGaussNewton:
-        """``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` for global indices ``S = idx`` (default: all).
+        """``G_S = (1/|S|) sum_{i in S} (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``) for global indices ``S = idx``
+        (default: all).
 
         Parameters
         ----------

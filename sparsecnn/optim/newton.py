@@ -1,13 +1,15 @@
 """Subsampled Gauss-Newton method with conjugate gradient, as simpleNN runs it.
 
-The objective is ``f(theta) = theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2``
+The objective is ``f(theta) = theta^T theta/(2C) + (1/l) sum_i xi(z^{L+1,i}; y^i)`` with the
+network's loss: ``xi = ||z^{L+1,i} - y^i||^2`` (``B^i = 2I``) or, with
+``Network(loss="cross-entropy")``, ``-log softmax(z^{L+1,i})_{y_i}`` (``B^i = diag(p^i) - p^i (p^i)^T``)
 (simpleNN's option ``-C 0.01`` means ``C = 0.01 l`` here).  Iteration ``k``:
 
 1. **Subsample.**  The ``l`` instances are split, after a random permutation, into
    ``ceil(l / GNsize)`` chunks of ``GNsize`` (the last one topped up with the first
    instances of the permutation, so every chunk has ``GNsize``); iteration ``k``
    uses chunk ``(k-1) mod ceil(l/GNsize)``, and a new permutation is drawn whenever
-   the chunks are used up.  ``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` on the chunk ``S``.
+   the chunks are used up.  ``G_S = (1/|S|) sum_{i in S} (J^i)^T B^i J^i`` on the chunk ``S``.
 2. **CG** on ``(G_S + (lambda + 1/C) I) d = -grad f`` from ``d = 0``, stopping when
    ``||r|| <= xi ||grad f||`` or after ``CGmax`` iterations.  It also returns
    ``gs = d^T grad f`` and ``sGs = (1/2) d^T (G_S + I/C) d``, computed as

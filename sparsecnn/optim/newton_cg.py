@@ -219,7 +219,7 @@ class NewtonProblem(Protocol):
     def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> Any:
         """An operator with ``matvec(v) = G_S v`` for the instances ``S = idx``.
 
-        ``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i``, without the ``I/C`` of the
+        ``G_S = (1/|S|) sum_{i in S} (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``), without the ``I/C`` of the
         regularisation (:func:`conjugate_gradient` adds it).
 
         Examples

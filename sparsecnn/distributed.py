@@ -794,7 +794,7 @@ class DistributedObjective:
         >>> obj.close(); client.close(); cluster.close()
         """
         theta = self.net.check_theta(theta)
-        th, vv = self._send_theta(theta), self._send(np.asarray(v, dtype=np.float64).reshape(-1))
+        th, vv = self._send_theta(theta), self._send(second_order.real_array("v", v).reshape(-1))
         futs = [self.client.submit(_Jv_part, self._net, th, p, vv, self.batch_size, pure=False)
                 for p in self.parts]
         return np.concatenate(self.client.gather(futs), axis=1)
@@ -828,7 +828,7 @@ class DistributedObjective:
         >>> obj.close(); client.close(); cluster.close()
         """
         theta = self.net.check_theta(theta)
-        u = np.asarray(u, dtype=np.float64)
+        u = second_order.real_array("u", u)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         th = self._send_theta(theta)
@@ -954,7 +954,7 @@ class DistributedGaussNewton(LinearOperator):
         if not self._ops:
             raise ConfigError("this Gauss-Newton operator was released: build another with obj.gauss_newton")
         self.n_matvec += 1
-        vv = self.obj._send(np.asarray(v, dtype=np.float64).reshape(-1))
+        vv = self.obj._send(second_order.real_array("v", v).reshape(-1))
         return self.obj._sum([self.obj.client.submit(_gn_group_product, self.obj._pid, G, vv, self.size,
                                                      pure=False) for G in self._ops])
 

@@ -85,16 +85,16 @@ DEFAULT_GN_BATCH = 1024
 
 
 # ------------------------------------------------------------------ helpers
-def _real_array(name: str, a: object) -> np.ndarray:
+def real_array(name: str, a: object) -> np.ndarray:
     """``a`` as a float64 array, or an :class:`InputTypeError` for complex or non-numeric input.
 
     Casting would drop an imaginary part (a wrong product) or fail with NumPy's own message.
 
     Examples
     --------
-    >>> _real_array("v", [1, 2])
+    >>> real_array("v", [1, 2])
     array([1., 2.])
-    >>> _real_array("v", np.array([1j]))
+    >>> real_array("v", np.array([1j]))
     Traceback (most recent call last):
     ...
     sparsecnn.exceptions.InputTypeError: v must be a real numeric array, got dtype complex128
@@ -353,7 +353,7 @@ class GaussNewton(LinearOperator):
 
     # products ------------------------------------------------------------
     def _check_v(self, v: np.ndarray) -> np.ndarray:
-        v = _real_array("v", v).reshape(-1)
+        v = real_array("v", v).reshape(-1)
         if v.size != self.shape[1]:
             raise ShapeError(f"v must have n = {self.shape[1]} entries, got {v.size}")
         return check_finite("v", v)
@@ -414,7 +414,7 @@ class GaussNewton(LinearOperator):
         >>> np.allclose(G @ v, G.JTv(2 / 2 * G.Jv(v)))
         True
         """
-        u = _real_array("u", u)
+        u = real_array("u", u)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         check_finite("u", u)

@@ -312,6 +312,22 @@ def test_gauss_newton_idx_mask_is_refused_and_released_operator_says_so(obj, pro
         G @ v
 
 
+def test_complex_v_and_u_are_refused_on_the_client(obj, problem):
+    """The client cast v and u to float64, dropping an imaginary part with only a ComplexWarning."""
+    net, X, y, theta = problem
+    v = np.ones(net.n_params) * (1 + 1j)
+    with pytest.raises(InputTypeError, match="v must be a real numeric array"):
+        obj.Jv(theta, v)
+    G = obj.gauss_newton(theta, [3, 250])
+    try:
+        with pytest.raises(InputTypeError, match="v must be a real numeric array"):
+            G @ v
+    finally:
+        G.release()
+    with pytest.raises(InputTypeError, match="u must be a real numeric array"):
+        obj.JTv(theta, np.ones((net.n_L, X.shape[1])) * 1j)
+
+
 TINY_CONFIG = """% tiny: one conv layer, one full layer
 L = 2;
 LC = 1;

@@ -86,3 +86,21 @@ def test_audit_seed_may_be_numpy_integer_or_generator(solver):
     b, _ = run(solver, seed=4)
     c, _ = run(solver, seed=np.random.default_rng(4))
     assert np.array_equal(a, b) and np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("solver, kw", [("newton", {"trial_gradient": "no"}), ("newton", {"keep_best": "False"}),
+                                        ("sgd", {"full_objective": "no"}), ("adam", {"keep_best": 0.0}),
+                                        ("sgd", {"keep_best": None})])
+def test_audit_switches_must_be_booleans(solver, kw):
+    """``trial_gradient="no"`` or ``full_objective="no"`` (from a config file, say) was truthy: the
+    run silently did the opposite of what was asked."""
+    name = next(iter(kw))
+    with pytest.raises(InputTypeError, match=f"{name} must be True or False, got"):
+        run(solver, **kw)
+
+
+@pytest.mark.parametrize("solver", ["newton", "sgd", "adam"])
+def test_audit_numpy_booleans_are_booleans(solver):
+    kw = {"trial_gradient": np.bool_(False)} if solver == "newton" else {"full_objective": np.bool_(True)}
+    _, hist = run(solver, keep_best=np.bool_(False), **kw)
+    assert len(hist) >= 1

@@ -260,6 +260,24 @@ def check_seed(seed: object) -> Any:
     return int(seed)
 
 
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool if it is one (Python's or NumPy's), else an InputTypeError: a string such
+    as ``"no"`` would be truthy.
+
+    Examples
+    --------
+    >>> check_bool("keep_best", np.bool_(True))
+    True
+    >>> check_bool("keep_best", "no")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: keep_best must be True or False, got 'no'
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_callable(name: str, fn: object) -> None:
     """An InputTypeError unless ``fn`` is ``None`` or callable (``callback=``, ``log=``).
 

@@ -21,6 +21,7 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_bool,
     check_callable,
     check_progress,
     check_seed,
@@ -285,6 +286,7 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
     val = check_validation(net, validation)
     check_callable("callback", callback)
     check_callable("log", log)
+    keep_best, trial_gradient = check_bool("keep_best", keep_best), check_bool("trial_gradient", trial_gradient)
     rng = np.random.default_rng(check_seed(seed))
     inv_C = 1.0 / C
     timing = {"f+g": 0.0, "line_search": 0.0, "gn_build": 0.0, "cg": 0.0, "validation": 0.0}

@@ -37,6 +37,7 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_bool,
     check_callable,
     check_progress,
     check_seed,
@@ -127,6 +128,7 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     val = check_validation(net, validation)
     check_callable("callback", callback)
     check_callable("log", log)
+    keep_best, full_objective = check_bool("keep_best", keep_best), check_bool("full_objective", full_objective)
     rng = np.random.default_rng(check_seed(seed))
     timing = {"steps": 0.0, "full_objective": 0.0, "validation": 0.0}
     hist = History(timing=timing)

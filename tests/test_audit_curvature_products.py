@@ -261,3 +261,34 @@ def test_audit_eq_jv_v_and_u_must_be_real_numbers():
             G.Jv(junk)
     with pytest.raises(InputTypeError, match="u must be a real numeric array"):
         G.JTv("u")
+
+
+@pytest.mark.parametrize("C", [np.inf, 2.0])
+@pytest.mark.parametrize("loss", ["squared", "cross-entropy"])
+def test_audit_eq_newton_cg_damped_system_with_C_finite_and_infinite(loss, C):
+    """``f`` and its gradient (torch autograd of ``theta'theta/(2C) + mean xi``) and the Newton
+    direction of ``(G + (lambda + 1/C) I) d = -grad f`` solved by ``conjugate_gradient`` on the
+    operator, against a dense solve with the reference ``G``."""
+    from sparsecnn.optim import conjugate_gradient
+
+    net, theta, X, ref, rng = case("conv-maxpool", loss, l=6)
+    y = rng.integers(0, net.n_L, X.shape[1])
+    T = ref.T.clone().requires_grad_(True)
+    z = ref.fn(T)
+    yt = torch.as_tensor(y)
+    if loss == "squared":
+        xi = ((z - F.one_hot(yt, net.n_L).T.to(z.dtype)) ** 2).sum(0)
+    else:
+        xi = F.cross_entropy(z.T, yt, reduction="none")
+    f_ref = (T @ T) / (2 * C) + xi.mean()
+    (g_ref,) = torch.autograd.grad(f_ref, T)
+    f, g = net.objective(theta, X, y, C)
+    assert f == pytest.approx(float(f_ref), rel=1e-12)
+    close(g, g_ref.numpy())
+    n, lam = net.n_params, 0.3
+    D_ref = np.column_stack([ref.Gv(e) for e in np.eye(n)])
+    d_ref = np.linalg.solve(D_ref + (lam + 1.0 / C) * np.eye(n), -g)
+    res = conjugate_gradient(gauss_newton(net, theta, X).matvec, g, lam, 1.0 / C, xi=1e-13, cg_max=20 * n)
+    assert np.allclose(res.d, d_ref, rtol=1e-7, atol=1e-9 * np.abs(d_ref).max())
+    assert res.gs == pytest.approx(float(d_ref @ g), rel=1e-8)
+    assert res.sGs == pytest.approx(0.5 * float(d_ref @ (D_ref @ d_ref + d_ref / C)), rel=1e-6)

@@ -103,7 +103,13 @@ def owner_of(idx: Sequence[int] | np.ndarray, sizes: Sequence[int]
     >>> owner_of(np.array([4, 1]), [2, 3])
     [(0, array([1]), array([1])), (1, array([0]), array([2]))]
     """
-    idx = np.asarray(idx, dtype=np.int64).reshape(-1)
+    arr = np.asarray(idx)
+    if arr.dtype == bool:
+        raise InputTypeError("instance indices must be integers, got a boolean mask "
+                             "(pass np.flatnonzero(mask) for the instances it selects)")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise InputTypeError(f"instance indices must be integers, got dtype {arr.dtype}")
+    idx = arr.astype(np.int64).reshape(-1)
     offsets = np.concatenate([[0], np.cumsum(np.asarray(sizes, dtype=np.int64))])
     if idx.size and (idx.min() < 0 or idx.max() >= offsets[-1]):
         raise ShapeError(f"instance indices must lie in 0..{offsets[-1] - 1}")
@@ -788,7 +794,7 @@ class DistributedObjective:
         >>> obj.close(); client.close(); cluster.close()
         """
         theta = self.net.check_theta(theta)
-        th, vv = self._send_theta(theta), self._send(np.asarray(v, dtype=np.float64).reshape(-1))
+        th, vv = self._send_theta(theta), self._send(second_order.real_array("v", v).reshape(-1))
         futs = [self.client.submit(_Jv_part, self._net, th, p, vv, self.batch_size, pure=False)
                 for p in self.parts]
         return np.concatenate(self.client.gather(futs), axis=1)
@@ -822,7 +828,7 @@ class DistributedObjective:
         >>> obj.close(); client.close(); cluster.close()
         """
         theta = self.net.check_theta(theta)
-        u = np.asarray(u, dtype=np.float64)
+        u = second_order.real_array("u", u)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         th = self._send_theta(theta)
@@ -834,7 +840,8 @@ class DistributedObjective:
 
     def gauss_newton(self, theta: np.ndarray, idx: Sequence[int] | np.ndarray | None = None, *,
                      jacobian: str = "recompute") -> DistributedGaussNewton:
-        """``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` for global indices ``S = idx`` (default: all).
+        """``G_S = (1/|S|) sum_{i in S} (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``) for global indices ``S = idx``
+        (default: all).
 
         Parameters
         ----------
@@ -927,9 +934,9 @@ class DistributedGaussNewton(LinearOperator):
             local_of = {k: None for k in range(len(obj.parts)) if obj.sizes[k] > 0}
             self.size = obj.l
         else:
-            idx = np.asarray(idx, dtype=np.int64).reshape(-1)
-            local_of = {k: local for k, _, local in owner_of(idx, obj.sizes)}
-            self.size = int(idx.size)
+            owners = owner_of(idx, obj.sizes)                             # checks the indices
+            local_of = {k: local for k, _, local in owners}
+            self.size = int(sum(pos.size for _, pos, _ in owners))
         if self.size == 0:
             raise ShapeError("the Gauss-Newton set S is empty")
         # one task per worker: its partitions' forward passes of S, kept there as GaussNewton objects
@@ -944,8 +951,10 @@ class DistributedGaussNewton(LinearOperator):
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """One round trip: each worker returns ``(1/|S|) sum_{i in S ∩ its partitions} (J^i)^T B^i J^i v``."""
+        if not self._ops:
+            raise ConfigError("this Gauss-Newton operator was released: build another with obj.gauss_newton")
         self.n_matvec += 1
-        vv = self.obj._send(np.asarray(v, dtype=np.float64).reshape(-1))
+        vv = self.obj._send(second_order.real_array("v", v).reshape(-1))
         return self.obj._sum([self.obj.client.submit(_gn_group_product, self.obj._pid, G, vv, self.size,
                                                      pure=False) for G in self._ops])
 

@@ -57,7 +57,7 @@ from scipy.sparse.linalg import LinearOperator
 from . import engine
 from ._checks import check_finite
 from .engine import Keep, Store
-from .exceptions import ConfigError, ShapeError
+from .exceptions import ConfigError, InputTypeError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
 from .planner import Plan
@@ -85,6 +85,29 @@ DEFAULT_GN_BATCH = 1024
 
 
 # ------------------------------------------------------------------ helpers
+def real_array(name: str, a: object) -> np.ndarray:
+    """``a`` as a float64 array, or an :class:`InputTypeError` for complex or non-numeric input.
+
+    Casting would drop an imaginary part (a wrong product) or fail with NumPy's own message.
+
+    Examples
+    --------
+    >>> real_array("v", [1, 2])
+    array([1., 2.])
+    >>> real_array("v", np.array([1j]))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: v must be a real numeric array, got dtype complex128
+    """
+    if isinstance(a, (str, bytes)) or a is None:
+        raise InputTypeError(f"{name} must be a real numeric array, got {type(a).__name__}")
+    arr = np.asarray(a)
+    if arr.dtype == object or np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number)
+                                                            or arr.dtype == bool):
+        raise InputTypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64)
+
+
 def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``sum_i dS^i phi(pad(Z^{m,i}))^T`` and ``sum_i dS^i 1`` for a batch.
 
@@ -227,7 +250,8 @@ def windowed_plan(net: Network) -> Plan | None:
 class GaussNewton(LinearOperator):
     """``G = (1/l) sum_i (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``), as a symmetric ``n x n`` operator.
 
-    The forward pass over ``X`` runs once, here; every product reuses it.
+    The forward pass over ``X`` runs once, here; every product reuses it.  ``theta`` and
+    ``X`` are copied, so changing the caller's arrays afterwards does not change ``G``.
 
     Parameters
     ----------
@@ -296,7 +320,7 @@ class GaussNewton(LinearOperator):
             raise ConfigError(f"jacobian must be one of {JACOBIAN_MODES}, got {jacobian!r}")
         batch_size = net.check_batch_size(batch_size)
         self.net = net
-        self.theta = net.check_theta(theta)
+        self.theta = net.check_theta(theta).copy()       # W^m are views of it: the caller's theta may change
         X = net.check_X(X)
         self.jacobian = jacobian
         self.l = int(X.shape[1])
@@ -312,7 +336,7 @@ class GaussNewton(LinearOperator):
         self.keep = net.keep(self.plan, None)
         with blas_serial():
             for sl in engine.batches(self.l, int(batch_size)):
-                Xb = np.ascontiguousarray(X[:, sl], dtype=self.compute_dtype)
+                Xb = np.array(X[:, sl], dtype=self.compute_dtype, order="C")   # a copy: kept as Z^1
                 out, kept = engine.forward(net, be, self.keep, self.Ws, self.bs, Xb)
                 self.output[:, sl] = out
                 batch = _Batch(sl, kept, Xb)
@@ -329,7 +353,7 @@ class GaussNewton(LinearOperator):
 
     # products ------------------------------------------------------------
     def _check_v(self, v: np.ndarray) -> np.ndarray:
-        v = np.asarray(v, dtype=np.float64).reshape(-1)
+        v = real_array("v", v).reshape(-1)
         if v.size != self.shape[1]:
             raise ShapeError(f"v must have n = {self.shape[1]} entries, got {v.size}")
         return check_finite("v", v)
@@ -390,7 +414,7 @@ class GaussNewton(LinearOperator):
         >>> np.allclose(G @ v, G.JTv(2 / 2 * G.Jv(v)))
         True
         """
-        u = np.asarray(u, dtype=np.float64)
+        u = real_array("u", u)
         if u.shape != (self.net.n_L, self.l):
             raise ShapeError(f"u must have shape (n_L, l) = ({self.net.n_L}, {self.l}), got {u.shape}")
         check_finite("u", u)
@@ -434,6 +458,8 @@ class GaussNewton(LinearOperator):
 
     def _matvec(self, v: np.ndarray) -> np.ndarray:
         """``G v = (1/l) J^T B J v`` (``B = 2I`` for the squared loss, ``diag(p) - p p^T`` for cross-entropy)."""
+        if self.l == 0:                                # J v and J^T u of no instances are fine; 1/l is not
+            raise ShapeError("X has l = 0 columns: G v = (1/l) sum_i (J^i)^T B^i J^i v needs at least one instance")
         self.n_matvec += 1
         Jv = self.Jv(v)
         if not np.isfinite(Jv).all():                  # J v overflowed: so does G v (CG reports it)

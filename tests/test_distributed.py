@@ -22,7 +22,7 @@ from sparsecnn.distributed import (  # noqa: E402
     owner_of,
     split_columns,
 )
-from sparsecnn.exceptions import ConfigError, LabelError, ShapeError  # noqa: E402
+from sparsecnn.exceptions import ConfigError, InputTypeError, LabelError, ShapeError  # noqa: E402
 from sparsecnn.kernels.threads import get_num_threads  # noqa: E402
 from sparsecnn.objective import SquaredLoss  # noqa: E402
 from sparsecnn.optim import newton  # noqa: E402
@@ -288,6 +288,44 @@ def test_killed_worker_is_survived(problem):
 def test_owner_of_rejects_out_of_range():
     with pytest.raises(ShapeError):
         owner_of([5], [2, 3])
+
+
+@pytest.mark.parametrize("idx", [np.array([True, False, True, False, False]), [0.9, 3.2], ["a", "b"]])
+def test_owner_of_takes_integer_instance_numbers_only(idx):
+    """A boolean mask was read as the instance numbers 0 and 1 (G_S of the wrong instances, |S| = l),
+    fractional numbers were truncated, text gave Python's ValueError: each is an InputTypeError."""
+    with pytest.raises(InputTypeError, match="instance indices must be integers"):
+        owner_of(idx, [2, 3])
+
+
+def test_gauss_newton_idx_mask_is_refused_and_released_operator_says_so(obj, problem):
+    net, X, y, theta = problem
+    mask = np.zeros(X.shape[1], dtype=bool)
+    mask[[4, 200]] = True
+    with pytest.raises(InputTypeError, match="np.flatnonzero"):
+        obj.gauss_newton(theta, mask)
+    G = obj.gauss_newton(theta, np.flatnonzero(mask))
+    v = np.random.default_rng(5).standard_normal(net.n_params)
+    assert rel(G @ v, GaussNewton(net, theta, X[:, [4, 200]]) @ v) < RTOL
+    G.release()
+    with pytest.raises(ConfigError, match="released"):                 # was IndexError from an empty sum
+        G @ v
+
+
+def test_complex_v_and_u_are_refused_on_the_client(obj, problem):
+    """The client cast v and u to float64, dropping an imaginary part with only a ComplexWarning."""
+    net, X, y, theta = problem
+    v = np.ones(net.n_params) * (1 + 1j)
+    with pytest.raises(InputTypeError, match="v must be a real numeric array"):
+        obj.Jv(theta, v)
+    G = obj.gauss_newton(theta, [3, 250])
+    try:
+        with pytest.raises(InputTypeError, match="v must be a real numeric array"):
+            G @ v
+    finally:
+        G.release()
+    with pytest.raises(InputTypeError, match="u must be a real numeric array"):
+        obj.JTv(theta, np.ones((net.n_L, X.shape[1])) * 1j)
 
 
 TINY_CONFIG = """% tiny: one conv layer, one full layer

@@ -185,11 +185,52 @@ def positive_int(name: str, value: object) -> int:
 
 
 def positive_float(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float ``> 0`` (``>= 0`` with ``allow_zero``), or a clear error.
+
+    Examples
+    --------
+    >>> positive_float("lr", 0.5)
+    0.5
+    >>> positive_float("lr", float("inf"))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: lr must be finite, got inf
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InputTypeError(f"{name} must be a number, got {value!r}")
     x = float(value)
     if not (x >= 0 if allow_zero else x > 0) or math.isnan(x):
         raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    if not math.isfinite(x):
+        raise ConfigError(f"{name} must be finite, got {value}")
+    return x
+
+
+def float_in(name: str, value: object, low: float, high: float, *, low_closed: bool = False,
+             high_closed: bool = False) -> float:
+    """``value`` as a float in the interval from ``low`` to ``high`` (open ends unless ``*_closed``).
+
+    Examples
+    --------
+    >>> float_in("eta", 1e-4, 0.0, 1.0)
+    0.0001
+    >>> float_in("momentum", 1.0, 0.0, 1.0, low_closed=True)
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: momentum must be in [0, 1), got 1.0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputTypeError(f"{name} must be a number, got {value!r}")
+    x = float(value)
+    above = x >= low if low_closed else x > low
+    below = x <= high if high_closed else x < high
+    if not (above and below):
+        interval = f"{'[' if low_closed else '('}{low:g}, {high:g}{']' if high_closed else ')'}"
+        if math.isinf(high):
+            interval = f"{'>=' if low_closed else '>'} {low:g}"
+        raise ConfigError(f"{name} must be {'in ' if not math.isinf(high) else ''}{interval}, got {value}")
+    if not math.isfinite(x):
+        raise ConfigError(f"{name} must be finite, got {value}")
     return x
 
 
@@ -199,10 +240,78 @@ def accuracy(net: Network, theta: np.ndarray, X: np.ndarray, labels: np.ndarray,
     return float(np.mean(net.predict(theta, X, batch_size=batch_size) == labels))
 
 
+def check_seed(seed: object) -> Any:
+    """``seed`` for ``np.random.default_rng``: ``None``, a non-negative integer, or NumPy's own
+    ``Generator``, ``BitGenerator`` or ``SeedSequence``; anything else is an InputTypeError.
+
+    Examples
+    --------
+    >>> check_seed(np.int64(3)), check_seed(None)
+    (3, None)
+    >>> check_seed(-1)
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: seed must be None or a non-negative integer, got -1
+    """
+    if seed is None or isinstance(seed, (np.random.Generator, np.random.BitGenerator, np.random.SeedSequence)):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputTypeError(f"seed must be None or a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` as a bool if it is one (Python's or NumPy's), else an InputTypeError: a string such
+    as ``"no"`` would be truthy.
+
+    Examples
+    --------
+    >>> check_bool("keep_best", np.bool_(True))
+    True
+    >>> check_bool("keep_best", "no")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: keep_best must be True or False, got 'no'
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputTypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_callable(name: str, fn: object) -> None:
+    """An InputTypeError unless ``fn`` is ``None`` or callable (``callback=``, ``log=``).
+
+    Examples
+    --------
+    >>> check_callable("log", print)
+    >>> check_callable("log", "out.txt")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: log must be callable or None, got str
+    """
+    if fn is not None and not callable(fn):
+        raise InputTypeError(f"{name} must be callable or None, got {type(fn).__name__}")
+
+
 def check_validation(net: Network, validation: tuple[np.ndarray, np.ndarray] | None
                      ) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(X_val, y_val)`` checked against ``net``, or ``None``.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer
+    >>> net = Network((1, 2, 1), [FullLayer(2)])
+    >>> check_validation(net, (np.zeros((2, 1)), [1]))[1]
+    array([1])
+    >>> check_validation(net, np.zeros((2, 1)))
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: validation must be a pair (X_val, y_val), got ndarray
+    """
     if validation is None:
         return None
+    if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+        raise InputTypeError(f"validation must be a pair (X_val, y_val), got {type(validation).__name__}")
     Xv, yv = validation
     Xv = net.check_X(Xv)
     return Xv, net.check_y(yv, Xv.shape[1])

@@ -1,13 +1,15 @@
 """Subsampled Gauss-Newton method with conjugate gradient, as simpleNN runs it.
 
-The objective is ``f(theta) = theta^T theta/(2C) + (1/l) sum_i ||z^{L+1,i} - y^i||^2``
+The objective is ``f(theta) = theta^T theta/(2C) + (1/l) sum_i xi(z^{L+1,i}; y^i)`` with the
+network's loss: ``xi = ||z^{L+1,i} - y^i||^2`` (``B^i = 2I``) or, with
+``Network(loss="cross-entropy")``, ``-log softmax(z^{L+1,i})_{y_i}`` (``B^i = diag(p^i) - p^i (p^i)^T``)
 (simpleNN's option ``-C 0.01`` means ``C = 0.01 l`` here).  Iteration ``k``:
 
 1. **Subsample.**  The ``l`` instances are split, after a random permutation, into
    ``ceil(l / GNsize)`` chunks of ``GNsize`` (the last one topped up with the first
    instances of the permutation, so every chunk has ``GNsize``); iteration ``k``
    uses chunk ``(k-1) mod ceil(l/GNsize)``, and a new permutation is drawn whenever
-   the chunks are used up.  ``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i`` on the chunk ``S``.
+   the chunks are used up.  ``G_S = (1/|S|) sum_{i in S} (J^i)^T B^i J^i`` on the chunk ``S``.
 2. **CG** on ``(G_S + (lambda + 1/C) I) d = -grad f`` from ``d = 0``, stopping when
    ``||r|| <= xi ||grad f||`` or after ``CGmax`` iterations.  It also returns
    ``gs = d^T grad f`` and ``sGs = (1/2) d^T (G_S + I/C) d``, computed as
@@ -61,6 +63,7 @@ from ._common import (
     Callback,
     History,
     Log,
+    check_callable,
     log_line,
     positive_int,
 )
@@ -137,9 +140,10 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     xi, CGmax : float, int
         CG relative tolerance and iteration limit.
     lam, drop, boost : float
-        Initial Levenberg-Marquardt ``lambda`` and its factors.
+        Initial Levenberg-Marquardt ``lambda >= 0`` and its factors, ``0 < drop <= 1 <= boost``
+        (``drop = boost = 1`` keeps ``lambda`` fixed).
     eta : float
-        Sufficient-decrease constant of the line search.
+        Sufficient-decrease constant of the line search, ``0 < eta < 1``.
     batch_size : int
         Instances per forward pass (simpleNN's ``bsize``, 1024 on CPUs).
     jacobian : {"recompute", "store"}
@@ -204,6 +208,8 @@ def newton(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: 
     >>> bool(np.isclose(hist.f[-1], net.objective(theta, X, y, C=0.01 * 30)[0]))   # f of the returned theta
     True
     """
+    check_callable("callback", callback)
+    check_callable("log", log)
     if scheduler is not None or workers is not None:
         if dtype is not None or gn_dtype is not None:
             raise ConfigError("dtype= and gn_dtype= are not supported with a Dask scheduler; "

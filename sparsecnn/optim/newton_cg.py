@@ -21,9 +21,13 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_bool,
+    check_callable,
     check_progress,
+    check_seed,
     check_validation,
     divergence_hint,
+    float_in,
     log_line,
     positive_float,
     positive_int,
@@ -216,7 +220,7 @@ class NewtonProblem(Protocol):
     def gauss_newton(self, theta: np.ndarray, idx: np.ndarray) -> Any:
         """An operator with ``matvec(v) = G_S v`` for the instances ``S = idx``.
 
-        ``G_S = (1/|S|) sum_{i in S} (J^i)^T 2I J^i``, without the ``I/C`` of the
+        ``G_S = (1/|S|) sum_{i in S} (J^i)^T B^i J^i`` (``B^i`` of ``net.loss``), without the ``I/C`` of the
         regularisation (:func:`conjugate_gradient` adds it).
 
         Examples
@@ -275,10 +279,15 @@ def newton_loop(problem: NewtonProblem, net: Network, theta: np.ndarray, *, C: f
     xi = positive_float("xi", xi)
     CGmax = positive_int("CGmax", CGmax)
     lam = positive_float("lambda", lam, allow_zero=True)
-    drop, boost, eta = positive_float("drop", drop), positive_float("boost", boost), positive_float("eta", eta)
+    drop = float_in("drop", drop, 0.0, 1.0, high_closed=True)          # drop = boost = 1: a fixed lambda
+    boost = float_in("boost", boost, 1.0, math.inf, low_closed=True)
+    eta = float_in("eta", eta, 0.0, 1.0)                                # eta >= 1: no step is ever accepted
     max_ls_steps = positive_int("max_ls_steps", max_ls_steps)
     val = check_validation(net, validation)
-    rng = np.random.default_rng(seed)
+    check_callable("callback", callback)
+    check_callable("log", log)
+    keep_best, trial_gradient = check_bool("keep_best", keep_best), check_bool("trial_gradient", trial_gradient)
+    rng = np.random.default_rng(check_seed(seed))
     inv_C = 1.0 / C
     timing = {"f+g": 0.0, "line_search": 0.0, "gn_build": 0.0, "cg": 0.0, "validation": 0.0}
     hist = History(timing=timing)

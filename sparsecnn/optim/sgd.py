@@ -37,9 +37,13 @@ from ._common import (
     History,
     Log,
     accuracy,
+    check_bool,
+    check_callable,
     check_progress,
+    check_seed,
     check_validation,
     divergence_hint,
+    float_in,
     log_line,
     positive_float,
     positive_int,
@@ -122,7 +126,10 @@ def minibatch_train(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarra
     bsize = min(positive_int("bsize", bsize), l)
     epoch_max = positive_int("epoch_max", epoch_max)
     val = check_validation(net, validation)
-    rng = np.random.default_rng(seed)
+    check_callable("callback", callback)
+    check_callable("log", log)
+    keep_best, full_objective = check_bool("keep_best", keep_best), check_bool("full_objective", full_objective)
+    rng = np.random.default_rng(check_seed(seed))
     timing = {"steps": 0.0, "full_objective": 0.0, "validation": 0.0}
     hist = History(timing=timing)
     hint = divergence_hint(X=X, C=C, lr=lr)
@@ -198,7 +205,7 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
         Regularisation of ``f(theta) = theta^T theta/(2C) + (1/l) sum_i xi_i``; ``inf``
         for none (as for :func:`sparsecnn.optim.newton`).
     lr, momentum, decay : float
-        ``lr_t = lr / (1 + decay t)``; ``v <- momentum v - lr_t grad``.
+        ``lr_t = lr / (1 + decay t)``; ``v <- momentum v - lr_t grad``, ``0 <= momentum < 1``.
     bsize : int
         Instances per step.
     epoch_max : int
@@ -246,7 +253,7 @@ def sgd(net: Network, theta: np.ndarray, X: np.ndarray, y: np.ndarray, *, C: flo
     True
     """
     lr = positive_float("lr", lr)
-    momentum = positive_float("momentum", momentum, allow_zero=True)
+    momentum = float_in("momentum", momentum, 0.0, 1.0, low_closed=True)     # v must forget old steps
     decay = positive_float("decay", decay, allow_zero=True)
     velocity = np.zeros(net.n_params)
 

@@ -991,9 +991,11 @@ class Network:
 
     def gauss_newton(self, theta: np.ndarray, X: np.ndarray, *, jacobian: str = "recompute",
                      dtype: object = None):
-        """``G = (1/l) sum_i (J^i)^T 2I J^i`` (``n x n``) as a ``scipy.sparse.linalg.LinearOperator``.
+        """``G = (1/l) sum_i (J^i)^T B^i J^i`` (``n x n``) as a ``scipy.sparse.linalg.LinearOperator``.
 
-        ``jacobian="store"`` keeps ``dz^{L+1}/dS^m`` per instance (simpleNN's choice).
+        ``B^i`` is the Hessian of ``xi`` in ``z^{L+1,i}`` for the network's loss:
+        ``2I`` for the squared loss, ``diag(p_i) - p_i p_i^T`` with ``p_i =
+        softmax(z^{L+1,i})`` for cross-entropy.  ``jacobian="store"`` keeps ``dz^{L+1}/dS^m`` per instance (simpleNN's choice).
         See :class:`sparsecnn.second_order.GaussNewton`.
 
         Examples

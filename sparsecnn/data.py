@@ -39,7 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._limits import check_bytes
-from ._matfile import check_mat_v5, is_mat_v5
+from ._matfile import check_mat_v4, check_mat_v5, is_mat_v4, is_mat_v5
 from .exceptions import DataFormatError, InputTypeError, ShapeError
 
 __all__ = ["load_simplenn_mat", "scale", "scale_minmax", "scale_255", "scale_pixels", "SCALINGS", "center",
@@ -148,6 +148,9 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     if is_mat_v5(head):                  # scipy's compiled reader is not hardened: check the structure first
         check_bytes(file.stat().st_size, "the MAT file", name)
         check_mat_v5(file.read_bytes(), name)
+    elif is_mat_v4(head):                # scipy reads the sizes a v4 header claims: check them first
+        check_bytes(file.stat().st_size, "the MAT file", name)
+        check_mat_v4(file.read_bytes(), name)
     try:
         contents: dict[str, Any] = scipy.io.loadmat(name, variable_names=["Z", "y"])
     except NotImplementedError as e:  # scipy's answer to v7.3 files

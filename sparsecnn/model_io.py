@@ -106,11 +106,17 @@ class Model:
         Parameters
         ----------
         X : ndarray, shape ``(d^1 a^1 b^1, l)``
-            Raw inputs, column ``i`` being ``vec(Z^{1,i})``.
+            Raw inputs, column ``i`` being ``vec(Z^{1,i})``; a vector of ``d^1 a^1 b^1``
+            entries is one instance.  Checked as :meth:`Network.check_X` checks ``X``.
 
         Returns
         -------
         ndarray of float64, shape ``(d^1 a^1 b^1, l)``
+
+        Raises
+        ------
+        ShapeError, NonFiniteError, InputTypeError
+            If ``X`` does not have ``d^1 a^1 b^1`` rows, is not finite or not numeric.
 
         Examples
         --------
@@ -119,8 +125,15 @@ class Model:
         >>> model.preprocess(np.array([[2., 4.], [4., 8.]]))
         array([[0., 1.],
                [0., 2.]])
+        >>> model.preprocess(np.array([2., 4.]))           # one instance
+        array([[0.],
+               [0.]])
+        >>> model.preprocess(np.ones(3))
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ShapeError: X must have d*a*b = 2 rows, got 3
         """
-        X = np.asarray(X, dtype=np.float64) * self.scale
+        X = self.net.check_X(X) * self.scale
         return X - self.mean[:, None] if self.mean is not None else X
 
 

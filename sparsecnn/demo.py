@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from . import datasets
 from ._argtypes import integer, number
+from ._checks import FLOAT_WARNINGS
 from .data import center, load_digits_data, scale, scale_minmax
 from .exceptions import ConfigError, DivergenceError, InputTypeError, SparseCNNError
 from .layers import ConvLayer, FullLayer
@@ -67,8 +68,6 @@ DATA_SETS = ("digits", "mnist-demo")
 """``--data``: scikit-learn's 8x8 digits (default) or simpleNN's packaged mnist-demo."""
 MNIST_DEMO_ITERS = 5
 """Newton iterations of ``--data mnist-demo`` unless ``--iters`` says otherwise."""
-FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero) encountered"
-"""numpy's floating-point warnings, which the command line leaves to the divergence checks."""
 NEWTON_C_PER_INSTANCE = 0.01
 """Newton's regularisation, simpleNN's ``-C 0.01``: ``C = 0.01 l``."""
 

@@ -47,6 +47,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -57,9 +58,10 @@ from tqdm import tqdm
 
 from . import datasets, objective
 from ._argtypes import address, integer, number
+from ._checks import FLOAT_WARNINGS
 from ._safe_io import unwritable
 from .data import SCALINGS, center, load_simplenn_mat, scale_pixels
-from .exceptions import DataFormatError, DivergenceError, SparseCNNError
+from .exceptions import DataFormatError, DivergenceError, LabelError, SparseCNNError
 from .model_io import Model, load_model, save_model
 from .network import Network
 from .optim import adam, newton, sgd
@@ -133,7 +135,8 @@ def add_parser(subparsers: Any) -> None:
                    help="mini-batch size (default 128); for Newton, instances per forward pass (default 1024)")
     s.add_argument("--epoch-max", type=integer(1), default=500, help="epochs (default 500)")
     s.add_argument("--lr", type=number(0, strict=True, finite=True), help="learning rate (default 0.01 for SGD, 0.001 for Adam)")
-    s.add_argument("--momentum", type=number(0, strict=False, finite=True), default=0.0, help="SGD momentum (default 0)")
+    s.add_argument("--momentum", type=number(0, strict=False, finite=True, below=1), default=0.0,
+                   help="SGD momentum in [0, 1) (default 0)")
     s.add_argument("--decay", type=number(0, strict=False, finite=True), default=0.0, help="SGD lr decay: lr/(1 + decay t)")
     t.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="float type of the network's products; f, the gradient and CG stay float64 "
@@ -228,7 +231,9 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"sparsecnn train: error: {problem}", file=sys.stderr)
         return 2
     try:
-        return _train(args)
+        with warnings.catch_warnings():     # numpy's overflow warnings: the divergence checks report them
+            warnings.filterwarnings("ignore", FLOAT_WARNINGS, RuntimeWarning)
+            return _train(args)
     except (SparseCNNError, OSError) as exc:
         return _fail("train", exc)
 
@@ -273,8 +278,9 @@ def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarr
         X, y = load_simplenn_mat(path, shape=shape)
     except DataFormatError as exc:
         labels = True
-        with contextlib.suppress(Exception):           # only to word the message
-            labels = "y" in {name for name, _, _ in scipy.io.whosmat(path)}
+        if ": missing variable" in str(exc):            # not a corrupt file that merely hides y
+            with contextlib.suppress(Exception):       # only to word the message
+                labels = "y" in {name for name, _, _ in scipy.io.whosmat(path)}
         if not labels:
             need = {"--val": "the best model is chosen by validation accuracy",
                     "--test": "the test accuracy is measured",
@@ -282,12 +288,37 @@ def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarr
             raise DataFormatError(f"{option} {text}: the file has images Z but no labels y (l x 1); "
                                   f"{need} against the labels, so they are required") from None
         a, b, d = shape
-        raise DataFormatError(f"{option} {text}: {exc} (the configuration's input is "
-                              f"a^1 x b^1 x d^1 = {a} x {b} x {d}: Z needs {a * b * d} columns)") from None
+        why = (f" (the configuration's input is a^1 x b^1 x d^1 = {a} x {b} x {d}: Z needs {a * b * d} columns)"
+               if "columns" in str(exc) else "")                 # only where Z's width is the problem
+        raise DataFormatError(f"{option} {text}: {exc}{why}") from None
     if X.shape[1] == 0:
         raise DataFormatError(f"{option} {text}: holds no instances (l = 0 rows of Z); training, testing and "
                               "the accuracy need l >= 1")
     return X, y
+
+
+def _labels(net: Network, y: np.ndarray, option: str, text: str) -> np.ndarray:
+    """The labels ``y`` of ``option``'s file checked against ``n_L``; an error names the option and the file.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer
+    >>> _labels(Network((1, 1, 1), [FullLayer(3)]), np.array([1, 2, 3]), "--train", "t.mat")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.LabelError: --train t.mat: y must hold labels in 0..n_L-1 = 0..2, got 3 at position 2; the labels run from 1 to 3 = n_L: 1-based labels (as MATLAB's) must be stored as 0..n_L-1
+    """
+    try:
+        return net.check_y(y, y.size)
+    except LabelError as exc:
+        message = f"{option} {text}: {exc}"
+        if y.size and y.min() == 1 and y.max() == net.n_L:
+            message += (f"; the labels run from 1 to {net.n_L} = n_L: 1-based labels (as MATLAB's) must be "
+                        f"stored as 0..n_L-1")
+        elif y.size and y.max() >= net.n_L:
+            message += (f"; the network's last layer has n_L = {net.n_L} outputs (full_neurons of the "
+                        f"configuration), one per class")
+        raise LabelError(message) from None
 
 
 def preprocess(X: np.ndarray, scaling: str, mean: np.ndarray | None = None
@@ -373,14 +404,14 @@ def _train(args: argparse.Namespace) -> int:
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
     Xtr, ytr, mean = _prepared(args.train, shape, "--train", args.scale, None)
     l = Xtr.shape[1]
-    ytr = net.check_y(ytr, l)
+    ytr = _labels(net, ytr, "--train", args.train)
     test = val = None
     if args.test is not None:
         Xte, yte, _ = _prepared(args.test, shape, "--test", args.scale, mean)
-        test = (Xte, net.check_y(yte, Xte.shape[1]))
+        test = (Xte, _labels(net, yte, "--test", args.test))
     if args.val is not None:
         Xva, yva, _ = _prepared(args.val, shape, "--val", args.scale, mean)
-        val = (Xva, net.check_y(yva, Xva.shape[1]))
+        val = (Xva, _labels(net, yva, "--val", args.val))
     validation = val if val is not None else test
     C = args.C * l
     theta0 = net.init_params(seed=args.seed)
@@ -578,7 +609,7 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             X, y = _load(args.data, shape, "--data")
             X = model.preprocess(X)
-        labels = model.net.check_y(y, X.shape[1])
+        labels = _labels(model.net, y, "--data", args.data)
         bsize = args.bsize if args.bsize is not None else 1024
         predicted = model.net.predict(model.theta, X, batch_size=bsize)
         acc = float(np.mean(predicted == labels))

@@ -572,9 +572,10 @@ def run_predict(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 on success; 2 when the model file cannot be used (missing, not a model file, changed
-        since it was written, a malformed entry such as a non-numeric ``meta.scale``), checked
-        before any data is read; 1 for any later error.  Each error is one line on stderr.
+        0 on success; 2 when ``--output`` cannot be written (a folder, a missing or read-only
+        folder) or the model file cannot be used (missing, not a model file, changed since it was
+        written, a malformed entry such as a non-numeric ``meta.scale``), checked before any data
+        is read; 1 for any later error.  Each error is one line on stderr.
 
     Examples
     --------
@@ -595,6 +596,10 @@ def run_predict(args: argparse.Namespace) -> int:
     >>> (folder / "labels.txt").read_text().split()
     ['0', '0', '0', '0']
     """
+    problem = None if args.output is None else unwritable(args.output, "--output")
+    if problem is not None:
+        print(f"sparsecnn predict: error: {problem}", file=sys.stderr)
+        return 2
     try:
         model = load_model(args.model)
     except (SparseCNNError, OSError) as exc:

@@ -92,3 +92,20 @@ def test_divergence_is_one_line_without_numpy_warnings(folder: Path, extra: list
     assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
     err = capsys.readouterr().err
     assert err.startswith("sparsecnn train: error: " + message) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("output, message", [
+    ("{folder}", "--output {folder}: is a folder; give a file name"),
+    ("{folder}/absent/labels.txt", "--output {folder}/absent/labels.txt: the folder {folder}/absent does not exist"),
+])
+def test_predict_checks_output_before_any_work(folder: Path, output: str, message: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """``--output`` naming a folder failed after predicting, as "[Errno 21] Is a directory", exit 1."""
+    assert main(train(folder, "--train", str(folder / "train.mat"), "--save", str(folder / "m.npz"))) == 0
+    capsys.readouterr()
+    argv = ["predict", "--model", str(folder / "m.npz"), "--data", str(folder / "train.mat"),
+            "--output", output.format(folder=folder)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"sparsecnn predict: error: {message.format(folder=folder)}\n"
+    assert "accuracy" not in captured.out

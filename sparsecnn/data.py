@@ -327,7 +327,15 @@ def scale_minmax(X: np.ndarray) -> np.ndarray:
             f"{flat.size} such image{'s' if flat.size > 1 else ''} in all; scale by 255 instead "
             "(--scale 255) or remove the image"
         )
-    return (X - lo) / (hi - lo)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    wide = ~np.isfinite(span)                       # max - min overflows (pixels beyond +-9e307)
+    if wide.any():                                  # halving is exact: the same quotient without overflow
+        out = np.empty_like(X)
+        out[:, ~wide] = (X[:, ~wide] - lo[~wide]) / span[~wide]
+        out[:, wide] = (X[:, wide] / 2 - lo[wide] / 2) / (hi[wide] / 2 - lo[wide] / 2)
+        return out
+    return (X - lo) / span
 
 
 def scale_pixels(X: np.ndarray, method: str) -> np.ndarray:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from sparsecnn import ConvLayer, FullLayer, Network
-from sparsecnn.exceptions import InputTypeError, NonFiniteError, ShapeError
-from sparsecnn.model_io import load_model, save_model
+from sparsecnn.exceptions import DataFormatError, InputTypeError, NonFiniteError, ShapeError
+from sparsecnn.model_io import Model, load_model, save_model
 
 
 @pytest.fixture
@@ -49,3 +49,59 @@ def test_preprocess_refuses_nan_and_text(model) -> None:
         model.preprocess(X)
     with pytest.raises(InputTypeError, match="X must be a numeric array"):
         model.preprocess("pixels")
+
+
+# ------------------------------------------------------- save_model and Model: their arguments
+# Before the fix: numpy scalars and sets in meta gave json's TypeError, a circular meta json's
+# ValueError, a non-text key came back as another key ({1: 2} loaded as {"1": 2}), mean="abc"
+# numpy's ValueError, net="net" an AttributeError, and Model(...) took any theta and meta.
+@pytest.mark.parametrize("meta, message", [
+    ({"seed": np.int64(3)}, r"meta must be JSON data .*int64 is not JSON serializable"),
+    ({"classes": {1, 2}}, r"meta must be JSON data .*set is not JSON serializable"),
+    ({1: 2}, r"meta has the key 1; JSON keys are text"),
+    ({"runs": [{"y": {2: 3}}]}, r"meta\['runs'\]\[0\]\['y'\] has the key 2"),
+    ("solver=sgd", "meta must be a dict of JSON data, got str"),
+])
+def test_save_model_refuses_meta_that_would_not_read_back(tmp_path: Path, meta: object, message: str) -> None:
+    net = Network((2, 2, 1), [FullLayer(3)])
+    with pytest.raises(InputTypeError, match="save_model: " + message):
+        save_model(tmp_path / "m.npz", net, net.init_params(seed=0), meta=meta)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_save_model_refuses_a_circular_meta(tmp_path: Path) -> None:
+    net = Network((2, 2, 1), [FullLayer(3)])
+    meta: dict = {}
+    meta["self"] = meta
+    with pytest.raises(InputTypeError, match="Circular reference"):
+        save_model(tmp_path / "m.npz", net, net.init_params(seed=0), meta=meta)
+
+
+def test_save_model_round_trips_json_meta_as_given(tmp_path: Path) -> None:
+    net = Network((2, 2, 1), [FullLayer(3)])
+    meta = {"solver": "sgd", "C": 0.5, "iterations": 3, "flags": [True, None, "x"], "nested": {"a": [1.5]},
+            "scale": np.float64(0.25)}
+    save_model(tmp_path / "m.npz", net, net.init_params(seed=0), meta=meta)
+    assert load_model(tmp_path / "m.npz").meta == meta
+
+
+def test_save_model_names_bad_net_and_mean(tmp_path: Path) -> None:
+    net = Network((2, 2, 1), [FullLayer(3)])
+    with pytest.raises(InputTypeError, match="save_model: net must be a Network, got str"):
+        save_model(tmp_path / "m.npz", "net", np.zeros(15))
+    with pytest.raises(InputTypeError, match=r"mean \(the training mean of each pixel\) must be numbers, got 'abc'"):
+        save_model(tmp_path / "m.npz", net, net.init_params(seed=0), mean="abc")
+
+
+def test_model_checks_what_it_is_given() -> None:
+    net = Network((2, 2, 1), [FullLayer(3)])
+    with pytest.raises(ShapeError, match=r"theta must be a vector of n = 15 entries, got shape \(3,\)"):
+        Model(net, np.zeros(3), None)
+    with pytest.raises(NonFiniteError, match="theta must be finite"):
+        Model(net, np.full(15, np.nan), None)
+    with pytest.raises(DataFormatError, match="mean must have d\\*a\\*b = 4 entries, got 3"):
+        Model(net, np.zeros(15), np.ones(3))
+    with pytest.raises(InputTypeError, match=r"Model: meta\['scale'\] .* must be a finite number, got 'x'"):
+        Model(net, np.zeros(15), None, {"scale": "x"})
+    with pytest.raises(InputTypeError, match="Model: net must be a Network, got NoneType"):
+        Model(None, np.zeros(15), None)  # type: ignore[arg-type]

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from ._limits import check_network_size
-from ._safe_io import atomic_write, read_npz
+from ._safe_io import atomic_write, file_name, read_npz
 from .exceptions import DataFormatError, InputTypeError, SparseCNNError
 from .layers import ConvLayer, FullLayer
 from .network import Network
@@ -464,7 +464,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     ...
     sparsecnn.exceptions.DataFormatError: .../absent.npz: model file not found
     """
-    source = os.fspath(path)
+    source = file_name(path, "model file")
     arrays = read_npz(path, "model file")
     if "format" not in arrays or _text(arrays, "format", source) != FORMAT:
         raise DataFormatError(f"{source}: not a sparsecnn model (no format entry {FORMAT!r})")

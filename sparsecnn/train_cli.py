@@ -61,7 +61,7 @@ from ._argtypes import address, integer, number
 from ._checks import FLOAT_WARNINGS
 from ._safe_io import unwritable
 from .data import SCALINGS, center, load_simplenn_mat, scale_pixels
-from .exceptions import DataFormatError, DivergenceError, LabelError, SparseCNNError
+from .exceptions import DataFormatError, DivergenceError, LabelError, NonFiniteError, SparseCNNError
 from .model_io import Model, load_model, save_model
 from .network import Network
 from .optim import adam, newton, sgd
@@ -321,6 +321,35 @@ def _labels(net: Network, y: np.ndarray, option: str, text: str) -> np.ndarray:
         raise LabelError(message) from None
 
 
+def _predict(net: Network, theta: np.ndarray, X: np.ndarray, option: str, text: str,
+             batch_size: int = 1024) -> np.ndarray:
+    """``argmax_k z^{L+1,i}_k`` as :meth:`Network.predict`, refusing instances whose output is not finite.
+
+    Huge inputs or parameters (a model saved from a run that was diverging) overflow the products;
+    the argmax of NaN or Inf is a label chosen by the overflow, so no accuracy is computed from it.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer
+    >>> net = Network((1, 2, 1), [FullLayer(2)])
+    >>> theta = net.pack([np.ones((2, 2))], [np.zeros(2)])
+    >>> _predict(net, theta, np.array([[1., 1e308], [0., 1e308]]), "--data", "t.mat")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.NonFiniteError: --data t.mat: the network's output z^{L+1} is not finite for instance 1 (row 1 of Z; 1 instance in all): the products overflow (its scaled pixels reach max |X| = 1e+308, the model's max |theta| = 1); no label or accuracy is given for it
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = net.output(theta, X, batch_size=batch_size)
+    bad = ~np.isfinite(out).all(axis=0)
+    if bad.any():
+        i, count = int(np.argmax(bad)), int(bad.sum())
+        raise NonFiniteError(f"{option} {text}: the network's output z^{{L+1}} is not finite for instance {i} "
+                             f"(row {i} of Z; {count} instance{'s' if count > 1 else ''} in all): the products "
+                             f"overflow (its scaled pixels reach max |X| = {np.abs(X[:, i]).max():g}, the model's "
+                             f"max |theta| = {np.abs(theta).max():g}); no label or accuracy is given for it")
+    return out.argmax(axis=0)
+
+
 def preprocess(X: np.ndarray, scaling: str, mean: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """``X`` scaled by ``scaling`` (``"minmax"`` or ``"255"``), then centred.
@@ -488,6 +517,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{args.solver}: {len(hist)} iterations in {elapsed:.1f} s, f {hist.f[-1]:.6g}, "
               f"|g| {hist.gnorm[-1]:.4g}{extra}")
         if val is not None:
+            _predict(net, theta, val[0], "--val", args.val)          # the accuracies were of finite outputs
             say(f"best val_acc: {hist.best_val_acc:g} at {unit} {hist.best_iter} of {len(hist)} "
                 "(the model kept)", always=True)
         if args.save is not None:
@@ -500,7 +530,7 @@ def _train(args: argparse.Namespace) -> int:
             plot_history(hist, args.plot, title=f"{args.solver} on {Path(args.train).name}")
             print(f"curves drawn to {args.plot}")
         if test is not None:
-            acc = float(np.mean(net.predict(theta, test[0]) == test[1]))
+            acc = float(np.mean(_predict(net, theta, test[0], "--test", args.test) == test[1]))
             say(f"test_acc: {acc:g}", always=True)
     return 0
 
@@ -616,7 +646,7 @@ def run_predict(args: argparse.Namespace) -> int:
             X = model.preprocess(X)
         labels = _labels(model.net, y, "--data", args.data)
         bsize = args.bsize if args.bsize is not None else 1024
-        predicted = model.net.predict(model.theta, X, batch_size=bsize)
+        predicted = _predict(model.net, model.theta, X, "--data", args.data, batch_size=bsize)
         acc = float(np.mean(predicted == labels))
         if args.output is not None:
             args.output.write_text("".join(f"{int(k)}\n" for k in predicted), encoding="utf-8")

@@ -19,6 +19,7 @@ import pytest
 import scipy.io
 
 from sparsecnn.cli import main
+from sparsecnn.model_io import load_model, save_model
 
 CONFIG = ("L = 2;\nLC = 1;\nLF = 1;\nwd_input = [6];\nht_input = [6];\nch_input = [1,2];\nwd_pad_added = [1];\n"
           "wd_filter = [3];\nstrides = [1];\nwd_subimage_pool = [2];\nfull_neurons = [3];\n")
@@ -109,3 +110,22 @@ def test_predict_checks_output_before_any_work(folder: Path, output: str, messag
     captured = capsys.readouterr()
     assert captured.err == f"sparsecnn predict: error: {message.format(folder=folder)}\n"
     assert "accuracy" not in captured.out
+
+
+def test_predict_refuses_outputs_that_overflow(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A finite model whose weights overflow the products (as a run that was diverging leaves) gave
+    ``accuracy: 0.2...`` and labels argmax'ed from Inf and NaN, exit 0."""
+    assert main(train(folder, "--train", str(folder / "train.mat"), "--save", str(folder / "m.npz"))) == 0
+    model = load_model(folder / "m.npz")
+    save_model(folder / "huge.npz", model.net, model.theta * 1e160, mean=model.mean, meta=model.meta)
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        status = main(["predict", "--model", str(folder / "huge.npz"), "--data", str(folder / "train.mat"),
+                       "--output", str(folder / "labels.txt")])
+    captured = capsys.readouterr()
+    assert status == 1 and "accuracy" not in captured.out
+    assert not (folder / "labels.txt").exists()
+    assert captured.err.startswith(f"sparsecnn predict: error: --data {folder / 'train.mat'}: the network's output "
+                                   "z^{L+1} is not finite for instance 0 (row 0 of Z; 30 instances in all)"), captured.err
+    assert "max |theta| = " in captured.err

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
 import warnings
@@ -238,6 +239,48 @@ def run_train(args: argparse.Namespace) -> int:
         return _fail("train", exc)
 
 
+def _same(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:                                 # one does not exist (yet): compare the names
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def clobbers(args: argparse.Namespace, outputs: tuple[str, ...], inputs: tuple[str, ...]) -> str | None:
+    """Why writing an output option would destroy an input file or another output, or None.
+
+    ``--save`` naming the ``--train`` file would replace the data with the model (atomically, so
+    the data are gone); two outputs naming one file would leave only the last written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> data = Path(tempfile.mkdtemp()) / "run.mat"
+    >>> _ = data.write_bytes(b"MATLAB")
+    >>> check = argparse.Namespace(save=data, log=data.with_suffix(".log"), train=str(data))
+    >>> clobbers(check, ("save", "log"), ("train",))  # doctest: +ELLIPSIS
+    '--save .../run.mat is the --train file .../run.mat: writing it would replace that file; give another name'
+    >>> clobbers(argparse.Namespace(save=Path("a.npz"), log=Path("a.npz")), ("save", "log"), ())
+    '--save and --log both name a.npz: one would replace the other; give two names'
+    """
+    given = [(o, getattr(args, o, None)) for o in outputs]
+    written = [(o, p) for o, p in given if p is not None]
+    for option, path in written:
+        for source in inputs:
+            text = getattr(args, source, None)
+            if text is None:
+                continue
+            candidates = [text] + ([datasets.path(text)] if text in datasets.NAMES else [])
+            if any(_same(path, c) for c in candidates if os.path.exists(c)):
+                return (f"--{option} {path} is the --{source} file {text}: writing it would replace that file; "
+                        "give another name")
+    for k, (option, path) in enumerate(written):
+        for other, other_path in written[k + 1:]:
+            if _same(path, other_path):
+                return f"--{option} and --{other} both name {path}: one would replace the other; give two names"
+    return None
+
+
 def check_outputs(args: argparse.Namespace) -> str | None:
     """Why ``--save``, ``--plot`` or ``--log`` could not be written after training, or None.
 
@@ -258,6 +301,9 @@ def check_outputs(args: argparse.Namespace) -> str | None:
             problem = unwritable(path, f"--{option}")
             if problem is not None:
                 return problem
+    problem = clobbers(args, ("save", "plot", "log"), ("config", "train", "test", "val"))
+    if problem is not None:
+        return problem
     plot = getattr(args, "plot", None)
     if plot is not None and Path(plot).suffix:
         try:
@@ -626,7 +672,8 @@ def run_predict(args: argparse.Namespace) -> int:
     >>> (folder / "labels.txt").read_text().split()
     ['0', '0', '0', '0']
     """
-    problem = None if args.output is None else unwritable(args.output, "--output")
+    problem = None if args.output is None else (unwritable(args.output, "--output")
+                                                 or clobbers(args, ("output",), ("model", "data")))
     if problem is not None:
         print(f"sparsecnn predict: error: {problem}", file=sys.stderr)
         return 2

@@ -129,3 +129,33 @@ def test_predict_refuses_outputs_that_overflow(folder: Path, capsys: pytest.Capt
     assert captured.err.startswith(f"sparsecnn predict: error: --data {folder / 'train.mat'}: the network's output "
                                    "z^{L+1} is not finite for instance 0 (row 0 of Z; 30 instances in all)"), captured.err
     assert "max |theta| = " in captured.err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--save", "{folder}/train.mat"], "--save {folder}/train.mat is the --train file {folder}/train.mat"),
+    (["--log", "{folder}/net.config"], "--log {folder}/net.config is the --config file {folder}/net.config"),
+    (["--test", "{folder}/one_based.mat", "--save", "{folder}/one_based.mat"],
+     "--save {folder}/one_based.mat is the --test file"),
+    (["--save", "{folder}/run.out", "--log", "{folder}/run.out"], "--save and --log both name {folder}/run.out"),
+])
+def test_train_refuses_outputs_that_would_replace_its_inputs(folder: Path, extra: list[str], message: str,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """``--save`` naming the ``--train`` file replaced the training data with the model, exit 0."""
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    argv = train(folder, "--train", str(folder / "train.mat"), *[e.format(folder=folder) for e in extra])
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("sparsecnn train: error: " + message.format(folder=folder))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("output, option", [("train.mat", "--data"), ("m.npz", "--model")])
+def test_predict_refuses_an_output_that_would_replace_its_inputs(folder: Path, output: str, option: str,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """``predict --output`` naming the data (or the model) replaced it with the labels."""
+    assert main(train(folder, "--train", str(folder / "train.mat"), "--save", str(folder / "m.npz"))) == 0
+    capsys.readouterr()
+    before = (folder / output).read_bytes()
+    assert main(["predict", "--model", str(folder / "m.npz"), "--data", str(folder / "train.mat"),
+                 "--output", str(folder / output)]) == 2
+    assert f"--output {folder / output} is the {option} file" in capsys.readouterr().err
+    assert (folder / output).read_bytes() == before

@@ -6,7 +6,12 @@ import numpy as np
 
 from .exceptions import NonFiniteError
 
-__all__ = ["check_finite"]
+__all__ = ["check_finite", "FLOAT_WARNINGS"]
+
+FLOAT_WARNINGS = r"(overflow|invalid value|divide by zero) encountered"
+"""The messages of numpy's floating-point RuntimeWarnings, which the command line silences
+(``warnings.filterwarnings("ignore", FLOAT_WARNINGS, RuntimeWarning)``): its divergence checks
+report the same event as one line."""
 
 
 def check_finite(name: str, arr: np.ndarray) -> np.ndarray:

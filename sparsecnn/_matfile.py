@@ -38,7 +38,7 @@ import numpy as np
 from ._limits import check_bytes, format_bytes, get_limits
 from .exceptions import DataFormatError, SizeLimitError
 
-__all__ = ["check_mat_v5", "is_mat_v5"]
+__all__ = ["check_mat_v5", "is_mat_v5", "check_mat_v4", "is_mat_v4"]
 
 MI_MATRIX = 14
 MI_COMPRESSED = 15
@@ -48,6 +48,17 @@ _MI_DTYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 9: 
 _NUMERIC_CLASSES = set(range(6, 16))          # mxDOUBLE .. mxUINT64 (logical arrays are mxUINT8)
 _CLASS_NAMES = {1: "a cell array", 2: "a struct", 3: "an object", 4: "text (char)", 5: "a sparse matrix",
                 16: "a function handle", 17: "an opaque object"}
+
+
+def is_mat_v4(data: bytes) -> bool:
+    """Whether scipy would read ``data`` as a MAT v4 file (a zero among its first four bytes).
+
+    Examples
+    --------
+    >>> is_mat_v4(b"\\x00\\x00\\x00\\x00"), is_mat_v4(b"MATLAB 5.0 MAT-file")
+    (True, False)
+    """
+    return len(data) >= 4 and 0 in data[:4]
 
 
 def is_mat_v5(data: bytes) -> bool:
@@ -211,3 +222,99 @@ def check_mat_v5(data: bytes, where: str, wanted: tuple[str, ...] = ("Z", "y")) 
         else:
             raise r.fail(f"top-level element {k} has type {mtype}, expected a matrix (14) or compressed (15)")
 
+
+
+# MAT v4 precision code P of MOPT -> numpy type (MathWorks, "MAT-File Format", Level 4)
+_V4_DTYPES = {0: "f8", 1: "f4", 2: "i4", 3: "i2", 4: "u2", 5: "u1"}
+_V4_CLASSES = {0: "a full matrix", 1: "text", 2: "a sparse matrix"}
+
+
+def check_mat_v4(data: bytes, where: str, wanted: tuple[str, ...] = ("Z", "y")) -> None:
+    """Refuse a MAT v4 file's bytes unless every variable's header is well formed and fits in the
+    file, and the variables ``wanted`` fit the size limit as float64 matrices.
+
+    A MAT v4 variable is a 20-byte header (``int32`` MOPT, ``mrows``, ``ncols``, ``imagf``,
+    ``namlen``), its name, then ``mrows ncols`` numbers of the type MOPT names (twice for a
+    complex full matrix).  scipy reads the numbers a header declares before comparing with the
+    file, and a sparse matrix takes its dimensions from its last row, so a few bytes could make
+    it allocate terabytes; this checks the header's claims against the file and the limit first.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole file.
+    where : str
+        The file's name, for messages.
+    wanted : tuple of str
+        The variables that will be read.
+
+    Raises
+    ------
+    DataFormatError
+        A header that does not fit the file or names no MAT v4 type (named).
+    SizeLimitError
+        A variable in ``wanted`` that would need more float64 memory than the limit of the
+        size limits (:func:`sparsecnn.config.set_limits`).
+
+    Examples
+    --------
+    >>> import io, struct, scipy.io
+    >>> buf = io.BytesIO(); scipy.io.savemat(buf, {"Z": np.ones((2, 4)), "y": np.array([[1], [0]])}, format="4")
+    >>> check_mat_v4(buf.getvalue(), "ok.mat")
+    >>> huge = struct.pack("<5i", 0, 10**6, 10**6, 0, 2) + b"Z\\x00"           # 10^12 doubles, no data
+    >>> check_mat_v4(huge, "huge.mat")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.SizeLimitError: huge.mat: Z (1000000 x 1000000) as float64 would need 8 TB; the limit is ...
+    """
+    def fail(message: str) -> DataFormatError:
+        return DataFormatError(f"{where}: corrupt MAT v4 file: {message}")
+
+    (first,) = struct.unpack_from("<i", data, 0) if len(data) >= 4 else (0,)
+    order = ">" if first < 0 or first > 5000 else "<"           # as scipy guesses the byte order
+    pos, k = 0, 0
+    while pos < len(data):
+        k += 1
+        if pos + 20 > len(data):
+            raise fail(f"the header of variable {k} is cut off at byte {pos}")
+        mopt, mrows, ncols, imagf, namlen = struct.unpack_from(order + "5i", data, pos)
+        M, rest = divmod(mopt, 1000)
+        O, rest = divmod(rest, 100)
+        P, T = divmod(rest, 10)
+        if not 0 <= mopt <= 5000 or M not in (0, 1) or O != 0 or P not in _V4_DTYPES or T not in _V4_CLASSES:
+            raise fail(f"variable {k} has the type code MOPT = {mopt}, which names no MAT v4 matrix")
+        if mrows < 0 or ncols < 0:
+            raise fail(f"variable {k} has negative dimensions {mrows} x {ncols}")
+        if namlen < 1 or pos + 20 + namlen > len(data):
+            raise fail(f"variable {k} declares a name of {namlen:,} bytes, "
+                       f"{len(data) - pos - 20:,} are left")
+        name = data[pos + 20:pos + 20 + namlen].rstrip(b"\x00").decode("latin-1")
+        dtype = np.dtype(order + _V4_DTYPES[P])
+        count = mrows * ncols
+        parts = 2 if imagf == 1 and T != 2 else 1
+        start = pos + 20 + namlen
+        nbytes = count * dtype.itemsize * parts
+        if name in wanted:
+            check_bytes(8 * count * parts, f"{name} ({mrows} x {ncols}) as float64", where)
+        if start + nbytes > len(data):
+            raise fail(f"{name} ({mrows} x {ncols}) needs {nbytes:,} bytes, {len(data) - start:,} are left")
+        if name in wanted and T == 2:
+            _check_sparse_v4(np.frombuffer(data, dtype=dtype, count=count, offset=start).reshape(
+                (mrows, ncols), order="F"), name, where)
+        pos = start + nbytes
+
+
+def _check_sparse_v4(res: np.ndarray, name: str, where: str) -> None:
+    """A MAT v4 sparse matrix: rows ``(i, j, value[, imaginary])``, the last ``(rows, cols, 0)``."""
+    if res.shape[0] < 1 or res.shape[1] not in (3, 4):
+        raise DataFormatError(f"{where}: corrupt MAT v4 file: {name}, a sparse matrix, must be stored as "
+                              f"(N + 1) x 3 or 4 numbers, got {res.shape[0]} x {res.shape[1]}")
+    ij = res[:, :2].astype(np.float64)
+    if not np.isfinite(ij).all() or (ij != np.round(ij)).any() or (ij < 0).any():
+        raise DataFormatError(f"{where}: corrupt MAT v4 file: {name}: the sparse matrix's indices and "
+                              "dimensions must be non-negative integers")
+    rows, cols = ij[-1]
+    check_bytes(int(8 * rows * cols), f"{name} ({rows:.0f} x {cols:.0f}) as a dense float64 matrix", where)
+    if ((ij[:-1] < 1) | (ij[:-1] > ij[-1])).any():
+        raise DataFormatError(f"{where}: corrupt MAT v4 file: {name}: a sparse matrix's (1-based) indices do "
+                              f"not fit its dimensions {rows:.0f} x {cols:.0f}")

@@ -37,9 +37,9 @@ from typing import IO
 import numpy as np
 
 from ._limits import check_bytes
-from .exceptions import DataFormatError
+from .exceptions import DataFormatError, InputTypeError
 
-__all__ = ["regular_file", "read_npz", "atomic_write", "unwritable", "READ_ERRORS"]
+__all__ = ["file_name", "regular_file", "read_npz", "atomic_write", "unwritable", "READ_ERRORS"]
 
 READ_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError,
@@ -47,6 +47,27 @@ READ_ERRORS: tuple[type[BaseException], ...] = (
 """What a corrupt archive can make ``zipfile`` and ``numpy.lib.format`` raise."""
 
 _KINDS = "biufcU"
+
+
+def file_name(path: object, what: str) -> str:
+    """``os.fspath(path)`` as text, or an InputTypeError naming ``what`` (instead of os's TypeError).
+
+    Examples
+    --------
+    >>> file_name(Path("m.npz"), "model file")
+    'm.npz'
+    >>> file_name(None, "model file")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: the model file must be given as a path (str or os.PathLike), got NoneType
+    """
+    try:
+        name = os.fspath(path)  # type: ignore[call-overload]
+    except TypeError:
+        name = None
+    if not isinstance(name, str):
+        raise InputTypeError(f"the {what} must be given as a path (str or os.PathLike), got {type(path).__name__}")
+    return name
 
 
 def regular_file(path: str | os.PathLike[str], what: str) -> Path:
@@ -59,7 +80,7 @@ def regular_file(path: str | os.PathLike[str], what: str) -> Path:
     ...
     sparsecnn.exceptions.DataFormatError: /dev/zero: not a regular file (a character device); expected a configuration file
     """
-    source = os.fspath(path)
+    source = file_name(path, what)
     try:
         mode = os.stat(source).st_mode
     except FileNotFoundError:
@@ -115,7 +136,7 @@ def read_npz(path: str | os.PathLike[str], what: str) -> dict[str, np.ndarray]:
     ...
     sparsecnn.exceptions.DataFormatError: .../obj.npz: array 'x' has dtype object; a model file holds only numbers and text (no pickled Python objects)
     """
-    source = os.fspath(path)
+    source = file_name(path, what)
     regular_file(path, what)
     try:
         with open(source, "rb") as fh:

@@ -73,8 +73,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._limits import check_network_size, get_limits, network_bytes, set_limits, size_limits
-from ._safe_io import regular_file
-from .exceptions import ConfigError, DataFormatError
+from ._safe_io import file_name, regular_file
+from .exceptions import ConfigError, DataFormatError, InputTypeError
 from .layers import ConvLayer, FullLayer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,6 +179,8 @@ def parse_simplenn_config(text: str, source: str = "<string>") -> dict[str, Any]
     >>> cfg["ht_input"], cfg["wd_input"], cfg["ch_input"], cfg["nL"]
     (3, 2, [1], 4)
     """
+    if not isinstance(text, str):
+        raise InputTypeError(f"{source}: the configuration must be text (str), got {type(text).__name__}")
     entries: dict[str, _Entry] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         code = line.split("%", 1)[0].strip()
@@ -274,7 +276,7 @@ def read_simplenn_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     ...
     sparsecnn.exceptions.ConfigError: .../bad.config, line 8: wd_filter: expected LC = 1 entry ...
     """
-    name = os.fspath(path)
+    name = file_name(path, "simpleNN configuration file")
     try:
         regular_file(name, "simpleNN configuration file")
     except DataFormatError as e:

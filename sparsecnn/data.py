@@ -38,9 +38,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from ._checks import check_finite
 from ._limits import check_bytes
-from ._matfile import check_mat_v5, is_mat_v5
-from .exceptions import DataFormatError, InputTypeError, ShapeError
+from ._matfile import check_mat_v4, check_mat_v5, is_mat_v4, is_mat_v5
+from ._safe_io import file_name
+from .exceptions import DataFormatError, InputTypeError, NonFiniteError, ShapeError
 
 __all__ = ["load_simplenn_mat", "scale", "scale_minmax", "scale_255", "scale_pixels", "SCALINGS", "center",
            "load_digits_data", "DIGITS_N_TEST"]
@@ -131,7 +133,7 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     """
     import scipy.io
 
-    name = os.fspath(path)
+    name = file_name(path, "simpleNN .mat file")
     file = Path(name)
     if not file.exists():
         raise DataFormatError(f"{name}: no such file (expected a simpleNN .mat file with Z and y)")
@@ -148,6 +150,9 @@ def load_simplenn_mat(path: str | os.PathLike[str], shape: tuple[int, int, int] 
     if is_mat_v5(head):                  # scipy's compiled reader is not hardened: check the structure first
         check_bytes(file.stat().st_size, "the MAT file", name)
         check_mat_v5(file.read_bytes(), name)
+    elif is_mat_v4(head):                # scipy reads the sizes a v4 header claims: check them first
+        check_bytes(file.stat().st_size, "the MAT file", name)
+        check_mat_v4(file.read_bytes(), name)
     try:
         contents: dict[str, Any] = scipy.io.loadmat(name, variable_names=["Z", "y"])
     except NotImplementedError as e:  # scipy's answer to v7.3 files
@@ -255,9 +260,11 @@ def scale(X: np.ndarray, factor: float) -> np.ndarray:
     >>> scale(np.array([[0, 255]]), 1 / 255)
     array([[0., 1.]])
     """
-    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.number)):
+    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.integer, np.floating)):
         raise InputTypeError(f"factor must be a number, got {factor!r}")
-    return np.asarray(X, dtype=np.float64) * float(factor)
+    if not math.isfinite(factor):
+        raise NonFiniteError(f"factor must be finite, got {factor}")
+    return _pixels(X, matrix=False) * float(factor)
 
 
 def scale_255(X: np.ndarray) -> np.ndarray:
@@ -312,9 +319,7 @@ def scale_minmax(X: np.ndarray) -> np.ndarray:
     ...
     sparsecnn.exceptions.DataFormatError: image 1 (column 1 of X) is constant: all its d*a*b = 2 pixels are 7, ...
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ShapeError(f"X must be a matrix (d a b, l), got shape {X.shape}")
+    X = _pixels(X)
     if X.size == 0:
         return X.copy()
     lo, hi = X.min(axis=0), X.max(axis=0)
@@ -327,7 +332,15 @@ def scale_minmax(X: np.ndarray) -> np.ndarray:
             f"{flat.size} such image{'s' if flat.size > 1 else ''} in all; scale by 255 instead "
             "(--scale 255) or remove the image"
         )
-    return (X - lo) / (hi - lo)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    wide = ~np.isfinite(span)                       # max - min overflows (pixels beyond +-9e307)
+    if wide.any():                                  # halving is exact: the same quotient without overflow
+        out = np.empty_like(X)
+        out[:, ~wide] = (X[:, ~wide] - lo[~wide]) / span[~wide]
+        out[:, wide] = (X[:, wide] / 2 - lo[wide] / 2) / (hi[wide] / 2 - lo[wide] / 2)
+        return out
+    return (X - lo) / span
 
 
 def scale_pixels(X: np.ndarray, method: str) -> np.ndarray:
@@ -384,18 +397,34 @@ def center(X: np.ndarray, mean: np.ndarray | None = None) -> tuple[np.ndarray, n
     array([[3.],
            [3.]])
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ShapeError(f"X must be a matrix (d a b, l), got shape {X.shape}")
+    X = _pixels(X)
     if mean is None:
         if X.shape[1] == 0:
             raise ShapeError("X has no instances (l = 0): its mean is undefined")
         mean = X.mean(axis=1)
     else:
-        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        mean = _pixels(mean, "mean", matrix=False).reshape(-1)
         if mean.shape != (X.shape[0],):
             raise ShapeError(f"mean must have d*a*b = {X.shape[0]} entries, got {mean.size}")
     return X - mean[:, None], mean
+
+
+def _pixels(X: object, name: str = "X", *, matrix: bool = True) -> np.ndarray:
+    """``X`` as a finite float64 array (a ``(d a b, l)`` matrix when ``matrix``), or a named error.
+
+    A NaN would otherwise spread: into every pixel of its image (min-max scaling) or of its
+    row (the mean that :func:`center` subtracts), far from where it was.
+    """
+    if isinstance(X, (str, bytes)) or X is None:
+        raise InputTypeError(f"{name} must be a numeric array, got {type(X).__name__}")
+    arr = np.asarray(X)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputTypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise InputTypeError(f"{name} must be real, got dtype {arr.dtype}")
+    if matrix and arr.ndim != 2:
+        raise ShapeError(f"{name} must be a matrix (d a b, l), got shape {arr.shape}")
+    return check_finite(name, np.asarray(arr, dtype=np.float64))
 
 
 def load_digits_data(n_test: int = DIGITS_N_TEST

@@ -41,6 +41,7 @@ import argparse
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,8 +50,9 @@ from tqdm import tqdm
 
 from . import datasets
 from ._argtypes import integer, number
+from ._checks import FLOAT_WARNINGS
 from .data import center, load_digits_data, scale, scale_minmax
-from .exceptions import InputTypeError
+from .exceptions import ConfigError, DivergenceError, InputTypeError, SparseCNNError
 from .layers import ConvLayer, FullLayer
 from .network import Network
 from .optim import newton
@@ -152,6 +154,14 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
         ``losses`` and ``train_acc`` hold ``iters + 1`` (Newton) or ``epochs + 1`` (SGD)
         entries; ``theta`` has shape ``(n,)`` with ``n = 1370``.
 
+    Raises
+    ------
+    InputTypeError, ConfigError
+        An argument of the wrong type or out of range (named, with what was given).
+    DivergenceError
+        ``theta`` or ``f(theta)`` stopped being finite (a learning rate or ``C`` far off);
+        ``DivergenceError.theta`` is the last finite ``theta``.
+
     Examples
     --------
     One Newton iteration (about half a second), printing nothing:
@@ -166,6 +176,15 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
         if out is not None:
             print(text, file=out, flush=True)
 
+    if solver not in SOLVERS:
+        raise ConfigError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    _check_int("epochs", epochs, 0)
+    _check_int("iters", iters, 1)
+    _check_int("batch_size", batch_size, 0)
+    _check_int("seed", seed, 0)
+    _check_real("lr", lr, lambda v: 0 < v < math.inf, "a finite number > 0")
+    _check_real("momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
+    _check_real("C", C, lambda v: v > 0, "a number > 0 (inf: no regularisation)")
     X_train, y_train, X_test, y_test = load_digits_data()
     X_train, X_test = scale(X_train, 1 / 16), scale(X_test, 1 / 16)
     X_train, mean = center(X_train)
@@ -173,8 +192,6 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
     l = X_train.shape[1]
     batch = l if batch_size == 0 else min(batch_size, l)
 
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     net = demo_network().replace(loss=loss)
     say(f"sparsecnn demo: scikit-learn digits, {l} training and {X_test.shape[1]} test images "
         "of 8 x 8 x 1 (scaled by 1/16, centred)")
@@ -194,6 +211,9 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
 
     def record(epoch: int, theta: np.ndarray) -> None:
         f, _ = net.objective(theta, X_train, y_train, C)
+        if not math.isfinite(f):
+            raise DivergenceError(f"sgd diverged in epoch {epoch}: f(theta) = {f}; try a smaller --lr "
+                                  f"(lr = {lr:g})", iteration=epoch, theta=last_finite)
         acc = float(np.mean(net.predict(theta, X_train) == y_train))
         result.losses.append(f)
         result.train_acc.append(acc)
@@ -220,18 +240,21 @@ def run_demo(epochs: int = DEFAULTS["epochs"], lr: float = DEFAULTS["lr"],
         return result
     rng = np.random.default_rng(seed)
     velocity = np.zeros_like(theta)
+    last_finite = theta
     record(0, theta)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(l)
-        for first in range(0, l, batch):
+        for step, first in enumerate(range(0, l, batch), start=1):
             idx = order[first:first + batch]
             _, grad = net.objective(theta, X_train[:, idx], y_train[idx], C)
-            velocity = momentum * velocity - lr * grad
-            theta = theta + velocity
-        if not np.isfinite(theta).all():
-            raise FloatingPointError(
-                f"training diverged in epoch {epoch} (theta is no longer finite); try a smaller --lr"
-            )
+            with np.errstate(over="ignore", invalid="ignore"):        # reported just below
+                velocity = momentum * velocity - lr * grad
+                step_theta = theta + velocity
+            if not np.isfinite(step_theta).all():
+                raise DivergenceError(
+                    f"sgd diverged in epoch {epoch} (step {step}): theta is no longer finite; try a smaller "
+                    f"--lr (lr = {lr:g})", iteration=epoch, theta=theta)
+            theta = last_finite = step_theta
         record(epoch, theta)
     result.test_acc = float(np.mean(net.predict(theta, X_test) == y_test))
     result.seconds = time.perf_counter() - start
@@ -291,6 +314,8 @@ def run_mnist_demo(iters: int = MNIST_DEMO_ITERS, seed: int = 111, *, out: Any =
             tqdm.write(text, file=out)
             out.flush()
 
+    _check_int("iters", iters, 1)
+    _check_int("seed", seed, 0)
     net = Network.from_simplenn_config(datasets.path("mnist-demo-layer4"), loss=loss)
     X_train, y_train, X_test, y_test = datasets.mnist_demo()
     if n_train is not None:
@@ -329,6 +354,14 @@ def run_mnist_demo(iters: int = MNIST_DEMO_ITERS, seed: int = 111, *, out: Any =
 
 
 def _run(args: argparse.Namespace) -> int:
+    # numpy's overflow warnings (from every thread) would precede the DivergenceError that reports
+    # the same event in one line
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", FLOAT_WARNINGS, RuntimeWarning)
+        return _run_demo(args)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     try:
         if args.data == "mnist-demo":
             if args.solver != "newton":
@@ -344,11 +377,8 @@ def _run(args: argparse.Namespace) -> int:
                               DEFAULTS["seed"] if args.seed is None else args.seed, args.C,
                               solver=args.solver, iters=DEFAULTS["iters"] if args.iters is None else args.iters,
                               out=None if args.quiet else sys.stdout, loss=args.loss)
-    except ImportError as e:
-        print(f"sparsecnn demo: {e}", file=sys.stderr)
-        return 1
-    except FloatingPointError as e:
-        print(f"sparsecnn demo: {e}", file=sys.stderr)
+    except (ImportError, SparseCNNError) as e:
+        print(f"sparsecnn demo: error: {e}", file=sys.stderr)
         return 1
     if not args.quiet:
         print(f"trained in {result.seconds:.1f} s", flush=True)
@@ -394,18 +424,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--data", choices=DATA_SETS, default="digits",
                         help="digits: scikit-learn's 8x8 digits (default); mnist-demo: simpleNN's example, "
                              "its network on its packaged 2,000 MNIST images, Newton with a progress bar")
-    parser.add_argument("--iters", type=integer(0), default=None,
+    parser.add_argument("--iters", type=integer(1), default=None,
                         help=f"Newton iterations (default {DEFAULTS['iters']}; {MNIST_DEMO_ITERS} with "
                              "--data mnist-demo)")
     parser.add_argument("--epochs", type=integer(0), default=DEFAULTS["epochs"],
                         help="passes over the training set (default %(default)s)")
-    parser.add_argument("--lr", type=number(0, strict=True), default=DEFAULTS["lr"],
+    parser.add_argument("--lr", type=number(0, strict=True, finite=True), default=DEFAULTS["lr"],
                         help="step size (default %(default)s)")
     parser.add_argument("--momentum", type=number(0, strict=False, below=1), default=DEFAULTS["momentum"],
                         help="heavy-ball momentum in [0, 1); 0 is plain gradient descent (default %(default)s)")
     parser.add_argument("--batch-size", type=integer(0), default=DEFAULTS["batch_size"],
                         help="instances per step; 0 = full gradient descent (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=None,
+    parser.add_argument("--seed", type=integer(0), default=None,
                         help=f"seed of the initial parameters and the shuffling (default {DEFAULTS['seed']}; "
                              "111 with --data mnist-demo)")
     parser.add_argument("--C", type=number(0, strict=True), default=DEFAULTS["C"],
@@ -415,3 +445,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="print only the test_acc line")
     parser.set_defaults(func=_run)
     return parser
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    """An integer argument of :func:`run_demo`, ``>= minimum``, or a named error."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputTypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_real(name: str, value: object, ok: Any, what: str) -> None:
+    """A real argument of :func:`run_demo` for which ``ok(value)`` holds, or a named error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputTypeError(f"{name} must be {what}, got {value!r}")
+    if not ok(float(value)):
+        raise ConfigError(f"{name} must be {what}, got {value!r}")

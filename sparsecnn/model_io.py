@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 
 from ._limits import check_network_size
-from ._safe_io import atomic_write, read_npz
-from .exceptions import DataFormatError, SparseCNNError
+from ._safe_io import atomic_write, file_name, read_npz
+from .exceptions import DataFormatError, InputTypeError, SparseCNNError
 from .layers import ConvLayer, FullLayer
 from .network import Network
 
@@ -88,12 +88,24 @@ class Model:
     >>> model = Model(net, net.init_params(seed=0), mean=np.full(4, 0.5), meta={"scale": 0.5})
     >>> model.scale, model.theta.shape
     (0.5, (10,))
+    >>> Model(net, net.init_params(seed=0), mean=None, meta={"scale": "1/255"})
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.InputTypeError: Model: meta['scale'] (the factor applied to the raw pixels) must be a finite number, got '1/255'
     """
 
     net: Network
     theta: np.ndarray
     mean: np.ndarray | None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.net, Network):
+            raise InputTypeError(f"Model: net must be a Network, got {type(self.net).__name__}")
+        self.theta = self.net.check_theta(self.theta)
+        if self.mean is not None:
+            self.mean = _check_mean(self.net, self.mean, allow_empty=False)
+        _check_meta(self.meta, "Model", full=False)
 
     @property
     def scale(self) -> float:
@@ -106,11 +118,17 @@ class Model:
         Parameters
         ----------
         X : ndarray, shape ``(d^1 a^1 b^1, l)``
-            Raw inputs, column ``i`` being ``vec(Z^{1,i})``.
+            Raw inputs, column ``i`` being ``vec(Z^{1,i})``; a vector of ``d^1 a^1 b^1``
+            entries is one instance.  Checked as :meth:`Network.check_X` checks ``X``.
 
         Returns
         -------
         ndarray of float64, shape ``(d^1 a^1 b^1, l)``
+
+        Raises
+        ------
+        ShapeError, NonFiniteError, InputTypeError
+            If ``X`` does not have ``d^1 a^1 b^1`` rows, is not finite or not numeric.
 
         Examples
         --------
@@ -119,8 +137,15 @@ class Model:
         >>> model.preprocess(np.array([[2., 4.], [4., 8.]]))
         array([[0., 1.],
                [0., 2.]])
+        >>> model.preprocess(np.array([2., 4.]))           # one instance
+        array([[0.],
+               [0.]])
+        >>> model.preprocess(np.ones(3))
+        Traceback (most recent call last):
+        ...
+        sparsecnn.exceptions.ShapeError: X must have d*a*b = 2 rows, got 3
         """
-        X = np.asarray(X, dtype=np.float64) * self.scale
+        X = self.net.check_X(X) * self.scale
         return X - self.mean[:, None] if self.mean is not None else X
 
 
@@ -313,14 +338,12 @@ def save_model(path: str | os.PathLike[str], net: Network, theta: np.ndarray, *,
     >>> sorted(np.load(path).files)
     ['format', 'mean', 'meta', 'network', 'sha256', 'theta', 'version']
     """
+    if not isinstance(net, Network):
+        raise InputTypeError(f"save_model: net must be a Network, got {type(net).__name__}")
     theta = net.check_theta(theta)
-    mean_arr = np.zeros(0) if mean is None else np.asarray(mean, dtype=np.float64).reshape(-1)
-    if mean_arr.size not in (0, net.n_input):
-        raise DataFormatError(f"mean must have d*a*b = {net.n_input} entries, got {mean_arr.size}")
-    if not np.isfinite(mean_arr).all():
-        raise DataFormatError("mean (the training mean of each pixel) must be finite")
-    meta = dict(meta or {})
-    _check_scale(meta, "save_model")
+    mean_arr = np.zeros(0) if mean is None else _check_mean(net, mean, allow_empty=True)
+    meta = {} if meta is None else meta
+    meta_text = _check_meta(meta, "save_model")
     desc = network_to_dict(net)
     arrays = {
         "format": np.array(FORMAT),
@@ -328,10 +351,63 @@ def save_model(path: str | os.PathLike[str], net: Network, theta: np.ndarray, *,
         "network": np.array(json.dumps(desc)),
         "theta": theta,
         "mean": mean_arr,
-        "meta": np.array(json.dumps(meta)),
+        "meta": np.array(meta_text),
         "sha256": np.array(json.dumps(model_checksums(desc, theta, mean_arr, meta))),
     }
     atomic_write(path, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
+
+
+def _check_mean(net: Network, mean: object, *, allow_empty: bool) -> np.ndarray:
+    """The training mean as a finite float64 vector of ``d^1 a^1 b^1`` entries (or none), or a named error."""
+    try:
+        arr = np.asarray(mean, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputTypeError(f"mean (the training mean of each pixel) must be numbers, got {mean!r}"[:300]) from None
+    if arr.size != net.n_input and not (allow_empty and arr.size == 0):
+        raise DataFormatError(f"mean must have d*a*b = {net.n_input} entries, got {arr.size}")
+    if not np.isfinite(arr).all():
+        raise DataFormatError("mean (the training mean of each pixel) must be finite")
+    return arr
+
+
+def _check_meta(meta: object, source: str, *, full: bool = True) -> str:
+    """``meta``'s JSON text, after checking it is a dict of JSON data with text keys (so it reads back as
+    given) and a finite ``meta["scale"]``; with ``full=False`` only the dict and the scale (returns "")."""
+    if not isinstance(meta, dict):
+        raise InputTypeError(f"{source}: meta must be a dict of JSON data, got {type(meta).__name__}")
+
+    if not full:
+        _check_meta_scale(meta, source)
+        return ""
+    try:
+        text = json.dumps(meta)
+    except (TypeError, ValueError, RecursionError) as exc:      # ValueError: a circular reference
+        raise InputTypeError(f"{source}: meta must be JSON data (text, int, float, bool, None, lists, dicts): "
+                             f"{type(exc).__name__}: {exc}"[:400]) from None
+    todo: list[tuple[object, str]] = [(meta, "")]          # a stack, not recursion: any depth is checked
+    while todo:
+        value, where = todo.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise InputTypeError(f"{source}: meta{where} has the key {key!r}; JSON keys are text, so it "
+                                         "would come back as a different key"[:300])
+                todo.append((item, f"{where}[{key!r}]"))
+        elif isinstance(value, (list, tuple)):
+            todo.extend((item, f"{where}[{k}]") for k, item in enumerate(value))
+        elif not (value is None or isinstance(value, (str, int, float))):     # bool is an int
+            raise InputTypeError(f"{source}: meta{where[:200]} is {type(value).__name__} {value!r}; meta holds "
+                                 "JSON data only (text, int, float, bool, None, lists, dicts)"[:400])
+    _check_meta_scale(meta, source)
+    return text
+
+
+def _check_meta_scale(meta: dict[str, Any], source: str) -> None:
+    if "scale" in meta:
+        scale = meta["scale"]
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
+            raise InputTypeError(f"{source}: meta['scale'] (the factor applied to the raw pixels) must be a "
+                                 f"finite number, got {scale!r}"[:300])
 
 
 def _check_scale(meta: dict[str, Any], source: str) -> None:
@@ -388,7 +464,7 @@ def load_model(path: str | os.PathLike[str]) -> Model:
     ...
     sparsecnn.exceptions.DataFormatError: .../absent.npz: model file not found
     """
-    source = os.fspath(path)
+    source = file_name(path, "model file")
     arrays = read_npz(path, "model file")
     if "format" not in arrays or _text(arrays, "format", source) != FORMAT:
         raise DataFormatError(f"{source}: not a sparsecnn model (no format entry {FORMAT!r})")

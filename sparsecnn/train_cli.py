@@ -45,8 +45,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -57,9 +59,10 @@ from tqdm import tqdm
 
 from . import datasets, objective
 from ._argtypes import address, integer, number
+from ._checks import FLOAT_WARNINGS
 from ._safe_io import unwritable
 from .data import SCALINGS, center, load_simplenn_mat, scale_pixels
-from .exceptions import DataFormatError, DivergenceError, SparseCNNError
+from .exceptions import DataFormatError, DivergenceError, LabelError, NonFiniteError, SparseCNNError
 from .model_io import Model, load_model, save_model
 from .network import Network
 from .optim import adam, newton, sgd
@@ -133,7 +136,8 @@ def add_parser(subparsers: Any) -> None:
                    help="mini-batch size (default 128); for Newton, instances per forward pass (default 1024)")
     s.add_argument("--epoch-max", type=integer(1), default=500, help="epochs (default 500)")
     s.add_argument("--lr", type=number(0, strict=True, finite=True), help="learning rate (default 0.01 for SGD, 0.001 for Adam)")
-    s.add_argument("--momentum", type=number(0, strict=False, finite=True), default=0.0, help="SGD momentum (default 0)")
+    s.add_argument("--momentum", type=number(0, strict=False, finite=True, below=1), default=0.0,
+                   help="SGD momentum in [0, 1) (default 0)")
     s.add_argument("--decay", type=number(0, strict=False, finite=True), default=0.0, help="SGD lr decay: lr/(1 + decay t)")
     t.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="float type of the network's products; f, the gradient and CG stay float64 "
@@ -228,9 +232,53 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"sparsecnn train: error: {problem}", file=sys.stderr)
         return 2
     try:
-        return _train(args)
+        with warnings.catch_warnings():     # numpy's overflow warnings: the divergence checks report them
+            warnings.filterwarnings("ignore", FLOAT_WARNINGS, RuntimeWarning)
+            return _train(args)
     except (SparseCNNError, OSError) as exc:
         return _fail("train", exc)
+
+
+def _same(a: str | Path, b: str | Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:                                 # one does not exist (yet): compare the names
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def clobbers(args: argparse.Namespace, outputs: tuple[str, ...], inputs: tuple[str, ...]) -> str | None:
+    """Why writing an output option would destroy an input file or another output, or None.
+
+    ``--save`` naming the ``--train`` file would replace the data with the model (atomically, so
+    the data are gone); two outputs naming one file would leave only the last written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> data = Path(tempfile.mkdtemp()) / "run.mat"
+    >>> _ = data.write_bytes(b"MATLAB")
+    >>> check = argparse.Namespace(save=data, log=data.with_suffix(".log"), train=str(data))
+    >>> clobbers(check, ("save", "log"), ("train",))  # doctest: +ELLIPSIS
+    '--save .../run.mat is the --train file .../run.mat: writing it would replace that file; give another name'
+    >>> clobbers(argparse.Namespace(save=Path("a.npz"), log=Path("a.npz")), ("save", "log"), ())
+    '--save and --log both name a.npz: one would replace the other; give two names'
+    """
+    given = [(o, getattr(args, o, None)) for o in outputs]
+    written = [(o, p) for o, p in given if p is not None]
+    for option, path in written:
+        for source in inputs:
+            text = getattr(args, source, None)
+            if text is None:
+                continue
+            candidates = [text] + ([datasets.path(text)] if text in datasets.NAMES else [])
+            if any(_same(path, c) for c in candidates if os.path.exists(c)):
+                return (f"--{option} {path} is the --{source} file {text}: writing it would replace that file; "
+                        "give another name")
+    for k, (option, path) in enumerate(written):
+        for other, other_path in written[k + 1:]:
+            if _same(path, other_path):
+                return f"--{option} and --{other} both name {path}: one would replace the other; give two names"
+    return None
 
 
 def check_outputs(args: argparse.Namespace) -> str | None:
@@ -253,6 +301,9 @@ def check_outputs(args: argparse.Namespace) -> str | None:
             problem = unwritable(path, f"--{option}")
             if problem is not None:
                 return problem
+    problem = clobbers(args, ("save", "plot", "log"), ("config", "train", "test", "val"))
+    if problem is not None:
+        return problem
     plot = getattr(args, "plot", None)
     if plot is not None and Path(plot).suffix:
         try:
@@ -273,8 +324,9 @@ def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarr
         X, y = load_simplenn_mat(path, shape=shape)
     except DataFormatError as exc:
         labels = True
-        with contextlib.suppress(Exception):           # only to word the message
-            labels = "y" in {name for name, _, _ in scipy.io.whosmat(path)}
+        if ": missing variable" in str(exc):            # not a corrupt file that merely hides y
+            with contextlib.suppress(Exception):       # only to word the message
+                labels = "y" in {name for name, _, _ in scipy.io.whosmat(path)}
         if not labels:
             need = {"--val": "the best model is chosen by validation accuracy",
                     "--test": "the test accuracy is measured",
@@ -282,12 +334,66 @@ def _load(text: str, shape: tuple[int, int, int], option: str) -> tuple[np.ndarr
             raise DataFormatError(f"{option} {text}: the file has images Z but no labels y (l x 1); "
                                   f"{need} against the labels, so they are required") from None
         a, b, d = shape
-        raise DataFormatError(f"{option} {text}: {exc} (the configuration's input is "
-                              f"a^1 x b^1 x d^1 = {a} x {b} x {d}: Z needs {a * b * d} columns)") from None
+        why = (f" (the configuration's input is a^1 x b^1 x d^1 = {a} x {b} x {d}: Z needs {a * b * d} columns)"
+               if "columns" in str(exc) else "")                 # only where Z's width is the problem
+        raise DataFormatError(f"{option} {text}: {exc}{why}") from None
     if X.shape[1] == 0:
         raise DataFormatError(f"{option} {text}: holds no instances (l = 0 rows of Z); training, testing and "
                               "the accuracy need l >= 1")
     return X, y
+
+
+def _labels(net: Network, y: np.ndarray, option: str, text: str) -> np.ndarray:
+    """The labels ``y`` of ``option``'s file checked against ``n_L``; an error names the option and the file.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer
+    >>> _labels(Network((1, 1, 1), [FullLayer(3)]), np.array([1, 2, 3]), "--train", "t.mat")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.LabelError: --train t.mat: y must hold labels in 0..n_L-1 = 0..2, got 3 at position 2; the labels run from 1 to 3 = n_L: 1-based labels (as MATLAB's) must be stored as 0..n_L-1
+    """
+    try:
+        return net.check_y(y, y.size)
+    except LabelError as exc:
+        message = f"{option} {text}: {exc}"
+        if y.size and y.min() == 1 and y.max() == net.n_L:
+            message += (f"; the labels run from 1 to {net.n_L} = n_L: 1-based labels (as MATLAB's) must be "
+                        f"stored as 0..n_L-1")
+        elif y.size and y.max() >= net.n_L:
+            message += (f"; the network's last layer has n_L = {net.n_L} outputs (full_neurons of the "
+                        f"configuration), one per class")
+        raise LabelError(message) from None
+
+
+def _predict(net: Network, theta: np.ndarray, X: np.ndarray, option: str, text: str,
+             batch_size: int = 1024) -> np.ndarray:
+    """``argmax_k z^{L+1,i}_k`` as :meth:`Network.predict`, refusing instances whose output is not finite.
+
+    Huge inputs or parameters (a model saved from a run that was diverging) overflow the products;
+    the argmax of NaN or Inf is a label chosen by the overflow, so no accuracy is computed from it.
+
+    Examples
+    --------
+    >>> from sparsecnn import FullLayer
+    >>> net = Network((1, 2, 1), [FullLayer(2)])
+    >>> theta = net.pack([np.ones((2, 2))], [np.zeros(2)])
+    >>> _predict(net, theta, np.array([[1., 1e308], [0., 1e308]]), "--data", "t.mat")
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.NonFiniteError: --data t.mat: the network's output z^{L+1} is not finite for instance 1 (row 1 of Z; 1 instance in all): the products overflow (its scaled pixels reach max |X| = 1e+308, the model's max |theta| = 1); no label or accuracy is given for it
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = net.output(theta, X, batch_size=batch_size)
+    bad = ~np.isfinite(out).all(axis=0)
+    if bad.any():
+        i, count = int(np.argmax(bad)), int(bad.sum())
+        raise NonFiniteError(f"{option} {text}: the network's output z^{{L+1}} is not finite for instance {i} "
+                             f"(row {i} of Z; {count} instance{'s' if count > 1 else ''} in all): the products "
+                             f"overflow (its scaled pixels reach max |X| = {np.abs(X[:, i]).max():g}, the model's "
+                             f"max |theta| = {np.abs(theta).max():g}); no label or accuracy is given for it")
+    return out.argmax(axis=0)
 
 
 def preprocess(X: np.ndarray, scaling: str, mean: np.ndarray | None = None
@@ -373,14 +479,14 @@ def _train(args: argparse.Namespace) -> int:
     shape = (net.input_shape[0], net.input_shape[1], net.input_shape[2])
     Xtr, ytr, mean = _prepared(args.train, shape, "--train", args.scale, None)
     l = Xtr.shape[1]
-    ytr = net.check_y(ytr, l)
+    ytr = _labels(net, ytr, "--train", args.train)
     test = val = None
     if args.test is not None:
         Xte, yte, _ = _prepared(args.test, shape, "--test", args.scale, mean)
-        test = (Xte, net.check_y(yte, Xte.shape[1]))
+        test = (Xte, _labels(net, yte, "--test", args.test))
     if args.val is not None:
         Xva, yva, _ = _prepared(args.val, shape, "--val", args.scale, mean)
-        val = (Xva, net.check_y(yva, Xva.shape[1]))
+        val = (Xva, _labels(net, yva, "--val", args.val))
     validation = val if val is not None else test
     C = args.C * l
     theta0 = net.init_params(seed=args.seed)
@@ -457,6 +563,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"{args.solver}: {len(hist)} iterations in {elapsed:.1f} s, f {hist.f[-1]:.6g}, "
               f"|g| {hist.gnorm[-1]:.4g}{extra}")
         if val is not None:
+            _predict(net, theta, val[0], "--val", args.val)          # the accuracies were of finite outputs
             say(f"best val_acc: {hist.best_val_acc:g} at {unit} {hist.best_iter} of {len(hist)} "
                 "(the model kept)", always=True)
         if args.save is not None:
@@ -469,7 +576,7 @@ def _train(args: argparse.Namespace) -> int:
             plot_history(hist, args.plot, title=f"{args.solver} on {Path(args.train).name}")
             print(f"curves drawn to {args.plot}")
         if test is not None:
-            acc = float(np.mean(net.predict(theta, test[0]) == test[1]))
+            acc = float(np.mean(_predict(net, theta, test[0], "--test", args.test) == test[1]))
             say(f"test_acc: {acc:g}", always=True)
     return 0
 
@@ -541,9 +648,10 @@ def run_predict(args: argparse.Namespace) -> int:
     Returns
     -------
     int
-        0 on success; 2 when the model file cannot be used (missing, not a model file, changed
-        since it was written, a malformed entry such as a non-numeric ``meta.scale``), checked
-        before any data is read; 1 for any later error.  Each error is one line on stderr.
+        0 on success; 2 when ``--output`` cannot be written (a folder, a missing or read-only
+        folder) or the model file cannot be used (missing, not a model file, changed since it was
+        written, a malformed entry such as a non-numeric ``meta.scale``), checked before any data
+        is read; 1 for any later error.  Each error is one line on stderr.
 
     Examples
     --------
@@ -564,6 +672,11 @@ def run_predict(args: argparse.Namespace) -> int:
     >>> (folder / "labels.txt").read_text().split()
     ['0', '0', '0', '0']
     """
+    problem = None if args.output is None else (unwritable(args.output, "--output")
+                                                 or clobbers(args, ("output",), ("model", "data")))
+    if problem is not None:
+        print(f"sparsecnn predict: error: {problem}", file=sys.stderr)
+        return 2
     try:
         model = load_model(args.model)
     except (SparseCNNError, OSError) as exc:
@@ -578,9 +691,9 @@ def run_predict(args: argparse.Namespace) -> int:
         else:
             X, y = _load(args.data, shape, "--data")
             X = model.preprocess(X)
-        labels = model.net.check_y(y, X.shape[1])
+        labels = _labels(model.net, y, "--data", args.data)
         bsize = args.bsize if args.bsize is not None else 1024
-        predicted = model.net.predict(model.theta, X, batch_size=bsize)
+        predicted = _predict(model.net, model.theta, X, "--data", args.data, batch_size=bsize)
         acc = float(np.mean(predicted == labels))
         if args.output is not None:
             args.output.write_text("".join(f"{int(k)}\n" for k in predicted), encoding="utf-8")

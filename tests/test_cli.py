@@ -6,11 +6,14 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
 from sparsecnn.cli import main
+from sparsecnn.demo import run_demo, run_mnist_demo
+from sparsecnn.exceptions import ConfigError, InputTypeError
 
 pytest.importorskip("sklearn")
 
@@ -113,6 +116,9 @@ def test_demo_subprocess() -> None:
     (["demo", "--momentum", "1"], "--momentum"),
     (["demo", "--batch-size", "x"], "--batch-size"),
     (["demo", "--C", "0"], "--C"),
+    (["demo", "--seed", "-1"], "--seed"),           # was numpy's ValueError traceback
+    (["demo", "--iters", "0"], "--iters"),          # was InputTypeError traceback from newton
+    (["demo", "--lr", "inf"], "--lr"),              # was accepted, then a NonFiniteError traceback
     (["demo", "--solver", "lbfgs"], "--solver"),
     (["nonsense"], "invalid choice"),
     ([], "COMMAND"),
@@ -137,6 +143,44 @@ def test_demo_without_sklearn(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     monkeypatch.setitem(sys.modules, "sklearn", None)
     assert main(["demo", "--epochs", "1"]) == 1
     assert "pip install 'sparsecnn[demo]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--C", "1e-300", "--iters", "1"], "newton diverged at iteration 1"),
+    (["demo", "--solver", "sgd", "--lr", "1e10", "--epochs", "1"], "sgd diverged in epoch 1 (step "),
+])
+def test_demo_divergence_exits_1_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                                message: str) -> None:
+    """A diverging demo ended in a traceback (DivergenceError; NonFiniteError in the next SGD step)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*argv, "--quiet"]) == 1
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    captured = capsys.readouterr()
+    assert "test_acc" not in captured.out
+    assert captured.err.startswith("sparsecnn demo: error: " + message), captured.err
+    assert "Traceback" not in captured.err and captured.err.count("\n") == 1, captured.err
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"batch_size": -1, "solver": "sgd"}, ConfigError, "batch_size must be an integer >= 0, got -1"),
+    ({"epochs": 1.5, "solver": "sgd"}, InputTypeError, "epochs must be an integer >= 0, got 1.5"),
+    ({"iters": 0}, ConfigError, "iters must be an integer >= 1, got 0"),
+    ({"lr": float("nan"), "solver": "sgd"}, ConfigError, "lr must be a finite number > 0, got nan"),
+    ({"momentum": 1.0, "solver": "sgd"}, ConfigError, r"momentum must be a number in \[0, 1\), got 1.0"),
+    ({"C": -2.0}, ConfigError, r"C must be a number > 0 \(inf: no regularisation\), got -2.0"),
+    ({"seed": -1}, ConfigError, "seed must be an integer >= 0, got -1"),
+    ({"solver": "lbfgs"}, ConfigError, "solver must be one of"),
+])
+def test_run_demo_refuses_bad_arguments_before_training(kwargs: dict, error: type, message: str) -> None:
+    """``run_demo(batch_size=-1)`` trained nothing (an empty range of steps) and reported a test accuracy."""
+    with pytest.raises(error, match=message):
+        run_demo(**kwargs)
+
+
+def test_run_mnist_demo_refuses_a_negative_seed() -> None:
+    with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -5"):
+        run_mnist_demo(iters=1, seed=-5, n_train=10)
 
 
 # ------------------------------------------------------------------ README and CI

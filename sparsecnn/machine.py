@@ -23,6 +23,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,7 +31,8 @@ from typing import Any
 
 from threadpoolctl import threadpool_info
 
-__all__ = ["Machine", "Choices", "detect", "choose", "chosen", "blas_info", "report", "add_parser", "DEFAULT_L2"]
+__all__ = ["Machine", "Choices", "detect", "choose", "chosen", "blas_info", "report", "add_parser", "DEFAULT_L2",
+           "MAX_THREADS_PER_CPU"]
 
 DEFAULT_L2 = 2 * 1024**2
 """L2 size assumed where the operating system does not report one (bytes)."""
@@ -138,6 +140,10 @@ def detect() -> Machine:
                    l3=caches.get(3))
 
 
+MAX_THREADS_PER_CPU = 4
+"""``SPARSECNN_NUM_THREADS`` above this many threads per CPU is clipped (with a warning)."""
+
+
 def _clip(value: int, low: int, high: int) -> int:
     return max(low, min(high, value))
 
@@ -146,7 +152,9 @@ def choose(machine: Machine, env: dict[str, str] | None = None) -> Choices:
     """Threads and block sizes for ``machine``.
 
     - threads: ``SPARSECNN_NUM_THREADS`` where set, else one per CPU this
-      process may run on;
+      process may run on; a value that is not a whole number >= 1 is ignored
+      and one above :data:`MAX_THREADS_PER_CPU` per CPU is clipped, each with
+      a ``RuntimeWarning`` naming the variable;
     - the block of a GEMM's output kept in cache while the bias is added or
       the block is scattered: an eighth of L2 (room for the block, its inputs
       and BLAS's own packing), between 64 KiB and 1 MiB;
@@ -165,10 +173,19 @@ def choose(machine: Machine, env: dict[str, str] | None = None) -> Choices:
     """
     env = dict(os.environ) if env is None else env
     raw = env.get("SPARSECNN_NUM_THREADS")
-    if raw is not None and raw.strip().isdigit() and int(raw) >= 1:
-        threads, why = int(raw), f"SPARSECNN_NUM_THREADS={raw.strip()}"
-    else:
-        threads, why = machine.cores, f"{machine.cores} CPUs available ({machine.cores_source})"
+    threads, why = machine.cores, f"{machine.cores} CPUs available ({machine.cores_source})"
+    if raw is not None and raw.strip():
+        most = MAX_THREADS_PER_CPU * machine.cores
+        if not (raw.strip().isdigit() and int(raw) >= 1):
+            why = f"SPARSECNN_NUM_THREADS={raw.strip()!r} ignored (not a whole number >= 1); {why}"
+            warnings.warn(f"SPARSECNN_NUM_THREADS must be a whole number of threads >= 1, got {raw!r}: "
+                          f"ignored, the kernels use {threads} (one per CPU)", RuntimeWarning, stacklevel=2)
+        elif int(raw) > most:
+            threads, why = most, f"SPARSECNN_NUM_THREADS={raw.strip()} clipped to {MAX_THREADS_PER_CPU} per CPU"
+            warnings.warn(f"SPARSECNN_NUM_THREADS={raw.strip()} is more than {MAX_THREADS_PER_CPU} threads per "
+                          f"CPU ({machine.cores} available): the kernels use {most}", RuntimeWarning, stacklevel=2)
+        else:
+            threads, why = int(raw), f"SPARSECNN_NUM_THREADS={raw.strip()}"
     l2, l2_why = (machine.l2, "L2") if machine.l2 else (DEFAULT_L2, "L2 not reported, assumed")
     block = _clip(l2 // 8, 64 * 1024, 1024**2)
     fused = _clip(l2 // 2, 256 * 1024, 4 * 1024**2)
@@ -221,7 +238,8 @@ def report(machine: Machine | None = None, choices: Choices | None = None) -> st
     >>> print(report(m, choose(m, env={})).splitlines()[1])
     caches: L1d 48 KiB, L2 2,048 KiB, L3 unknown
     """
-    machine = machine or detect()
+    if machine is None:
+        machine, choices = detect(), choices or chosen()     # this process's: warned about once
     choices = choices or choose(machine)
     lines = [f"CPUs available: {machine.cores} ({machine.cores_source})",
              f"caches: L1d {_kib(machine.l1d)}, L2 {_kib(machine.l2)}, L3 {_kib(machine.l3)}"]

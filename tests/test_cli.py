@@ -235,3 +235,14 @@ def test_demo_mnist_demo_is_newton_only(capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit):
         main(["demo", "--data", "mnist"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_info_into_a_closed_pipe_ends_quietly_without_a_traceback():
+    """``sparsecnn info | head -1``: the reader leaves before the report is written."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from sparsecnn.cli import main; sys.exit(main())",
+                             "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()                              # nothing will read what info prints
+    _, err = proc.communicate(timeout=120)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()[-2000:]
+    assert proc.returncode == 141

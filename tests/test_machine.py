@@ -39,7 +39,25 @@ def test_threads_follow_the_cpus_unless_SPARSECNN_NUM_THREADS_says_otherwise():
     assert choose(m, env={}).threads == 6
     c = choose(m, env={"SPARSECNN_NUM_THREADS": "3"})
     assert c.threads == 3 and "SPARSECNN_NUM_THREADS=3" in c.threads_why
-    assert choose(m, env={"SPARSECNN_NUM_THREADS": "zero"}).threads == 6
+    with pytest.warns(RuntimeWarning, match="SPARSECNN_NUM_THREADS must be a whole number"):
+        c = choose(m, env={"SPARSECNN_NUM_THREADS": "zero"})
+    assert c.threads == 6 and "'zero' ignored" in c.threads_why
+
+
+@pytest.mark.parametrize("raw", ["abc", "-3", "0", "2.5", " 1e3 "])
+def test_an_unusable_SPARSECNN_NUM_THREADS_is_ignored_with_a_warning_naming_it(raw):
+    m = Machine(cores=2, cores_source="test", l1d=None, l2=None, l3=None)
+    with pytest.warns(RuntimeWarning, match="SPARSECNN_NUM_THREADS") as caught:
+        c = choose(m, env={"SPARSECNN_NUM_THREADS": raw})
+    assert c.threads == 2 and repr(raw) in str(caught[0].message) and "ignored" in c.threads_why
+
+
+def test_SPARSECNN_NUM_THREADS_beyond_four_per_CPU_is_clipped_with_a_warning():
+    m = Machine(cores=2, cores_source="test", l1d=None, l2=None, l3=None)
+    with pytest.warns(RuntimeWarning, match="more than 4 threads per CPU"):
+        c = choose(m, env={"SPARSECNN_NUM_THREADS": "100000"})
+    assert c.threads == 8 and "clipped" in c.threads_why
+    assert choose(m, env={"SPARSECNN_NUM_THREADS": "8"}).threads == 8      # at the limit: taken as given
 
 
 def test_sizes_read_as_the_kernel_writes_them():

@@ -63,8 +63,9 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Threads used by the kernels of this module.
 
-    The default is the number of cores this process may use, at most 2, or
-    the environment variable ``SPARSECNN_NUM_THREADS``; see :func:`set_num_threads`.
+    The default is the number of CPUs this process may use, or the
+    environment variable ``SPARSECNN_NUM_THREADS`` (:func:`sparsecnn.machine.choose`);
+    see :func:`set_num_threads`.
 
     Examples
     --------

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ._checks import check_finite
+from ._checks import check_finite, real_numeric
 from ._limits import check_bytes
 from ._matfile import check_mat_v4, check_mat_v5, is_mat_v4, is_mat_v5
 from ._safe_io import file_name
@@ -415,13 +415,7 @@ def _pixels(X: object, name: str = "X", *, matrix: bool = True) -> np.ndarray:
     A NaN would otherwise spread: into every pixel of its image (min-max scaling) or of its
     row (the mean that :func:`center` subtracts), far from where it was.
     """
-    if isinstance(X, (str, bytes)) or X is None:
-        raise InputTypeError(f"{name} must be a numeric array, got {type(X).__name__}")
-    arr = np.asarray(X)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputTypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if np.iscomplexobj(arr):
-        raise InputTypeError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = real_numeric(name, X)
     if matrix and arr.ndim != 2:
         raise ShapeError(f"{name} must be a matrix (d a b, l), got shape {arr.shape}")
     return check_finite(name, np.asarray(arr, dtype=np.float64))

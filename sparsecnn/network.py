@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from . import config, engine, objective, second_order
+from ._checks import real_numeric
 from .engine import Keep
 from .exceptions import (
     ArchitectureError,
@@ -452,13 +453,7 @@ class Network:
         ...
         sparsecnn.exceptions.LabelError: y must hold labels in 0..n_L-1 = 0..2, got 3 at position 1
         """
-        if isinstance(y, (str, bytes)) or y is None:
-            raise InputTypeError(f"y must be a vector of integer labels, got {type(y).__name__}")
-        arr = np.asarray(y)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise InputTypeError(f"y must be a vector of integer labels, got dtype {arr.dtype}")
-        if np.iscomplexobj(arr):
-            raise InputTypeError(f"y must be a vector of real integer labels, got dtype {arr.dtype}")
+        arr = real_numeric("y", y, "a vector of integer labels")
         if l == 0:
             raise ShapeError("l = 0: there are no instances (columns of X); f and the accuracy average over "
                              "the l instances, so l >= 1 is needed")

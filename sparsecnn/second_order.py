@@ -55,9 +55,9 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from . import engine
-from ._checks import check_finite
+from ._checks import check_finite, real_numeric
 from .engine import Keep, Store
-from .exceptions import ConfigError, InputTypeError, ShapeError
+from .exceptions import ConfigError, ShapeError
 from .kernels import Workspace, blas_serial
 from .layers import ConvShape, FullShape
 from .planner import Plan
@@ -99,13 +99,7 @@ def real_array(name: str, a: object) -> np.ndarray:
     ...
     sparsecnn.exceptions.InputTypeError: v must be a real numeric array, got dtype complex128
     """
-    if isinstance(a, (str, bytes)) or a is None:
-        raise InputTypeError(f"{name} must be a real numeric array, got {type(a).__name__}")
-    arr = np.asarray(a)
-    if arr.dtype == object or np.iscomplexobj(arr) or not (np.issubdtype(arr.dtype, np.number)
-                                                            or arr.dtype == bool):
-        raise InputTypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float64)
+    return np.asarray(real_numeric(name, a), dtype=np.float64)
 
 
 def _conv_W_grad(ly: ConvShape, Phi: np.ndarray, dS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

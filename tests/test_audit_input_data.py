@@ -43,7 +43,7 @@ def test_scale_refuses_a_non_finite_factor(factor: float) -> None:
 
 @pytest.mark.parametrize("step", [scale_minmax, center, lambda X: scale(X, 2.0)], ids=["scale_minmax", "center", "scale"])
 @pytest.mark.parametrize("X, given", [("pixels", "got str"), (np.array([[1, None]], dtype=object), "got dtype object"),
-                                      (np.ones((2, 2)) * 1j, "must be real")])
+                                      (np.ones((2, 2)) * 1j, "must be a real numeric array, got dtype complex128")])
 def test_non_numeric_pixels_are_named(step, X: object, given: str) -> None:
     with pytest.raises(InputTypeError, match=given):
         step(X)

@@ -669,16 +669,19 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
     notes: list[str] = []
     failed: dict[str, str] = {}
     logits_module = model if logits_module is None else logits_module
-    returned = model(x)
+    # every parameter as a fresh leaf that requires grad, so that frozen ones (requires_grad=False) are
+    # differentiated too; the model's own forward and backward run on them (functional_call)
+    leaves = {k: p.detach().requires_grad_(True) for k, p in named.items()}
+    returned = torch.func.functional_call(model, leaves, (x,))
     l = returned.shape[0]
     out = returned if final is None else logits_module(x)
     f = _torch_loss(returned, torch.as_tensor(y, device=device), loss, final)
     if np.isfinite(C):
-        f = f + sum((p * p).sum() for p in named.values()) / (2.0 * C)
+        f = f + sum((p * p).sum() for p in leaves.values()) / (2.0 * C)
     res["output"] = _to_numpy(out)
     res["f"] = float(f.detach().cpu().to(torch.float64))
     if "grad" in products:
-        grads = torch.autograd.grad(f, list(named.values()), allow_unused=True)
+        grads = torch.autograd.grad(f, list(leaves.values()), allow_unused=True)
         res["grad"] = {k: (_to_numpy(g) if g is not None else np.zeros(tuple(named[k].shape)))
                        for k, g in zip(named, grads, strict=True)}
     if not set(products) & {"Jv", "JTv", "Gv"}:

@@ -1,0 +1,88 @@
+"""Audit of ``from_torch`` and ``check`` with PyTorch models as people write them (issue 14).
+
+Each test cites the item of issue 14 it holds the code to.  The numbers a model
+should give are computed here independently of sparsecnn's layouts: PyTorch's
+own autograd in float64, and a parameter map written out from NOTATION.md
+(``W^m[o, r + h*q + h*h*c] = weight[o, c, r, q]``; the first full layer's column
+``c + d*(r + a*q)`` is PyTorch's flatten index ``c*a*b + r*b + q``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+from sparsecnn.interop import X_from_torch, read_torch  # noqa: E402
+from sparsecnn.oracle import check  # noqa: E402
+
+
+def _x(l=5, shape=(1, 8, 8), seed=1, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(l, *shape, generator=g, dtype=torch.float64).to(dtype)
+
+
+def _theta_from_model(model, reading):
+    """``theta`` from the model's parameters by NOTATION.md's formulas (no sparsecnn layout code)."""
+    named = dict(model.named_parameters())
+    net = reading.net
+    parts = []
+    for tl in reading.layers:
+        w = named[tl.weight_name].detach().to(torch.float64)
+        if tl.kind == "conv":
+            W = w.permute(0, 1, 3, 2).reshape(w.shape[0], -1).numpy()      # column r + h*q + h*h*c
+        else:
+            W = w.numpy()
+            if tl.m == net.LC + 1:
+                a, b, d = ((net.conv[-1].a_out, net.conv[-1].b_out, net.conv[-1].d_out) if net.LC
+                           else net.input_shape)
+                perm = [c * a * b + r * b + q for q in range(b) for r in range(a) for c in range(d)]
+                W = W[:, perm]
+        b_m = named[tl.bias_name].detach().to(torch.float64).numpy() if tl.bias_name else np.zeros(W.shape[0])
+        parts += [W.reshape(-1, order="F"), b_m]
+    return np.concatenate(parts)
+
+
+# ------------------------------------------------- item 1: models people write
+class _FrozenFirstLayer(nn.Module):
+    """Fine-tuning: the first convolution's parameters do not require gradients."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+        for p in self.conv1.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_issue14_item1_frozen_parameters_are_checked_not_a_raw_runtime_error(dtype):
+    torch.manual_seed(0)
+    model = _FrozenFirstLayer().to(dtype).eval()
+    x, y = _x(dtype=dtype), np.array([0, 1, 2, 3, 4])
+    report = check(model, x, y, products="grad,Jv,JTv,Gv")
+    assert report.passed, report.verdict()
+    # the gradient of the frozen layer is compared too, against PyTorch's float64 autograd
+    reading = read_torch(model, (1, 8, 8))
+    m64 = _FrozenFirstLayer().double()
+    m64.load_state_dict(model.state_dict())
+    ps = [p.detach().requires_grad_(True) for p in m64.parameters()]
+    out = torch.func.functional_call(m64, dict(zip(dict(m64.named_parameters()), ps, strict=True)), (x.double(),))
+    grads = torch.autograd.grad(F.nll_loss(out, torch.as_tensor(y)), ps)
+    with torch.no_grad():
+        for p, g in zip(m64.parameters(), grads, strict=True):
+            p.copy_(g)
+    g_ind = _theta_from_model(m64, reading)
+    _, g_ours = reading.net.objective(reading.theta, X_from_torch(x.double()), y)
+    assert np.allclose(g_ours, g_ind, rtol=1e-10, atol=1e-12)
+    assert all(not p.requires_grad for p in model.conv1.parameters())       # the model is left as it was
+

@@ -916,6 +916,11 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
         treat[cls] = name
     if loss is not None:
         get_loss(loss)                                          # an unknown name: ConfigError listing them
+    lazy = [k for k, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    if lazy:
+        raise ConfigError(f"parameters {lazy} are uninitialized (a lazy module such as LazyLinear or LazyConv2d "
+                          f"has no shape yet): run the model once on an input of shape (l, channels, height, "
+                          f"width), then read it")
     channels, height, width = input_shape
     gm = trace_torch(model, treat)
 

@@ -16,7 +16,8 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from sparsecnn.interop import X_from_torch, read_torch  # noqa: E402
+from sparsecnn import ConfigError  # noqa: E402
+from sparsecnn.interop import X_from_torch, from_torch, read_torch  # noqa: E402
 from sparsecnn.oracle import check  # noqa: E402
 
 
@@ -86,3 +87,13 @@ def test_issue14_item1_frozen_parameters_are_checked_not_a_raw_runtime_error(dty
     assert np.allclose(g_ours, g_ind, rtol=1e-10, atol=1e-12)
     assert all(not p.requires_grad for p in model.conv1.parameters())       # the model is left as it was
 
+
+def test_issue14_item1_uninitialized_lazy_layer_gets_a_config_error_naming_it():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(ConfigError, match=r"3\.weight.*(uninitiali[sz]ed|lazy).*run the model once"):
+        from_torch(model, (1, 6, 6))
+    with pytest.raises(ConfigError, match=r"3\.weight"):
+        check(model, _x(shape=(1, 6, 6)), np.array([0, 1, 2, 0, 1]))
+    model(torch.zeros(1, 1, 6, 6))                          # materialised: read as an ordinary Linear
+    net, _ = from_torch(model, (1, 6, 6))
+    assert net.n_L == 3

@@ -1040,7 +1040,11 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
             continue
         raise _unsupported(op.where, f"{op.kind} is not supported")  # pragma: no cover
     if not blocks or blocks[-1]["kind"] != "full":
-        raise ConfigError(f"model must end with a Linear (and its activation); supported: {SUPPORTED_TORCH_MODULES}")
+        last = ops[-1] if ops else None
+        raise ConfigError(
+            (f"{last.where} is the model's last operation" if last is not None else "the model has no operation")
+            + f": model must end with a Linear (and its activation), whose output z^{{L+1}} has shape (l, n_L) "
+              f"(a convolution's output is flattened before a Linear); supported: {SUPPORTED_TORCH_MODULES}")
 
     n_full = sum(1 for blk in blocks if blk["kind"] == "full")
     specs: list[ConvLayer | FullLayer] = []

@@ -129,3 +129,21 @@ def test_issue14_item5_float32_model_whose_forward_error_exceeds_the_value_still
             assert report.passed, (sign, perm, report.table())
     assert dwarfed >= 8                                                # the case this test is about did occur
 
+
+# ------------------------------------------------------------- bad input
+class _EndsInConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+
+    def forward(self, x):
+        return F.max_pool2d(self.conv(x), 2)
+
+
+def test_issue14_bad_input_output_not_l_by_nL_names_the_last_node_and_its_line():
+    with pytest.raises(ConfigError, match=r"model node max_pool2d \[call torch\.nn\.functional\.max_pool2d\] at "
+                                          r"test_audit_oracle_models\.py:\d+: return F\.max_pool2d\(self\.conv\(x\), 2\) "
+                                          r"is the model's last operation: model must end with a Linear.*\(l, n_L\)"):
+        from_torch(_EndsInConv(), (1, 6, 6))
+    with pytest.raises(ConfigError, match=r"the model has no operation: model must end with a Linear"):
+        from_torch(nn.Sequential(), (1, 2, 2))

@@ -246,7 +246,10 @@ def X_from_torch(x: Any) -> np.ndarray:
     array([0., 4., 2., 6., 1., 5., 3., 7.])
     """
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.is_floating_point():                 # numpy has no bfloat16: widen first (exact)
+            x = x.double()
+        x = x.numpy()
     if isinstance(x, (str, bytes)) or x is None:
         raise InputTypeError(f"x must be a tensor of shape (l, channels, height, width), got {type(x).__name__}")
     arr = np.asarray(x)

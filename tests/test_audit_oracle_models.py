@@ -147,3 +147,19 @@ def test_issue14_bad_input_output_not_l_by_nL_names_the_last_node_and_its_line()
         from_torch(_EndsInConv(), (1, 6, 6))
     with pytest.raises(ConfigError, match=r"the model has no operation: model must end with a Linear"):
         from_torch(nn.Sequential(), (1, 2, 2))
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+
+
+
+def test_issue14_item1_bfloat16_model_is_checked_at_its_own_precision():
+    model = _tiny().to(torch.bfloat16).eval()
+    x = _x(l=4, shape=(1, 6, 6))
+    report = check(model, x, [0, 1, 2, 0], products="grad,Jv,JTv,Gv")
+    assert report.passed, report.table()
+    assert "bfloat16" in report.title
+    # the reference saw x rounded to bfloat16, as the model did
+    assert np.array_equal(report.inputs["X"], X_from_torch(x.to(torch.bfloat16).double()))

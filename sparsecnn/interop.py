@@ -259,6 +259,8 @@ def X_from_torch(x: Any) -> np.ndarray:
     if arr.ndim != 4:
         raise ShapeError(f"x must have shape (l, channels, height, width), got shape {arr.shape}")
     l = arr.shape[0]
+    if l == 0:
+        raise ShapeError(f"x has l = 0 instances (shape {arr.shape}); give at least one image")
     return np.ascontiguousarray(arr.transpose(3, 2, 1, 0).reshape(-1, l), dtype=np.float64)
 
 

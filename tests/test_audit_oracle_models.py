@@ -155,6 +155,15 @@ def _tiny():
 
 
 
+def test_issue14_bad_input_no_instances_is_a_shape_error_not_a_raw_value_error():
+    from sparsecnn import ShapeError
+
+    with pytest.raises(ShapeError, match=r"l = 0"):
+        check(_tiny(), torch.zeros(0, 1, 6, 6), np.zeros(0, dtype=int))
+    with pytest.raises(ShapeError, match=r"l = 0"):
+        X_from_torch(torch.zeros(0, 1, 6, 6))
+
+
 def test_issue14_item1_bfloat16_model_is_checked_at_its_own_precision():
     model = _tiny().to(torch.bfloat16).eval()
     x = _x(l=4, shape=(1, 6, 6))

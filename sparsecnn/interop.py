@@ -912,6 +912,9 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) \
             or len(input_shape) != 3:
         raise ConfigError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    if treat_as is not None and not isinstance(treat_as, Mapping):
+        raise InputTypeError(f"treat_as must be a dict of module classes to operation names, e.g. "
+                             f"{{MyModule: 'relu'}}, got {type(treat_as).__name__}")
     treat: dict[type, str] = {}
     for cls, name in dict(treat_as or {}).items():
         if not isinstance(cls, type) or not issubclass(cls, nn.Module):

@@ -164,6 +164,13 @@ def test_issue14_bad_input_no_instances_is_a_shape_error_not_a_raw_value_error()
         X_from_torch(torch.zeros(0, 1, 6, 6))
 
 
+def test_issue14_bad_input_treat_as_must_be_a_mapping():
+    from sparsecnn import InputTypeError
+
+    with pytest.raises(InputTypeError, match=r"treat_as must be a dict.*\{MyModule: 'relu'\}.*got list"):
+        check(_tiny(), _x(l=3, shape=(1, 6, 6)), [0, 1, 2], treat_as=[nn.ReLU])
+
+
 def test_issue14_item1_bfloat16_model_is_checked_at_its_own_precision():
     model = _tiny().to(torch.bfloat16).eval()
     x = _x(l=4, shape=(1, 6, 6))

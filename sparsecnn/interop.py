@@ -925,6 +925,10 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     if loss is not None:
         get_loss(loss)                                          # an unknown name: ConfigError listing them
     lazy = [k for k, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    no_data = [k for k, p in model.named_parameters() if p.is_meta]
+    if no_data and not lazy:
+        raise ConfigError(f"parameters {no_data} are on the 'meta' device and hold no values; load or "
+                          f"initialise them (e.g. model.to_empty(device='cpu') and load_state_dict) first")
     if lazy:
         raise ConfigError(f"parameters {lazy} are uninitialized (a lazy module such as LazyLinear or LazyConv2d "
                           f"has no shape yet): run the model once on an input of shape (l, channels, height, "

@@ -154,7 +154,6 @@ def _tiny():
     return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
 
 
-
 def test_issue14_bad_input_no_instances_is_a_shape_error_not_a_raw_value_error():
     from sparsecnn import ShapeError
 
@@ -169,6 +168,12 @@ def test_issue14_bad_input_treat_as_must_be_a_mapping():
 
     with pytest.raises(InputTypeError, match=r"treat_as must be a dict.*\{MyModule: 'relu'\}.*got list"):
         check(_tiny(), _x(l=3, shape=(1, 6, 6)), [0, 1, 2], treat_as=[nn.ReLU])
+
+
+def test_issue14_bad_input_parameters_without_data_are_refused():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3, device="meta"))
+    with pytest.raises(ConfigError, match=r"1\.weight.*meta"):
+        check(model, _x(l=3, shape=(1, 6, 6)), [0, 1, 2])
 
 
 def test_issue14_item1_bfloat16_model_is_checked_at_its_own_precision():

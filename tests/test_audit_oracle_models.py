@@ -184,3 +184,20 @@ def test_issue14_item1_bfloat16_model_is_checked_at_its_own_precision():
     assert "bfloat16" in report.title
     # the reference saw x rounded to bfloat16, as the model did
     assert np.array_equal(report.inputs["X"], X_from_torch(x.to(torch.bfloat16).double()))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"seed": -1}, "InputTypeError", r"seed must be a non-negative integer"),
+    ({"atol": "x"}, "InputTypeError", r"atol must be a number, got 'x'"),
+    ({"rtol": "x"}, "InputTypeError", r"rtol must be a number, got 'x'"),
+    ({"products": 3}, "InputTypeError", r"products must be a comma-separated string or a list"),
+    ({"input_shape": (1, 6)}, "ConfigError", r"input_shape must be \(channels, height, width\), three positive"),
+    ({"input_shape": "1,6,6"}, "ConfigError", r"input_shape must be \(channels, height, width\)"),
+    ({"input_shape": (1.0, 6, 6)}, "ConfigError", r"input_shape must be \(channels, height, width\)"),
+])
+def test_issue14_bad_input_check_arguments_get_sparsecnn_errors(kwargs, error, message):
+    import sparsecnn.exceptions as exc
+
+    X = np.random.default_rng(0).standard_normal((36, 3))              # (d a b, l) for (1, 6, 6)
+    with pytest.raises(getattr(exc, error), match=message):
+        check(_tiny(), X=X, y=[0, 1, 2], **{"input_shape": (1, 6, 6), **kwargs})

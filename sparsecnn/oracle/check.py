@@ -105,7 +105,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -930,8 +930,19 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dtype, device = _model_dtype(model)
     eps = float(torch.finfo(dtype).eps)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InputTypeError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputTypeError(f"seed must be a non-negative integer (numpy.random.default_rng's seed), got {seed!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise InputTypeError(f"{name} must be a number, got {value!r}")
+    if not isinstance(products, str) and not isinstance(products, Iterable):
+        raise InputTypeError(f"products must be a comma-separated string or a list of names from "
+                             f"{', '.join(PRODUCTS)}, got {products!r}")
+    if input_shape is not None and (
+            isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in input_shape)):
+        raise ConfigError(f"input_shape must be (channels, height, width), three positive integers, "
+                          f"got {input_shape!r}")
     if isinstance(worst, bool) or not isinstance(worst, numbers.Integral) or worst < 0:
         raise InputTypeError(f"worst must be a non-negative integer, got {worst!r}")
     if isinstance(tol_factor, bool) or not isinstance(tol_factor, numbers.Real) or not tol_factor > 0:

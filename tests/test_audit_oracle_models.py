@@ -201,3 +201,108 @@ def test_issue14_bad_input_check_arguments_get_sparsecnn_errors(kwargs, error, m
     X = np.random.default_rng(0).standard_normal((36, 3))              # (d a b, l) for (1, 6, 6)
     with pytest.raises(getattr(exc, error), match=message):
         check(_tiny(), X=X, y=[0, 1, 2], **{"input_shape": (1, 6, 6), **kwargs})
+
+
+# ------------------------------- items 5 and 6: planted bugs are found at their layer
+def _planted(kind, bug):
+    """An autograd.Function computing ReLU, 2x2 max pooling or the identity, with 1% too much at every 7th
+    entry of its backward (``bug="bwd"``) or of its forward-mode derivative (``bug="jvp"``)."""
+
+    def wrong(t, what):
+        if bug == what:
+            t = t.clone()
+            t.view(-1)[::7] *= 1.01
+        return t
+
+    class Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(x):
+            return x.clamp(min=0) if kind == "relu" else F.max_pool2d(x, 2) if kind == "pool" else x.clone()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(inputs[0])
+            ctx.save_for_forward(inputs[0])
+
+        @staticmethod
+        def backward(ctx, g):
+            (x,) = ctx.saved_tensors
+            if kind == "pool":
+                _, idx = F.max_pool2d(x, 2, return_indices=True)
+                return wrong(F.max_unpool2d(g, idx, 2, output_size=x.shape[2:]), "bwd")
+            return wrong(g * (x > 0) if kind == "relu" else g.clone(), "bwd")
+
+        @staticmethod
+        def jvp(ctx, t):
+            (x,) = ctx.saved_tensors
+            if kind == "pool":
+                _, idx = F.max_pool2d(x, 2, return_indices=True)
+                return wrong(t.flatten(2).gather(2, idx.flatten(2)).view(idx.shape), "jvp")
+            return wrong(t * (x > 0) if kind == "relu" else t.clone(), "jvp")
+
+    return Fn
+
+
+class _ReLU(nn.ReLU):
+    def __init__(self, bug=None):
+        super().__init__()
+        self.fn = _planted("relu", bug)
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+class _Pool(nn.MaxPool2d):
+    def __init__(self, bug=None):
+        super().__init__(2)
+        self.fn = _planted("pool", bug)
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+class _Dropout(nn.Dropout):
+    def __init__(self, bug=None):
+        super().__init__(0.3)
+        self.fn = _planted("identity", bug)
+
+    def forward(self, x):
+        return self.fn.apply(x)
+
+
+class _BuggyNet(nn.Module):
+    """Layer 1: conv, ReLU, pool; layer 2: conv, pool, ReLU, dropout; layer 3: Linear, ReLU, dropout; layer 4."""
+
+    def __init__(self, where=None, bug=None):
+        super().__init__()
+        b = {where: bug}
+        self.c1, self.r1, self.p1 = nn.Conv2d(2, 4, 3, padding=1), _ReLU(b.get("r1")), _Pool(b.get("p1"))
+        self.c2, self.p2, self.r2 = nn.Conv2d(4, 5, 3, padding=1), _Pool(b.get("p2")), _ReLU(b.get("r2"))
+        self.d2 = _Dropout(b.get("d2"))
+        self.f1, self.r3, self.d3 = nn.Linear(5 * 2 * 2, 7), _ReLU(b.get("r3")), _Dropout(b.get("d3"))
+        self.f2 = nn.Linear(7, 4)
+
+    def forward(self, x):
+        x = self.p1(self.r1(self.c1(x)))
+        x = self.d2(self.r2(self.p2(self.c2(x))))
+        x = self.d3(self.r3(self.f1(torch.flatten(x, 1))))
+        return F.log_softmax(self.f2(x), dim=1)
+
+
+def test_issue14_item6_the_same_model_without_a_bug_passes_in_float32():
+    x, y = _x(l=6, shape=(2, 8, 8), dtype=torch.float32), np.array([0, 1, 2, 3, 0, 1])
+    torch.manual_seed(0)
+    report = check(_BuggyNet().float().eval(), x, y, products="grad,Jv,JTv,Gv")
+    assert report.passed, report.table()
+
+
+@pytest.mark.parametrize("where, bug, m", [("r1", "bwd", 1), ("p1", "jvp", 1), ("p2", "bwd", 2), ("d2", "bwd", 2),
+                                           ("r2", "jvp", 2), ("d3", "bwd", 3)])
+def test_issue14_items5_6_planted_bugs_in_relu_pool_dropout_subclasses_are_found_at_their_layer(where, bug, m):
+    x, y = _x(l=6, shape=(2, 8, 8), dtype=torch.float32), np.array([0, 1, 2, 3, 0, 1])
+    torch.manual_seed(0)
+    report = check(_BuggyNet(where, bug).float().eval(), x, y, products="grad,Jv,JTv,Gv")
+    found = {p: report.first_failing_layer(p) for p in (None, "grad", "Jv", "JTv", "Gv")}
+    # a wrong backward leaves J v right; a wrong forward-mode derivative leaves the gradient and J^T u right
+    assert found == ({None: m, "grad": m, "Jv": None, "JTv": m, "Gv": m} if bug == "bwd"
+                     else {None: m, "grad": None, "Jv": m, "JTv": None, "Gv": m}), report.table()

@@ -64,9 +64,9 @@ Precision
 The reference always computes in float64 on exactly the numbers the model
 sees: the model's parameters, ``x`` rounded to the model's dtype, and ``v``,
 ``u`` rounded likewise.  The difference is then the model's own rounding (or
-its bug).  Each entry gets its own tolerance, a first-order rounding-error
-bound of the sums that produce it (``gamma_K |A||B|`` carried through every
-layer, :mod:`sparsecnn.oracle.bounds`), with ``u`` the unit roundoff of the
+its bug).  Each entry gets its own tolerance, a rounding-error bound of the
+sums that produce it (``gamma_K |A||B|``, with the operands' own errors, carried
+through every layer, :mod:`sparsecnn.oracle.bounds`), with ``u`` the unit roundoff of the
 model plus that of float64.  The forward rows use the a priori bound; the
 other products start from the model's measured forward differences, so that
 their bounds stay tight.  A correct float32 model passes; a backward pass wrong
@@ -1056,7 +1056,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     dtype_name = str(dtype).replace("torch.", "")
     if bounds is not None:
         tol_line = (f"tolerance per entry: |theirs - ours| <= atol + {float(tol_factor):g} * bound, bound = "
-                    f"first-order rounding-error bound gamma_K |A||B| + E_A |B| + |A| E_B carried through "
+                    f"rounding-error bound gamma_K A'B' + E_A B' + |A| E_B (A' = |A| + E_A) carried through "
                     f"every layer (sparsecnn.oracle.bounds) with u = ({unit} + eps64)/2; atol = {float(atol):g}")
     else:
         tol_line = ("tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "

@@ -661,6 +661,16 @@ def _classify(node: Any, gm: Any, treat_as: dict[type, str], nn: Any) -> _Op:
             if isinstance(mod, cls):
                 kind = {"flatten": "flatten", "identity": "identity"}.get(name, "act")
                 return _Op(kind, node, where, act=name, start_dim=1, end_dim=-1, module=mod)
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            for attr in ("weight", "bias"):
+                value = getattr(mod, attr, None)
+                if value is not None and not isinstance(value, nn.Parameter):
+                    raise _unsupported(
+                        where, f"its {attr} is not an nn.Parameter but computed from other parameters (pruning with "
+                               f"torch.nn.utils.prune, a parametrization such as weight_norm or spectral_norm); "
+                               f"sparsecnn compares the gradient with respect to W^m and b^m themselves: make the "
+                               f"pruning or parametrization permanent first (prune.remove(module, '{attr}'), "
+                               f"torch.nn.utils.parametrize.remove_parametrizations(module, '{attr}'))")
         if isinstance(mod, nn.Conv2d):
             h, s, p = _check_conv(where, mod.kernel_size, mod.stride, mod.padding, mod.padding_mode,
                                   mod.dilation, mod.groups)

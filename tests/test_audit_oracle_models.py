@@ -306,3 +306,21 @@ def test_issue14_items5_6_planted_bugs_in_relu_pool_dropout_subclasses_are_found
     # a wrong backward leaves J v right; a wrong forward-mode derivative leaves the gradient and J^T u right
     assert found == ({None: m, "grad": m, "Jv": None, "JTv": m, "Gv": m} if bug == "bwd"
                      else {None: m, "grad": None, "Jv": m, "JTv": None, "Gv": m}), report.table()
+
+
+def test_issue14_bad_input_pruned_or_parametrized_weights_get_a_config_error_naming_the_node():
+    import torch.nn.utils.prune as prune
+    from torch.nn.utils.parametrizations import weight_norm
+
+    pruned = _tiny()
+    prune.l1_unstructured(pruned[3], name="weight", amount=0.5)
+    with pytest.raises(ConfigError, match=r"model node _3 \[module 3 \(Linear\)\].*weight is not an nn\.Parameter.*"
+                                          r"prune\.remove\(module, 'weight'\)"):
+        check(pruned, _x(l=3, shape=(1, 6, 6)), [0, 1, 2])
+    normed = _tiny()
+    weight_norm(normed[0])
+    with pytest.raises(ConfigError, match=r"model node _0 \[module 0 \(ParametrizedConv2d\)\].*weight is not an "
+                                          r"nn\.Parameter.*remove_parametrizations"):
+        from_torch(normed, (1, 6, 6))
+    prune.remove(pruned[3], "weight")                       # permanent: an ordinary Linear with zeros
+    assert check(pruned, _x(l=3, shape=(1, 6, 6)), [0, 1, 2]).passed

@@ -9,6 +9,8 @@ own autograd in float64, and a parameter map written out from NOTATION.md
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -324,3 +326,36 @@ def test_issue14_bad_input_pruned_or_parametrized_weights_get_a_config_error_nam
         from_torch(normed, (1, 6, 6))
     prune.remove(pruned[3], "weight")                       # permanent: an ordinary Linear with zeros
     assert check(pruned, _x(l=3, shape=(1, 6, 6)), [0, 1, 2]).passed
+
+
+# ----------------------------------- item 2: a final softmax, when p_y underflows
+class _SoftmaxNet(nn.Module):
+    def __init__(self, final="softmax"):
+        super().__init__()
+        self.fc = nn.Linear(2, 2)
+        self.final = final
+        with torch.no_grad():                                   # z = (50 x_0, -50 x_0)
+            self.fc.weight.copy_(torch.tensor([[50.0, 0.0], [-50.0, 0.0]]))
+            self.fc.bias.zero_()
+
+    def forward(self, x):
+        z = self.fc(torch.flatten(x, 1))
+        return F.softmax(z, dim=1) if self.final == "softmax" else F.log_softmax(z, dim=1)
+
+
+def test_issue14_item2_softmax_whose_p_y_underflows_is_explained_not_blamed_on_a_layer():
+    x = torch.tensor([[[[1.0]], [[0.0]]], [[[0.01]], [[0.0]]]])     # logits gap 100 and 1
+    y = np.array([1, 0])                                            # instance 0: p_y = exp(-100)
+    # float32: exp(-100) = 3.7e-44 is subnormal, and -1/(l p_y), the derivative of -log p_y, overflows
+    # (and log p_y, with a few significant bits left, is off by 1e-2): neither f nor the gradient is comparable
+    report = check(_SoftmaxNet().float().eval(), x, y, products="grad,Gv")
+    assert not report.passed
+    for product in ("f", "grad"):
+        note = report.row(product, "(all)").note
+        assert re.search(r"p_y = 3\.\d+e-44 for instance 0, below float32's smallest normal number.*not a wrong "
+                         r"layer.*log_softmax", note), note
+    assert report.first_failing_layer() is None                     # no layer is wrong
+    assert all(r.passed for r in report.rows if r.product not in ("f", "grad"))
+    # the same model in float64, and the stable log_softmax form in float32, pass
+    assert check(_SoftmaxNet().double().eval(), x, y, products="grad,Gv").passed
+    assert check(_SoftmaxNet("log_softmax").float().eval(), x, y, products="grad,Gv").passed

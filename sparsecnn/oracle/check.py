@@ -35,7 +35,9 @@ Both sides use the objective of NOTATION.md with the model's parameters,
 
 - PyTorch: ``z^{L+1}`` is ``model(x)`` (shape ``(l, n_L)``; the input of a final
   ``log_softmax`` / ``softmax``), ``f`` that formula in the model's dtype (for
-  cross-entropy ``F.nll_loss`` of what the model returns, or ``F.cross_entropy``
+  cross-entropy ``F.nll_loss`` of what the model returns -- ``log`` of it after a
+  final ``softmax``, where a ``p_y`` below the dtype's smallest normal number makes
+  ``f`` and the gradient rows unavailable, saying why -- or ``F.cross_entropy``
   of its logits), the gradient by ``torch.autograd.grad``; ``J v`` by
   ``torch.func.jvp`` of ``functional_call(model, params, x)`` (without the final
   ``log_softmax``) along ``v`` (as PyTorch parameter tensors), ``J^T u`` by
@@ -684,6 +686,23 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
         grads = torch.autograd.grad(f, list(leaves.values()), allow_unused=True)
         res["grad"] = {k: (_to_numpy(g) if g is not None else np.zeros(tuple(named[k].shape)))
                        for k, g in zip(named, grads, strict=True)}
+    if final == "softmax":
+        # -log p_y of a returned softmax: below the smallest normal number p_y has lost its precision,
+        # and its derivative -1/(l p_y) overflows
+        p_y = _to_numpy(returned)[np.arange(l), np.asarray(y)]
+        i = int(np.argmin(p_y))
+        tiny = float(torch.finfo(dtype).tiny)
+        if p_y[i] < tiny:
+            msg = (f"the model returns p = softmax(z^{{L+1}}) and p_y = {p_y[i]:.3g} for instance {i}, below "
+                   f"{str(dtype).replace('torch.', '')}'s smallest normal number {tiny:.3g}: log p_y has lost its "
+                   f"precision there and the derivative -1/(l p_y) of the cross-entropy -log p_y can overflow, "
+                   f"so PyTorch's F.nll_loss(log(model(x)), y) and its gradient "
+                   f"are not comparable; that is the rounding of log(softmax(z)), not a wrong layer: end the model "
+                   f"in log_softmax (the stable form), or check it on instances whose p_y is not so small")
+            failed["f"] = msg
+            if "grad" in res:
+                del res["grad"]
+                failed["grad"] = msg
     if not set(products) & {"Jv", "JTv", "Gv"}:
         return res, notes, failed
 
@@ -1029,8 +1048,9 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         a = _to_numpy(t)
         return X_from_torch(a) if m <= net.LC else np.ascontiguousarray(a.T)
 
-    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "f": theirs_raw["f"],
-                              "Z": {m: vec(t, m) for m, t in captured.items()}}
+    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "Z": {m: vec(t, m) for m, t in captured.items()}}
+    if "f" not in failed:
+        theirs["f"] = theirs_raw["f"]
     for key in ("grad", "JTv", "Gv", "GvJT"):
         if key in theirs_raw:
             theirs[key] = torch_to_theta(params, theirs_raw[key], net.n_params)

@@ -359,3 +359,16 @@ def test_issue14_item2_softmax_whose_p_y_underflows_is_explained_not_blamed_on_a
     # the same model in float64, and the stable log_softmax form in float32, pass
     assert check(_SoftmaxNet().double().eval(), x, y, products="grad,Gv").passed
     assert check(_SoftmaxNet("log_softmax").float().eval(), x, y, products="grad,Gv").passed
+
+
+def test_issue14_item5_float32_softmax_probability_underflowing_to_zero_is_within_the_bound():
+    # p_1 = exp(-130) / 2 is 0 in float32, so the model's G v is exactly 0 where the reference's is ~1e-57:
+    # an underflow (absolute error, below float32's smallest subnormal), not a relative rounding error
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.LogSoftmax(dim=1))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0, 0.0], [-130.0, 0.0], [0.0, 0.0]]))
+        model[1].bias.zero_()
+    x = torch.tensor([[[[1.0]], [[0.5]]]])
+    report = check(model.float().eval(), x, np.array([0]), products="grad,Jv,JTv,Gv")
+    assert report.passed, report.table()
+    assert check(model.double().eval(), x, np.array([0]), products="grad,Jv,JTv,Gv").passed

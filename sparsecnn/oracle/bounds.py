@@ -97,6 +97,10 @@ class ErrorBounds:
         their worst case (the forward rows themselves use the a priori bounds).
     u_ref : float
         The reference's unit roundoff (float64's), used with ``observed``.
+    eta : float
+        The model's underflow unit, half its smallest subnormal number (``2^-150`` in
+        float32): ``exp`` in the softmax and the sigmoid may return 0 or a subnormal number
+        for a tiny true value, an absolute error up to ``eta`` that no relative bound covers.
 
     Examples
     --------
@@ -113,8 +117,9 @@ class ErrorBounds:
 
     def __init__(self, net: Network, weights: list[Any], biases: list[Any], x: Any,
                  winners: Mapping[int, Any], u: float, observed: Mapping[int, Any] | None = None,
-                 u_ref: float = 0.0) -> None:
+                 u_ref: float = 0.0, eta: float = 0.0) -> None:
         self.net, self.W, self.b, self.u = net, weights, biases, float(u)
+        self.eta = float(eta)
         self.Wabs = [W.abs() for W in weights]
         self.winners = dict(winners)
         self.l = int(x.shape[0])
@@ -158,7 +163,7 @@ class ErrorBounds:
             return A, EA, 1.0 - A * A, (2.0 * A.abs() + EA) * EA + 2.0 * u * (1.0 + (A.abs() + EA) ** 2)
         if name == "sigmoid":
             A = torch.sigmoid(S)
-            EA = torch.sigmoid(near) * torch.sigmoid(-near) * ES + _C_SIGMA[name] * u * A.abs()
+            EA = torch.sigmoid(near) * torch.sigmoid(-near) * ES + _C_SIGMA[name] * u * A.abs() + self.eta
             Au = A.abs() + EA
             return A, EA, A * (1.0 - A), ((1.0 - 2.0 * A).abs() + EA) * EA + 3.0 * u * Au * (1.0 + Au)
         raise ValueError(f"no error bound for activation {name!r}")  # pragma: no cover
@@ -293,7 +298,8 @@ class ErrorBounds:
         ``p_k (E_k + sum_j p_j E_j)``, the derivative ``p_k (delta_kj - p_j)`` --
         where ``rel_k``, the rounding of ``z - max z``, ``exp``, the sum of ``n_L``
         terms, ``log`` and the division, is at most
-        ``gamma_{2 n_L + 16} (1 + |z_k - max z| + log sum exp(z - max z))``.
+        ``gamma_{2 n_L + 16} (1 + |z_k - max z| + log sum exp(z - max z))``; plus ``eta``,
+        for a ``p_k`` that underflows.
 
         Examples
         --------
@@ -311,7 +317,7 @@ class ErrorBounds:
         lse = torch.logsumexp(shifted, dim=1, keepdim=True)
         p = torch.exp(shifted - lse)
         rel = gamma(2 * out.shape[1] + 16, self.u) * (1.0 + shifted.abs() + lse)
-        Ep = p * torch.expm1(Eout + (p * torch.expm1(Eout)).sum(dim=1, keepdim=True) + rel)
+        Ep = p * torch.expm1(Eout + (p * torch.expm1(Eout)).sum(dim=1, keepdim=True) + rel) + self.eta
         return p, Ep
 
     def _cross_entropy(self, Y: Any, C: float, params: list[Any]) -> tuple[float, Any, Any]:

@@ -787,12 +787,13 @@ def _model_dtype(model: Any) -> Any:
 
 def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params: list[TorchParameter],
             prods: tuple[str, ...], labels: np.ndarray, C: float, theta: np.ndarray, v: np.ndarray,
-            u_mat: np.ndarray, GvJT_start: np.ndarray | None, unit: float, observed: Mapping[int, Any]
-            ) -> dict[str, Any]:
+            u_mat: np.ndarray, GvJT_start: np.ndarray | None, unit: float, observed: Mapping[int, Any],
+            eta: float = 0.0) -> dict[str, Any]:
     """Per-entry rounding-error bounds (:mod:`sparsecnn.oracle.bounds`) in sparsecnn's layout.
 
     The forward rows get the a priori bounds; the other products start from the model's
     measured forward differences ``observed`` (``{m: |Z^{m+1} model - reference|}``, PyTorch layout).
+    ``eta`` is the model's underflow unit (:class:`~sparsecnn.oracle.bounds.ErrorBounds`).
     """
     torch = _torch()
     net = reading.net
@@ -802,9 +803,9 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
           else torch.zeros(W.shape[0], dtype=torch.float64) for ly, W in zip(reading.layers, Ws, strict=True)]
     x64 = x_t.detach().cpu().to(torch.float64)
     idx = {m: i.cpu() for m, i in indices.items()}
-    prior = ErrorBounds(net, Ws, bs, x64, idx, unit)
+    prior = ErrorBounds(net, Ws, bs, x64, idx, unit, eta=eta)
     u64 = float(np.finfo(np.float64).eps) / 2.0
-    eb = ErrorBounds(net, Ws, bs, x64, idx, unit, observed=observed, u_ref=u64)
+    eb = ErrorBounds(net, Ws, bs, x64, idx, unit, observed=observed, u_ref=u64, eta=eta)
 
     def vec(t: Any, m: int) -> np.ndarray:
         a = t.numpy()
@@ -853,7 +854,7 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
             res["Gv"] = to_theta(eb.backward(*eb.B_start(Jv, EJv, loss)))     # (1/l) B J v, then J^T
             if GvJT_start is not None:                        # the reference's (1/l) B J v, rounded by the model
                 ref = torch.as_tensor(np.ascontiguousarray(GvJT_start.T))
-                res["GvJT"] = to_theta(eb.backward(ref, 2.0 * unit * ref.abs()))
+                res["GvJT"] = to_theta(eb.backward(ref, 2.0 * unit * ref.abs() + eta))   # eta: may underflow
     return res
 
 
@@ -1065,7 +1066,8 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
                 if ly.m <= net.LC else torch.as_tensor(np.ascontiguousarray(ours["Z"][ly.m].T))
             observed[ly.m] = (captured[ly.m].cpu().to(torch.float64) - ref_t.reshape(captured[ly.m].shape)).abs()
         bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, GvJT_start,
-                         (eps + float(np.finfo(np.float64).eps)) / 2.0, observed)   # unit roundoffs of both sides
+                         (eps + float(np.finfo(np.float64).eps)) / 2.0, observed,   # unit roundoffs of both sides
+                         eta=float(torch.finfo(dtype).tiny) * eps / 2.0)           # half the smallest subnormal
     rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
                             k_worst=int(worst), params=params, bounds=bounds, tol_factor=float(tol_factor),
                             node_names={ly.m: ly.out_node for ly in reading.layers})

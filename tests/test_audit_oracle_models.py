@@ -372,3 +372,17 @@ def test_issue14_item5_float32_softmax_probability_underflowing_to_zero_is_withi
     report = check(model.float().eval(), x, np.array([0]), products="grad,Jv,JTv,Gv")
     assert report.passed, report.table()
     assert check(model.double().eval(), x, np.array([0]), products="grad,Jv,JTv,Gv").passed
+
+
+def test_issue14_item2_softmax_with_a_zero_probability_off_the_label_is_explained():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.Softmax(dim=1))
+    with torch.no_grad():                                    # p_1 = exp(-130)/2: 0 in float32, p_y = 1/2
+        model[1].weight.copy_(torch.tensor([[0.0, 0.0], [-130.0, 0.0], [0.0, 0.0]]))
+        model[1].bias.zero_()
+    x, y = torch.tensor([[[[1.0]], [[0.5]]]]), np.array([0])
+    report = check(model.float().eval(), x, y, products="grad,Gv")
+    note = report.row("grad", "(all)").note
+    assert re.search(r"p\[0, 1\] = 0 in float32.*0/0 = NaN.*not a wrong layer", note), note
+    assert report.first_failing_layer() is None
+    assert all(r.passed for r in report.rows if r.product != "grad"), report.table()
+    assert check(model.double().eval(), x, y, products="grad,Gv").passed

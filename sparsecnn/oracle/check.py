@@ -687,22 +687,30 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
         res["grad"] = {k: (_to_numpy(g) if g is not None else np.zeros(tuple(named[k].shape)))
                        for k, g in zip(named, grads, strict=True)}
     if final == "softmax":
-        # -log p_y of a returned softmax: below the smallest normal number p_y has lost its precision,
-        # and its derivative -1/(l p_y) overflows
-        p_y = _to_numpy(returned)[np.arange(l), np.asarray(y)]
+        # -log p_y of a returned softmax: below the smallest normal number p_y has lost its precision and
+        # the derivative -1/(l p_y) overflows; where another p_j is 0, log's backward divides 0 by 0
+        probs = _to_numpy(returned)
+        p_y = probs[np.arange(l), np.asarray(y)]
         i = int(np.argmin(p_y))
         tiny = float(torch.finfo(dtype).tiny)
+        name = str(dtype).replace("torch.", "")
+        fix = ("that is the rounding of log(softmax(z)), not a wrong layer: end the model in log_softmax (the "
+               "stable form), or check it on instances whose probabilities are not so small")
         if p_y[i] < tiny:
             msg = (f"the model returns p = softmax(z^{{L+1}}) and p_y = {p_y[i]:.3g} for instance {i}, below "
-                   f"{str(dtype).replace('torch.', '')}'s smallest normal number {tiny:.3g}: log p_y has lost its "
-                   f"precision there and the derivative -1/(l p_y) of the cross-entropy -log p_y can overflow, "
-                   f"so PyTorch's F.nll_loss(log(model(x)), y) and its gradient "
-                   f"are not comparable; that is the rounding of log(softmax(z)), not a wrong layer: end the model "
-                   f"in log_softmax (the stable form), or check it on instances whose p_y is not so small")
+                   f"{name}'s smallest normal number {tiny:.3g}: log p_y has lost its precision there and the "
+                   f"derivative -1/(l p_y) of the cross-entropy -log p_y can overflow, so PyTorch's "
+                   f"F.nll_loss(log(model(x)), y) and its gradient are not comparable; {fix}")
             failed["f"] = msg
             if "grad" in res:
                 del res["grad"]
                 failed["grad"] = msg
+        elif "grad" in res and (probs == 0).any() and not all(np.isfinite(g).all() for g in res["grad"].values()):
+            j, k = (int(a[0]) for a in np.nonzero(probs == 0))
+            del res["grad"]
+            failed["grad"] = (f"the model returns p = softmax(z^{{L+1}}) and p[{j}, {k}] = 0 in {name}: the backward "
+                              f"of log(p) divides its zero gradient there by p = 0 (0/0 = NaN), so PyTorch's "
+                              f"gradient of F.nll_loss(log(model(x)), y) is NaN; {fix}")
     if not set(products) & {"Jv", "JTv", "Gv"}:
         return res, notes, failed
 

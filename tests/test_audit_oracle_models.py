@@ -386,3 +386,15 @@ def test_issue14_item2_softmax_with_a_zero_probability_off_the_label_is_explaine
     assert report.first_failing_layer() is None
     assert all(r.passed for r in report.rows if r.product != "grad"), report.table()
     assert check(model.double().eval(), x, y, products="grad,Gv").passed
+
+
+def test_issue14_item5_float32_products_in_the_subnormal_range_are_within_the_bound():
+    # G v's last-layer blocks are start_k z_j with start_k ~ p_k ~ 1e-44: subnormal in float32, so each
+    # product's rounding is absolute (up to 2^-150), not relative; one sum of l = 2 such products per entry
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.LogSoftmax(dim=1))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0, 0.0], [-101.0, 0.0], [0.0, 0.0]]))
+        model[1].bias.zero_()
+    x = torch.tensor([[[[1.0]], [[7.3]]], [[[1.0]], [[-5.1]]]])
+    report = check(model.float().eval(), x, np.array([0, 2]), products="grad,Jv,JTv,Gv")
+    assert report.passed, report.table()

@@ -36,7 +36,10 @@ reads -- ``S^m``, ``sigma(S^m)``, ``Z^{m+1}``, the backward pass's
   ``dxi/dZ^m`` has ``K = h^2 d^{m+1}`` (``n_{m+1}``).
 
 ``u`` is the unit roundoff of the model plus that of float64 (the reference's
-own rounding): ``(eps_model + eps64) / 2``.  The bounds are worst case: they
+own rounding): ``(eps_model + eps64) / 2``.  A result below the model's smallest
+normal number is rounded absolutely, not relatively: each sum of ``K`` products
+gets ``K eta`` more, and each elementwise step ``eta``, with ``eta`` half the
+model's smallest subnormal number (a float32 softmax entry ``exp(-130)`` is 0).  The bounds are worst case: they
 hold for any order of summation, but not for algorithms that transform the
 operands (Winograd or FFT convolution), which :func:`sparsecnn.check` can widen
 by its ``tol_factor``.  Everything here runs in PyTorch float64 on absolute values;
@@ -99,8 +102,10 @@ class ErrorBounds:
         The reference's unit roundoff (float64's), used with ``observed``.
     eta : float
         The model's underflow unit, half its smallest subnormal number (``2^-150`` in
-        float32): ``exp`` in the softmax and the sigmoid may return 0 or a subnormal number
-        for a tiny true value, an absolute error up to ``eta`` that no relative bound covers.
+        float32): a product or an ``exp`` whose true value is below the smallest normal
+        number comes out as 0 or a subnormal number, an absolute error up to ``eta`` that no
+        relative bound covers.  Every sum of ``K`` products gets ``K eta`` more, every
+        elementwise product, activation and softmax entry ``eta`` (0: no underflow bound).
 
     Examples
     --------
@@ -149,7 +154,7 @@ class ErrorBounds:
             slope = 0.0 if name == "relu" else 0.01
             A = torch.where(S > 0, S, slope * S)
             lip = torch.where(S > -ES, 1.0, slope)
-            EA = lip * ES + _C_SIGMA[name] * u * A.abs()
+            EA = lip * ES + _C_SIGMA[name] * u * A.abs() + (self.eta if slope else 0.0)
             d = torch.where(S > 0, 1.0, slope)
             Ed = (1.0 - slope) * (S.abs() <= ES).to(S.dtype) + (u * slope if slope else 0.0)
             return A, EA, d, Ed
@@ -159,7 +164,7 @@ class ErrorBounds:
         if name == "tanh":
             A = torch.tanh(S)
             e = torch.exp(-2.0 * near)
-            EA = 4.0 * e / (1.0 + e) ** 2 * ES + _C_SIGMA[name] * u * A.abs()          # sech^2(near)
+            EA = 4.0 * e / (1.0 + e) ** 2 * ES + _C_SIGMA[name] * u * A.abs() + self.eta          # sech^2(near)
             return A, EA, 1.0 - A * A, (2.0 * A.abs() + EA) * EA + 2.0 * u * (1.0 + (A.abs() + EA) ** 2)
         if name == "sigmoid":
             A = torch.sigmoid(S)
@@ -175,7 +180,8 @@ class ErrorBounds:
         if r == 1:
             return A, EA
         if ly.spec.pool == "avg":
-            return F.avg_pool2d(A, r), F.avg_pool2d(EA, r) + gamma(r * r + 1, self.u) * F.avg_pool2d(A.abs() + EA, r)
+            return F.avg_pool2d(A, r), F.avg_pool2d(EA, r) + gamma(r * r + 1, self.u) * F.avg_pool2d(A.abs() + EA, r) \
+                + (r * r + 1) * self.eta
         idx = self.winners[m]
         flat = idx.flatten(2)
         return (A.flatten(2).gather(2, flat).view(idx.shape), EA.flatten(2).gather(2, flat).view(idx.shape))
@@ -193,7 +199,7 @@ class ErrorBounds:
             ao, bo = G.shape[2] * r, G.shape[3] * r
             up[:, :, :ao, :bo] = F.interpolate(G, scale_factor=r, mode="nearest") / (r * r)
             eup[:, :, :ao, :bo] = F.interpolate(EG, scale_factor=r, mode="nearest") / (r * r)
-            return up, eup + self.u * (up.abs() + eup)
+            return up, eup + self.u * (up.abs() + eup) + self.eta
         idx = self.winners[m].flatten(2)
         out = torch.zeros((l, d, a * b), dtype=G.dtype).scatter_(2, idx, G.flatten(2))
         eout = torch.zeros((l, d, a * b), dtype=G.dtype).scatter_(2, idx, EG.flatten(2))
@@ -206,16 +212,17 @@ class ErrorBounds:
         W, b = self.W[m - 1], self.b[m - 1]
         if m <= self.net.LC:
             sp = ly.spec
-            g = gamma(sp.h * sp.h * Z.shape[1] + 1, self.u)
+            K = sp.h * sp.h * Z.shape[1] + 1
+            g = gamma(K, self.u)
             S = F.conv2d(Z, W, b, sp.s, sp.p)
             ES = F.conv2d(g * (Z.abs() + EZ) + EZ, self.Wabs[m - 1], None, sp.s, sp.p) \
-                + g * b.abs()[None, :, None, None]
+                + g * b.abs()[None, :, None, None] + K * self.eta
         else:
             if Z.ndim == 4:
                 Z, EZ = Z.reshape(Z.shape[0], -1), EZ.reshape(EZ.shape[0], -1)
             g = gamma(Z.shape[1] + 1, self.u)
             S = Z @ W.T + b
-            ES = (g * (Z.abs() + EZ) + EZ) @ self.Wabs[m - 1].T + g * b.abs()
+            ES = (g * (Z.abs() + EZ) + EZ) @ self.Wabs[m - 1].T + g * b.abs() + (Z.shape[1] + 1) * self.eta
         A, EA, d, Ed = self._sigma(ly.sigma.name, S, ES)
         # "Zabs" bounds |Z| of the model's operand, |Z| + E_Z: its rounding and the second-order E_dS E_Z
         self.kept.append({"Z": Z, "EZ": EZ, "Zabs": Z.abs() + EZ, "S": S, "ES": ES, "A": A, "d": d, "Ed": Ed})
@@ -229,7 +236,7 @@ class ErrorBounds:
         """
         out = G * k["d"]
         E = k["d"].abs() * EG + (G.abs() + EG) * k["Ed"]
-        return out, E + self.u * (out.abs() + E)
+        return out, E + self.u * (out.abs() + E) + self.eta
 
     # ------------------------------------------------------------ results
     @property
@@ -280,7 +287,7 @@ class ErrorBounds:
             reg = sum(float((p * p).sum()) for p in params) / (2.0 * C)
             Ef += gamma(sum(int(p.numel()) for p in params) + 2, u) * reg
         dZ = (2.0 / l) * d
-        return Ef + u * abs(Ef), dZ, (2.0 / l) * Ed + 2.0 * u * (dZ.abs() + (2.0 / l) * Ed)
+        return Ef + u * abs(Ef), dZ, (2.0 / l) * Ed + 2.0 * u * (dZ.abs() + (2.0 / l) * Ed) + self.eta
 
     def _reg(self, C: float, params: list[Any]) -> float:
         if C == float("inf"):
@@ -338,7 +345,7 @@ class ErrorBounds:
             + gamma(2 * out.shape[1] + 16, u) * (1.0 + lse.abs() + out.max(dim=1).values.abs() + z_y.abs())
         Ef = float(Exi.sum() + gamma(l, u) * xi.abs().sum()) / l + self._reg(C, params)
         dZ = (p - Y) / l
-        return Ef + u * abs(Ef), dZ, Ep / l + 2.0 * u * (dZ.abs() + Ep / l)
+        return Ef + u * abs(Ef), dZ, Ep / l + 2.0 * u * (dZ.abs() + Ep / l) + self.eta
 
     def B_start(self, w: Any, Ew: Any, loss: str = "squared") -> tuple[Any, Any]:
         """``(1/l) B^i w_i`` per row of ``w`` ``(l, n_L)`` (``w = J v``) and its bound: where ``G v``'s backward starts.
@@ -362,7 +369,7 @@ class ErrorBounds:
         u, l = self.u, self.l
         if loss != "cross-entropy":
             start = (2.0 / l) * w
-            return start, (2.0 / l) * Ew + 2.0 * u * (start.abs() + (2.0 / l) * Ew)
+            return start, (2.0 / l) * Ew + 2.0 * u * (start.abs() + (2.0 / l) * Ew) + self.eta
         p, Ep = self.softmax()
         pw = (p * w).sum(dim=1, keepdim=True)
         start = (p * w - p * pw) / l
@@ -371,7 +378,7 @@ class ErrorBounds:
         Es = Epw.sum(dim=1, keepdim=True)                  # ... of p^T w
         E = (Epw + Ep * (pw.abs() + Es) + p * Es
              + gamma(w.shape[1] + 3, u) * (pu * wu + pu * (pu * wu).sum(dim=1, keepdim=True))) / l
-        return start, E + u * (start.abs() + E)
+        return start, E + u * (start.abs() + E) + (w.shape[1] + 3) * self.eta
 
     def backward(self, dZ: Any, EdZ: Any) -> list[tuple[Any, Any, Any, Any]]:
         """``(dW, E_dW, db, E_db)`` per layer (PyTorch layout) of ``J^T dZ``, with bounds, from ``dZ`` ``(l, n_L)``.
@@ -421,11 +428,11 @@ class ErrorBounds:
                 dW = dS.T @ Z
                 dSabs = dS.abs()
                 dSup = dSabs + EdS                           # bounds the model's |dS|
-                EdW = (g * dSup + EdS).T @ k["Zabs"] + dSabs.T @ EZ
+                EdW = (g * dSup + EdS).T @ k["Zabs"] + dSabs.T @ EZ + self.l * self.eta
                 db = dS.sum(0)
-                Edb = g * dSup.sum(0) + EdS.sum(0)
+                Edb = g * dSup.sum(0) + EdS.sum(0) + self.l * self.eta
                 gz = gamma(W.shape[0], u)
-                G, EG = dS @ W, (gz * dSup + EdS) @ self.Wabs[m - 1]
+                G, EG = dS @ W, (gz * dSup + EdS) @ self.Wabs[m - 1] + W.shape[0] * self.eta
                 if m == self.net.LC + 1 and self.net.LC:
                     shape = self.Z[m - 1][0].shape
                     G, EG = G.reshape(shape), EG.reshape(shape)
@@ -436,18 +443,20 @@ class ErrorBounds:
                     G, EG = G.reshape(shape), EG.reshape(shape)
                 dA, EdA = self._unpool(m, ly, G, EG, k["S"].shape)
                 dS, EdS = self._times_d(dA, EdA, k)
-                g = gamma(self.l * dS.shape[2] * dS.shape[3], u)
+                K = self.l * dS.shape[2] * dS.shape[3]
+                g = gamma(K, u)
                 dW = grad.conv2d_weight(Z, W.shape, dS, sp.s, sp.p)
                 dSabs = dS.abs()
                 dSup = dSabs + EdS                           # bounds the model's |dS|
                 EdW = grad.conv2d_weight(k["Zabs"], W.shape, g * dSup + EdS, sp.s, sp.p) \
-                    + grad.conv2d_weight(EZ, W.shape, dSabs, sp.s, sp.p)
+                    + grad.conv2d_weight(EZ, W.shape, dSabs, sp.s, sp.p) + K * self.eta
                 db = dS.sum((0, 2, 3))
-                Edb = g * dSup.sum((0, 2, 3)) + EdS.sum((0, 2, 3))
+                Edb = g * dSup.sum((0, 2, 3)) + EdS.sum((0, 2, 3)) + K * self.eta
                 if m > 1:
                     gz = gamma(sp.h * sp.h * W.shape[0], u)
                     G = grad.conv2d_input(Z.shape, W, dS, sp.s, sp.p)
-                    EG = grad.conv2d_input(Z.shape, self.Wabs[m - 1], gz * dSup + EdS, sp.s, sp.p)
+                    EG = grad.conv2d_input(Z.shape, self.Wabs[m - 1], gz * dSup + EdS, sp.s, sp.p) \
+                        + sp.h * sp.h * W.shape[0] * self.eta
             out[m - 1] = (dW, EdW, db, Edb)
         return out
 
@@ -499,25 +508,27 @@ class ErrorBounds:
             ERS: Any = None
             if m <= self.net.LC:
                 sp: Any = ly.spec
-                g = gamma(sp.h * sp.h * Z.shape[1] + 1, u)
+                K = sp.h * sp.h * Z.shape[1] + 1
+                g = gamma(K, u)
                 if with_v:
                     RS = F.conv2d(Z, VW, vb, sp.s, sp.p)
                     ERS = F.conv2d(g * k["Zabs"] + EZ, VW.abs(), None, sp.s, sp.p) \
-                        + g * vb.abs()[None, :, None, None]
+                        + g * vb.abs()[None, :, None, None] + K * self.eta
                 if RZ is not None:
                     t = F.conv2d(RZ, W, None, sp.s, sp.p)
-                    et = F.conv2d(g * (RZ.abs() + ERZ) + ERZ, self.Wabs[m - 1], None, sp.s, sp.p)
+                    et = F.conv2d(g * (RZ.abs() + ERZ) + ERZ, self.Wabs[m - 1], None, sp.s, sp.p) + K * self.eta
                     RS, ERS = (t, et) if RS is None else (RS + t, ERS + et)
             else:
                 if RZ is not None and ERZ is not None and RZ.ndim == 4:
                     RZ, ERZ = RZ.reshape(RZ.shape[0], -1), ERZ.reshape(ERZ.shape[0], -1)
-                g = gamma(Z.shape[1] + 1, u)
+                K = Z.shape[1] + 1
+                g = gamma(K, u)
                 if with_v:
                     RS = Z @ VW.T + vb
-                    ERS = (g * k["Zabs"] + EZ) @ VW.abs().T + g * vb.abs()
+                    ERS = (g * k["Zabs"] + EZ) @ VW.abs().T + g * vb.abs() + K * self.eta
                 if RZ is not None:
                     t = RZ @ W.T
-                    et = (g * (RZ.abs() + ERZ) + ERZ) @ self.Wabs[m - 1].T
+                    et = (g * (RZ.abs() + ERZ) + ERZ) @ self.Wabs[m - 1].T + K * self.eta
                     RS, ERS = (t, et) if RS is None else (RS + t, ERS + et)
             RA, ERA = self._times_d(RS, ERS, k)
             RZ, ERZ = self._pool(m, ly, RA, ERA) if m <= self.net.LC else (RA, ERA)

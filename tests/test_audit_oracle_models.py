@@ -398,3 +398,20 @@ def test_issue14_item5_float32_products_in_the_subnormal_range_are_within_the_bo
     x = torch.tensor([[[[1.0]], [[7.3]]], [[[1.0]], [[-5.1]]]])
     report = check(model.float().eval(), x, np.array([0, 2]), products="grad,Jv,JTv,Gv")
     assert report.passed, report.table()
+
+
+def test_issue14_item5_float32_model_with_subnormals_flushed_to_zero_passes():
+    # with flush-to-zero (torch.set_flush_denormal(True), or a BLAS that sets it), a result below float32's
+    # smallest normal number becomes 0: an absolute error up to 2^-126, more than half a subnormal
+    model = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.LogSoftmax(dim=1))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0, 0.0], [-92.0, 0.0], [0.0, 0.0]]))     # p_1 ~ 5e-41
+        model[1].bias.zero_()
+    x = torch.tensor([[[[1.0]], [[7.3]]], [[[1.0]], [[-5.1]]]])
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush subnormal numbers to zero")
+    try:
+        report = check(model.float().eval(), x, np.array([0, 2]), products="grad,Jv,JTv,Gv")
+    finally:
+        torch.set_flush_denormal(False)
+    assert report.passed, report.table()

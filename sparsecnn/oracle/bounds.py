@@ -37,9 +37,10 @@ reads -- ``S^m``, ``sigma(S^m)``, ``Z^{m+1}``, the backward pass's
 
 ``u`` is the unit roundoff of the model plus that of float64 (the reference's
 own rounding): ``(eps_model + eps64) / 2``.  A result below the model's smallest
-normal number is rounded absolutely, not relatively: each sum of ``K`` products
-gets ``K eta`` more, and each elementwise step ``eta``, with ``eta`` half the
-model's smallest subnormal number (a float32 softmax entry ``exp(-130)`` is 0).  The bounds are worst case: they
+normal number ``eta`` carries an absolute, not a relative, error of up to ``eta``
+(it may be flushed to 0, or come out of a vectorised ``exp`` with a few bits
+left; a float32 softmax entry ``exp(-130)`` is 0): each sum of ``K`` products
+gets ``K eta`` more, and each elementwise step ``eta``.  The bounds are worst case: they
 hold for any order of summation, but not for algorithms that transform the
 operands (Winograd or FFT convolution), which :func:`sparsecnn.check` can widen
 by its ``tol_factor``.  Everything here runs in PyTorch float64 on absolute values;
@@ -101,9 +102,9 @@ class ErrorBounds:
     u_ref : float
         The reference's unit roundoff (float64's), used with ``observed``.
     eta : float
-        The model's underflow unit, half its smallest subnormal number (``2^-150`` in
-        float32): a product or an ``exp`` whose true value is below the smallest normal
-        number comes out as 0 or a subnormal number, an absolute error up to ``eta`` that no
+        The model's underflow unit, its smallest normal number (``2^-126`` in float32): a
+        product or an ``exp`` whose true value is below it may come out as 0 (flushed) or
+        as a subnormal number with few correct bits, an absolute error up to ``eta`` that no
         relative bound covers.  Every sum of ``K`` products gets ``K eta`` more, every
         elementwise product, activation and softmax entry ``eta`` (0: no underflow bound).
 

@@ -1075,7 +1075,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
             observed[ly.m] = (captured[ly.m].cpu().to(torch.float64) - ref_t.reshape(captured[ly.m].shape)).abs()
         bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, GvJT_start,
                          (eps + float(np.finfo(np.float64).eps)) / 2.0, observed,   # unit roundoffs of both sides
-                         eta=float(torch.finfo(dtype).tiny) * eps / 2.0)           # half the smallest subnormal
+                         eta=float(torch.finfo(dtype).tiny))                        # the smallest normal number
     rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
                             k_worst=int(worst), params=params, bounds=bounds, tol_factor=float(tol_factor),
                             node_names={ly.m: ly.out_node for ly in reading.layers})

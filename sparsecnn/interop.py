@@ -246,7 +246,10 @@ def X_from_torch(x: Any) -> np.ndarray:
     array([0., 4., 2., 6., 1., 5., 3., 7.])
     """
     if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        if x.is_floating_point():                 # numpy has no bfloat16: widen first (exact)
+            x = x.double()
+        x = x.numpy()
     if isinstance(x, (str, bytes)) or x is None:
         raise InputTypeError(f"x must be a tensor of shape (l, channels, height, width), got {type(x).__name__}")
     arr = np.asarray(x)
@@ -256,6 +259,8 @@ def X_from_torch(x: Any) -> np.ndarray:
     if arr.ndim != 4:
         raise ShapeError(f"x must have shape (l, channels, height, width), got shape {arr.shape}")
     l = arr.shape[0]
+    if l == 0:
+        raise ShapeError(f"x has l = 0 instances (shape {arr.shape}); give at least one image")
     return np.ascontiguousarray(arr.transpose(3, 2, 1, 0).reshape(-1, l), dtype=np.float64)
 
 
@@ -656,6 +661,16 @@ def _classify(node: Any, gm: Any, treat_as: dict[type, str], nn: Any) -> _Op:
             if isinstance(mod, cls):
                 kind = {"flatten": "flatten", "identity": "identity"}.get(name, "act")
                 return _Op(kind, node, where, act=name, start_dim=1, end_dim=-1, module=mod)
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            for attr in ("weight", "bias"):
+                value = getattr(mod, attr, None)
+                if value is not None and not isinstance(value, nn.Parameter):
+                    raise _unsupported(
+                        where, f"its {attr} is not an nn.Parameter but computed from other parameters (pruning with "
+                               f"torch.nn.utils.prune, a parametrization such as weight_norm or spectral_norm); "
+                               f"sparsecnn compares the gradient with respect to W^m and b^m themselves: make the "
+                               f"pruning or parametrization permanent first (prune.remove(module, '{attr}'), "
+                               f"torch.nn.utils.parametrize.remove_parametrizations(module, '{attr}'))")
         if isinstance(mod, nn.Conv2d):
             h, s, p = _check_conv(where, mod.kernel_size, mod.stride, mod.padding, mod.padding_mode,
                                   mod.dilation, mod.groups)
@@ -907,6 +922,9 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) \
             or len(input_shape) != 3:
         raise ConfigError(f"input_shape must be (channels, height, width), got {input_shape!r}")
+    if treat_as is not None and not isinstance(treat_as, Mapping):
+        raise InputTypeError(f"treat_as must be a dict of module classes to operation names, e.g. "
+                             f"{{MyModule: 'relu'}}, got {type(treat_as).__name__}")
     treat: dict[type, str] = {}
     for cls, name in dict(treat_as or {}).items():
         if not isinstance(cls, type) or not issubclass(cls, nn.Module):
@@ -916,6 +934,15 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
         treat[cls] = name
     if loss is not None:
         get_loss(loss)                                          # an unknown name: ConfigError listing them
+    lazy = [k for k, p in model.named_parameters() if nn.parameter.is_lazy(p)]
+    no_data = [k for k, p in model.named_parameters() if p.is_meta]
+    if no_data and not lazy:
+        raise ConfigError(f"parameters {no_data} are on the 'meta' device and hold no values; load or "
+                          f"initialise them (e.g. model.to_empty(device='cpu') and load_state_dict) first")
+    if lazy:
+        raise ConfigError(f"parameters {lazy} are uninitialized (a lazy module such as LazyLinear or LazyConv2d "
+                          f"has no shape yet): run the model once on an input of shape (l, channels, height, "
+                          f"width), then read it")
     channels, height, width = input_shape
     gm = trace_torch(model, treat)
 
@@ -1035,7 +1062,11 @@ def read_torch(model: Any, input_shape: Sequence[int], *, treat_as: Mapping[type
             continue
         raise _unsupported(op.where, f"{op.kind} is not supported")  # pragma: no cover
     if not blocks or blocks[-1]["kind"] != "full":
-        raise ConfigError(f"model must end with a Linear (and its activation); supported: {SUPPORTED_TORCH_MODULES}")
+        last = ops[-1] if ops else None
+        raise ConfigError(
+            (f"{last.where} is the model's last operation" if last is not None else "the model has no operation")
+            + f": model must end with a Linear (and its activation), whose output z^{{L+1}} has shape (l, n_L) "
+              f"(a convolution's output is flattened before a Linear); supported: {SUPPORTED_TORCH_MODULES}")
 
     n_full = sum(1 for blk in blocks if blk["kind"] == "full")
     specs: list[ConvLayer | FullLayer] = []

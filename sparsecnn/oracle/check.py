@@ -35,7 +35,9 @@ Both sides use the objective of NOTATION.md with the model's parameters,
 
 - PyTorch: ``z^{L+1}`` is ``model(x)`` (shape ``(l, n_L)``; the input of a final
   ``log_softmax`` / ``softmax``), ``f`` that formula in the model's dtype (for
-  cross-entropy ``F.nll_loss`` of what the model returns, or ``F.cross_entropy``
+  cross-entropy ``F.nll_loss`` of what the model returns -- ``log`` of it after a
+  final ``softmax``, where a ``p_y`` below the dtype's smallest normal number makes
+  ``f`` and the gradient rows unavailable, saying why -- or ``F.cross_entropy``
   of its logits), the gradient by ``torch.autograd.grad``; ``J v`` by
   ``torch.func.jvp`` of ``functional_call(model, params, x)`` (without the final
   ``log_softmax``) along ``v`` (as PyTorch parameter tensors), ``J^T u`` by
@@ -64,9 +66,9 @@ Precision
 The reference always computes in float64 on exactly the numbers the model
 sees: the model's parameters, ``x`` rounded to the model's dtype, and ``v``,
 ``u`` rounded likewise.  The difference is then the model's own rounding (or
-its bug).  Each entry gets its own tolerance, a first-order rounding-error
-bound of the sums that produce it (``gamma_K |A||B|`` carried through every
-layer, :mod:`sparsecnn.oracle.bounds`), with ``u`` the unit roundoff of the
+its bug).  Each entry gets its own tolerance, a rounding-error bound of the
+sums that produce it (``gamma_K |A||B|``, with the operands' own errors, carried
+through every layer, :mod:`sparsecnn.oracle.bounds`), with ``u`` the unit roundoff of the
 model plus that of float64.  The forward rows use the a priori bound; the
 other products start from the model's measured forward differences, so that
 their bounds stay tight.  A correct float32 model passes; a backward pass wrong
@@ -105,7 +107,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -669,18 +671,46 @@ def _torch_products(model: Any, x: Any, y: np.ndarray, C: float, products: tuple
     notes: list[str] = []
     failed: dict[str, str] = {}
     logits_module = model if logits_module is None else logits_module
-    returned = model(x)
+    # every parameter as a fresh leaf that requires grad, so that frozen ones (requires_grad=False) are
+    # differentiated too; the model's own forward and backward run on them (functional_call)
+    leaves = {k: p.detach().requires_grad_(True) for k, p in named.items()}
+    returned = torch.func.functional_call(model, leaves, (x,))
     l = returned.shape[0]
     out = returned if final is None else logits_module(x)
     f = _torch_loss(returned, torch.as_tensor(y, device=device), loss, final)
     if np.isfinite(C):
-        f = f + sum((p * p).sum() for p in named.values()) / (2.0 * C)
+        f = f + sum((p * p).sum() for p in leaves.values()) / (2.0 * C)
     res["output"] = _to_numpy(out)
     res["f"] = float(f.detach().cpu().to(torch.float64))
     if "grad" in products:
-        grads = torch.autograd.grad(f, list(named.values()), allow_unused=True)
+        grads = torch.autograd.grad(f, list(leaves.values()), allow_unused=True)
         res["grad"] = {k: (_to_numpy(g) if g is not None else np.zeros(tuple(named[k].shape)))
                        for k, g in zip(named, grads, strict=True)}
+    if final == "softmax":
+        # -log p_y of a returned softmax: below the smallest normal number p_y has lost its precision and
+        # the derivative -1/(l p_y) overflows; where another p_j is 0, log's backward divides 0 by 0
+        probs = _to_numpy(returned)
+        p_y = probs[np.arange(l), np.asarray(y)]
+        i = int(np.argmin(p_y))
+        tiny = float(torch.finfo(dtype).tiny)
+        name = str(dtype).replace("torch.", "")
+        fix = ("that is the rounding of log(softmax(z)), not a wrong layer: end the model in log_softmax (the "
+               "stable form), or check it on instances whose probabilities are not so small")
+        if p_y[i] < tiny:
+            msg = (f"the model returns p = softmax(z^{{L+1}}) and p_y = {p_y[i]:.3g} for instance {i}, below "
+                   f"{name}'s smallest normal number {tiny:.3g}: log p_y has lost its precision there and the "
+                   f"derivative -1/(l p_y) of the cross-entropy -log p_y can overflow, so PyTorch's "
+                   f"F.nll_loss(log(model(x)), y) and its gradient are not comparable; {fix}")
+            failed["f"] = msg
+            if "grad" in res:
+                del res["grad"]
+                failed["grad"] = msg
+        elif "grad" in res and (probs == 0).any() and not all(np.isfinite(g).all() for g in res["grad"].values()):
+            j, k = (int(a[0]) for a in np.nonzero(probs == 0))
+            del res["grad"]
+            failed["grad"] = (f"the model returns p = softmax(z^{{L+1}}) and p[{j}, {k}] = 0 in {name}: the backward "
+                              f"of log(p) divides its zero gradient there by p = 0 (0/0 = NaN), so PyTorch's "
+                              f"gradient of F.nll_loss(log(model(x)), y) is NaN; {fix}")
     if not set(products) & {"Jv", "JTv", "Gv"}:
         return res, notes, failed
 
@@ -765,12 +795,13 @@ def _model_dtype(model: Any) -> Any:
 
 def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params: list[TorchParameter],
             prods: tuple[str, ...], labels: np.ndarray, C: float, theta: np.ndarray, v: np.ndarray,
-            u_mat: np.ndarray, GvJT_start: np.ndarray | None, unit: float, observed: Mapping[int, Any]
-            ) -> dict[str, Any]:
+            u_mat: np.ndarray, GvJT_start: np.ndarray | None, unit: float, observed: Mapping[int, Any],
+            eta: float = 0.0) -> dict[str, Any]:
     """Per-entry rounding-error bounds (:mod:`sparsecnn.oracle.bounds`) in sparsecnn's layout.
 
     The forward rows get the a priori bounds; the other products start from the model's
     measured forward differences ``observed`` (``{m: |Z^{m+1} model - reference|}``, PyTorch layout).
+    ``eta`` is the model's underflow unit (:class:`~sparsecnn.oracle.bounds.ErrorBounds`).
     """
     torch = _torch()
     net = reading.net
@@ -780,9 +811,9 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
           else torch.zeros(W.shape[0], dtype=torch.float64) for ly, W in zip(reading.layers, Ws, strict=True)]
     x64 = x_t.detach().cpu().to(torch.float64)
     idx = {m: i.cpu() for m, i in indices.items()}
-    prior = ErrorBounds(net, Ws, bs, x64, idx, unit)
+    prior = ErrorBounds(net, Ws, bs, x64, idx, unit, eta=eta)
     u64 = float(np.finfo(np.float64).eps) / 2.0
-    eb = ErrorBounds(net, Ws, bs, x64, idx, unit, observed=observed, u_ref=u64)
+    eb = ErrorBounds(net, Ws, bs, x64, idx, unit, observed=observed, u_ref=u64, eta=eta)
 
     def vec(t: Any, m: int) -> np.ndarray:
         a = t.numpy()
@@ -831,7 +862,7 @@ def _bounds(reading: TorchReading, x_t: Any, indices: Mapping[int, Any], params:
             res["Gv"] = to_theta(eb.backward(*eb.B_start(Jv, EJv, loss)))     # (1/l) B J v, then J^T
             if GvJT_start is not None:                        # the reference's (1/l) B J v, rounded by the model
                 ref = torch.as_tensor(np.ascontiguousarray(GvJT_start.T))
-                res["GvJT"] = to_theta(eb.backward(ref, 2.0 * unit * ref.abs()))
+                res["GvJT"] = to_theta(eb.backward(ref, 2.0 * unit * ref.abs() + eta))   # eta: may underflow
     return res
 
 
@@ -927,8 +958,19 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     dtype, device = _model_dtype(model)
     eps = float(torch.finfo(dtype).eps)
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise InputTypeError(f"seed must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise InputTypeError(f"seed must be a non-negative integer (numpy.random.default_rng's seed), got {seed!r}")
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise InputTypeError(f"{name} must be a number, got {value!r}")
+    if not isinstance(products, str) and not isinstance(products, Iterable):
+        raise InputTypeError(f"products must be a comma-separated string or a list of names from "
+                             f"{', '.join(PRODUCTS)}, got {products!r}")
+    if input_shape is not None and (
+            isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence) or len(input_shape) != 3
+            or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in input_shape)):
+        raise ConfigError(f"input_shape must be (channels, height, width), three positive integers, "
+                          f"got {input_shape!r}")
     if isinstance(worst, bool) or not isinstance(worst, numbers.Integral) or worst < 0:
         raise InputTypeError(f"worst must be a non-negative integer, got {worst!r}")
     if isinstance(tol_factor, bool) or not isinstance(tol_factor, numbers.Real) or not tol_factor > 0:
@@ -1015,8 +1057,9 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         a = _to_numpy(t)
         return X_from_torch(a) if m <= net.LC else np.ascontiguousarray(a.T)
 
-    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "f": theirs_raw["f"],
-                              "Z": {m: vec(t, m) for m, t in captured.items()}}
+    theirs: dict[str, Any] = {"output": theirs_raw["output"].T, "Z": {m: vec(t, m) for m, t in captured.items()}}
+    if "f" not in failed:
+        theirs["f"] = theirs_raw["f"]
     for key in ("grad", "JTv", "Gv", "GvJT"):
         if key in theirs_raw:
             theirs[key] = torch_to_theta(params, theirs_raw[key], net.n_params)
@@ -1031,7 +1074,8 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
                 if ly.m <= net.LC else torch.as_tensor(np.ascontiguousarray(ours["Z"][ly.m].T))
             observed[ly.m] = (captured[ly.m].cpu().to(torch.float64) - ref_t.reshape(captured[ly.m].shape)).abs()
         bounds = _bounds(reading, x_t, indices, params, prods, labels, C, theta, v, u, GvJT_start,
-                         (eps + float(np.finfo(np.float64).eps)) / 2.0, observed)   # unit roundoffs of both sides
+                         (eps + float(np.finfo(np.float64).eps)) / 2.0, observed,   # unit roundoffs of both sides
+                         eta=float(torch.finfo(dtype).tiny))                        # the smallest normal number
     rows = compare_products(net, ours, theirs, rtol=rtol_used, atol=float(atol), eps=eps,
                             k_worst=int(worst), params=params, bounds=bounds, tol_factor=float(tol_factor),
                             node_names={ly.m: ly.out_node for ly in reading.layers})
@@ -1042,7 +1086,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
     dtype_name = str(dtype).replace("torch.", "")
     if bounds is not None:
         tol_line = (f"tolerance per entry: |theirs - ours| <= atol + {float(tol_factor):g} * bound, bound = "
-                    f"first-order rounding-error bound gamma_K |A||B| + E_A |B| + |A| E_B carried through "
+                    f"rounding-error bound gamma_K A'B' + E_A B' + |A| E_B (A' = |A| + E_A) carried through "
                     f"every layer (sparsecnn.oracle.bounds) with u = ({unit} + eps64)/2; atol = {float(atol):g}")
     else:
         tol_line = ("tolerance per row: max abs err <= atol + rtol * scale, scale = max(max|ours in block|, "

@@ -39,12 +39,14 @@ import importlib
 import importlib.util
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._argtypes import integer, number
+from ._checks import FLOAT_WARNINGS
 from ._safe_io import unwritable
 from .data import center, load_simplenn_mat, scale
 from .exceptions import ConfigError, SparseCNNError
@@ -342,7 +344,9 @@ def run_golden(args: argparse.Namespace) -> int:
         return 2
     try:
         net = load_network_file(args.config)
-        golden = make_golden(net, instances=args.instances, seed=args.seed, C=args.C)
+        with warnings.catch_warnings():    # numpy's overflow warnings: make_golden names what is not finite
+            warnings.filterwarnings("ignore", FLOAT_WARNINGS, RuntimeWarning)
+            golden = make_golden(net, instances=args.instances, seed=args.seed, C=args.C)
         write_golden(args.out, golden)
     except (SparseCNNError, OSError) as exc:
         return _fail("golden", exc)

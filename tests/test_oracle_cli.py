@@ -199,3 +199,29 @@ def test_check_golden_float16_results_exit_2(case: Path, tmp_path: Path, capsys:
     assert main(["check-golden", str(case), str(tmp_path / "r.npz")]) == 2
     err = capsys.readouterr().err
     assert "float16 results cannot be checked" in err and err.count("\n") == 1
+
+
+def test_golden_refuses_a_case_that_overflows_instead_of_writing_inf(tmp_path, capsys):
+    """issue 14, bad input: ``--C 1e-320`` makes theta'theta/(2C) infinite; no golden file with f = inf."""
+    (tmp_path / "small.config").write_text(CONFIG)
+    out = tmp_path / "g.npz"
+    code = main(["golden", "--config", str(tmp_path / "small.config"), "--out", str(out), "--C", "1e-320"])
+    err = capsys.readouterr().err
+    assert code == 2 and not out.exists()
+    assert "golden case's f is not finite" in err and "C = 1e-320" in err and "RuntimeWarning" not in err
+
+
+@pytest.mark.parametrize("option, value", [("--rtol", "inf"), ("--atol", "inf"), ("--rtol", "nan")])
+def test_check_golden_refuses_a_tolerance_that_passes_anything(tmp_path, option, value):
+    """issue 14, item 5: an infinite tolerance reported every row PASSED."""
+    from sparsecnn import ConvLayer, FullLayer, Network
+    from sparsecnn.exceptions import ConfigError
+    from sparsecnn.oracle.golden import check_golden, make_golden
+
+    golden = make_golden(Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)]), instances=2)
+    results = tmp_path / "results.npz"
+    wrong = golden.Gv.copy()
+    wrong[-1] += 1.0
+    np.savez(results, Gv=wrong)
+    with pytest.raises(ConfigError, match=f"{option[2:]} must be a finite number >= 0, got {value}"):
+        check_golden(golden, results, **{option[2:]: float(value)})

@@ -316,6 +316,29 @@ def reference_products(net: Network, theta: np.ndarray, X: np.ndarray, y: np.nda
 
 
 # ----------------------------------------------------------- comparison rows
+def check_tolerances(rtol: object, atol: object, tol_factor: object = 1.0) -> None:
+    """Refuse tolerances that would pass anything or nothing: each must be a finite real number.
+
+    ``rtol`` (or ``None``: the default) and ``atol`` ``>= 0``, ``tol_factor > 0``.  An infinite
+    one would report every entry as agreeing.
+
+    Examples
+    --------
+    >>> check_tolerances(None, 0.0)
+    >>> check_tolerances(float("inf"), 0.0)
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: rtol must be a finite number >= 0, got inf
+    """
+    for name, value, low in (("rtol", rtol, 0.0), ("atol", atol, 0.0), ("tol_factor", tol_factor, None)):
+        if name == "rtol" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)) \
+                or (float(value) < 0 if low is not None else float(value) <= 0):
+            what = "a finite number >= 0" if low is not None else "a finite number > 0"
+            raise ConfigError(f"{name} must be {what}, got {value!r}")
+
+
 def compare_products(net: Network, ours: Mapping[str, Any], theirs: Mapping[str, Any], *,
                      rtol: float, atol: float, eps: float, k_worst: int = 5,
                      params: list[TorchParameter] | None = None,
@@ -973,8 +996,7 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
                           f"got {input_shape!r}")
     if isinstance(worst, bool) or not isinstance(worst, numbers.Integral) or worst < 0:
         raise InputTypeError(f"worst must be a non-negative integer, got {worst!r}")
-    if isinstance(tol_factor, bool) or not isinstance(tol_factor, numbers.Real) or not tol_factor > 0:
-        raise ConfigError(f"tol_factor must be a positive number, got {tol_factor!r}")
+    check_tolerances(rtol, atol, tol_factor)
     if (x is None) == (X is None):
         raise InputTypeError("give the instances either as x (PyTorch layout, positional) or as X= "
                              "(sparsecnn layout), not both or neither")
@@ -1019,10 +1041,6 @@ def check(model: Any, x: Any = None, y: Any = None, *, X: np.ndarray | None = No
         return torch.as_tensor(a).to(dtype).to(torch.float64).numpy()
 
     v, u = rounded(v), rounded(u)
-    if rtol is not None and not float(rtol) >= 0:
-        raise ConfigError(f"rtol must be >= 0, got {rtol!r}")
-    if not float(atol) >= 0:
-        raise ConfigError(f"atol must be >= 0, got {atol!r}")
     rtol_used = default_rtol(eps) if rtol is None else float(rtol)
 
     params = torch_parameters(net, reading.parameter_names)

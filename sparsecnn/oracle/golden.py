@@ -115,11 +115,11 @@ import numpy as np
 from .._safe_io import atomic_write, read_npz, regular_file
 from .._version import __version__
 from ..engine import winner_positions
-from ..exceptions import DataFormatError, ShapeError
+from ..exceptions import DataFormatError, NonFiniteError, ShapeError
 from ..model_io import network_from_dict, network_to_dict, parse_json
 from ..network import Network
 from ..second_order import gauss_newton
-from .check import compare_products, default_rtol
+from .check import check_tolerances, compare_products, default_rtol
 from .layouts import (
     TorchParameter,
     layer_offsets,
@@ -427,8 +427,15 @@ def make_golden(net: Network, *, instances: int = 4, seed: int = 0, C: float = n
         "max_pool_ties": _ties(net, cache.kept),
         "sparsecnn_version": __version__,
     }
-    return Golden(net, C, X, labels, theta, np.array(G.output), float(f), grad, v, u, G.Jv(v), G.JTv(u),
-                  G.matvec(v), winners, info)
+    golden = Golden(net, C, X, labels, theta, np.array(G.output), float(f), grad, v, u, G.Jv(v), G.JTv(u),
+                    G.matvec(v), winners, info)
+    for name in ("output", "f", "grad", "Jv", "JTu", "Gv"):           # a golden case holds numbers only
+        value = np.asarray(getattr(golden, name))
+        if not np.isfinite(value).all():
+            raise NonFiniteError(f"the golden case's {name} is not finite ({value.flat[np.argmin(np.isfinite(value))]}"
+                                 f"): theta (max |theta| {np.abs(theta).max():.3g}), X (max |X| "
+                                 f"{np.abs(X).max():.3g}) or 1/C (C = {C:.3g}) overflow the float64 reference")
+    return golden
 
 
 def write_golden(path: str | os.PathLike[str], golden: Golden) -> None:
@@ -759,6 +766,7 @@ def check_golden(golden: Golden | str | os.PathLike[str], results: str | os.Path
     >>> [(row.product, row.name, row.passed) for row in report.rows]
     [('Jv', 'J v', True), ('Gv', 'W^2', True), ('Gv', 'b^2', False), ('Gv', 'W^1', True), ('Gv', 'b^1', True)]
     """
+    check_tolerances(rtol, atol)
     source = os.fspath(results)
     if not isinstance(golden, Golden):
         golden_source = os.fspath(golden)

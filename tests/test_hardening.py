@@ -399,7 +399,7 @@ def test_item8_labels_reported_as_given() -> None:
         net.check_y(np.array([2**64 - 1], dtype=np.uint64), 1)
     with pytest.raises(LabelError, match="got -3 at position 1"):
         net.check_y(np.array([0, -3], dtype=np.int8), 2)
-    with pytest.raises(InputTypeError, match="real integer labels, got dtype complex128"):
+    with pytest.raises(InputTypeError, match="y must be a vector of integer labels, got dtype complex128"):
         net.check_y(np.array([1 + 0j]), 1)
 
 

@@ -91,7 +91,8 @@ __all__ = [
 TORCH_REQUIREMENT = "torch==2.13.0"
 
 SUPPORTED_TORCH_MODULES = (
-    "Conv2d / F.conv2d (square kernel, one int stride and padding for both directions, with or without "
+    "Conv2d / F.conv2d (square kernel, one int stride and padding for both directions or padding='same' "
+    "with an odd kernel, with or without "
     "bias, padding_mode='zeros', dilation=1, groups=1); "
     "ReLU, Tanh, Sigmoid, LeakyReLU(negative_slope=0.01) / F.relu, torch.relu, x.relu(), F.tanh, "
     "torch.tanh, F.sigmoid, torch.sigmoid, F.leaky_relu; "
@@ -396,9 +397,12 @@ def _check_conv(where: str, kernel_size: Any, stride: Any, padding: Any, padding
     if sh != sw:
         raise _unsupported(where, f"stride = {tuple(_pair(stride))} differs between directions")
     if isinstance(padding, str):
-        if padding != "valid":
-            raise _unsupported(where, f"padding = {padding!r} (give an int p; 'valid' means 0)")
-        ph = pw = 0
+        if padding not in ("valid", "same"):
+            raise _unsupported(where, f"padding = {padding!r} (an int p, 'valid' (0) or 'same')")
+        if padding == "same" and kh % 2 == 0:
+            raise _unsupported(where, f"padding = 'same' with an even kernel h = {kh}: PyTorch then pads "
+                                      f"{(kh - 2) // 2} before and {kh // 2} after, and P_pad pads p on every side")
+        ph = pw = 0 if padding == "valid" else (kh - 1) // 2      # 'same' (stride 1, as PyTorch requires)
     else:
         ph, pw = _pair(padding)
     if ph != pw:

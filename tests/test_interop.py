@@ -330,6 +330,29 @@ def test_from_torch_average_pooling():
     assert isinstance(to_torch(net, theta)[2], nn.AvgPool2d)
 
 
+@needs_torch
+def test_item1_padding_same_with_an_odd_kernel_is_read_as_p_equal_h_minus_1_over_2():
+    """``Conv2d(..., padding="same")`` (stride 1, odd ``h``) pads ``(h - 1)/2`` on every side: ``P_pad`` with that ``p``."""
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 3, 5, padding="same")
+            self.w2 = nn.Parameter(torch.randn(2, 3, 3, 3))
+            self.fc = nn.Linear(2 * 3 * 3, 4)
+
+        def forward(self, x):
+            x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+            x = F.max_pool2d(torch.tanh(F.conv2d(x, self.w2, padding="same")), 2)   # bias-free, functional
+            return self.fc(torch.flatten(x, 1))
+
+    F = torch.nn.functional
+    model = Net().double().eval()
+    net, theta = from_torch(model, (1, 12, 12))
+    assert [(ly.spec.h, ly.spec.p) for ly in net.conv] == [(5, 2), (3, 1)]
+    x = torch.randn(3, 1, 12, 12, dtype=torch.float64)
+    np.testing.assert_allclose(net.output(theta, X_from_torch(x)), model(x).detach().numpy().T, rtol=1e-12, atol=1e-14)
+
+
 # ------------------------------------------------------------- rejections
 # Each model is rejected while it is read, at the module named, before any size is checked.
 REJECTIONS = {
@@ -337,7 +360,8 @@ REJECTIONS = {
     "groups": (lambda: nn.Sequential(nn.Conv2d(2, 2, 3, groups=2)), r"groups = 2 \(only 1\)"),
     "padding_mode_reflect": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")),
                              r"padding_mode = 'reflect' \(only 'zeros'\)"),
-    "padding_same": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, padding="same")), r"padding = 'same'"),
+    "padding_same_even_kernel": (lambda: nn.Sequential(nn.Conv2d(1, 2, 4, padding="same")),
+                                 r"padding = 'same' with an even kernel h = 4: PyTorch then pads 1 before and 2 after"),
     "non_square_kernel": (lambda: nn.Sequential(nn.Conv2d(1, 2, (3, 2))), r"kernel_size = \(3, 2\) is not square"),
     "unequal_stride": (lambda: nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2))),
                        r"stride = \(1, 2\) differs between directions"),

@@ -47,6 +47,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -457,6 +458,9 @@ class GaussNewton(LinearOperator):
         self.n_matvec += 1
         Jv = self.Jv(v)
         if not np.isfinite(Jv).all():                  # J v overflowed: so does G v (CG reports it)
+            # worded as numpy's own overflow warnings, which the command line leaves to its divergence check
+            warnings.warn(f"overflow encountered in J v (max |v| {np.abs(v).max():.3g}, max |theta| "
+                          f"{np.abs(self.theta).max():.3g}): G v is returned as NaN", RuntimeWarning, stacklevel=2)
             return np.full(self.shape[0], np.nan)
         return self.JTv(self.net.loss.B(Jv, 1.0 / self.l, out=self.output))     # (1/l) J^T B J v
 

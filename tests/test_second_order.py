@@ -3,6 +3,8 @@ positive semi-definiteness, both Jacobian modes, and torch.func (jvp, vjp)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 from scipy.sparse.linalg import LinearOperator
 
 from sparsecnn import ConvLayer, FullLayer, Network
+from sparsecnn._checks import FLOAT_WARNINGS
 from sparsecnn.exceptions import ArchitectureError, ConfigError, ShapeError
 from sparsecnn.second_order import (
     GaussNewton,
@@ -238,3 +241,15 @@ def test_mnist_shaped_network_matches_torch_func():
     assert rel(G.Jv(v), Jv_t) < 1e-10
     assert rel(G.JTv(u), JTu_t) < 1e-10
     assert rel(G @ v, Gv_t) < 1e-10
+
+
+def test_G_v_whose_J_v_overflows_warns_and_is_NaN_not_a_silent_wrong_number():
+    """``G v`` with ``J v`` beyond float64: NaN (Newton's CG reports the divergence), and a RuntimeWarning
+    for a caller of ``G @ v``, worded as numpy's overflow warnings so that the command line drops it."""
+    net = Network((6, 6, 1), [ConvLayer(2, h=3, p=1, r=2), FullLayer(3)])
+    theta = net.init_params(seed=0)
+    G = net.gauss_newton(theta, np.random.default_rng(0).standard_normal((36, 2)))
+    with pytest.warns(RuntimeWarning, match=r"^overflow encountered in J v \(max \|v\| 1e\+307"):
+        Gv = G @ np.full(net.n_params, 1e307)
+    assert Gv.shape == (net.n_params,) and np.isnan(Gv).all()
+    assert re.match(FLOAT_WARNINGS, "overflow encountered in J v")

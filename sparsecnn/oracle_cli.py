@@ -40,6 +40,7 @@ import importlib.util
 import math
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,13 @@ from ._checks import FLOAT_WARNINGS
 from ._safe_io import unwritable
 from .data import center, load_simplenn_mat, scale
 from .exceptions import ConfigError, SparseCNNError
-from .interop import X_to_torch, _torch
+from .interop import TREAT_AS, X_to_torch, _torch
 from .oracle import check
 from .oracle.check import _parse_products
 from .oracle.golden import check_golden, load_network_file, make_golden, write_golden
 
-__all__ = ["add_parser", "run_check", "run_golden", "run_check_golden", "load_model_function"]
+__all__ = ["add_parser", "run_check", "run_golden", "run_check_golden", "load_model_function",
+           "treat_as_classes"]
 
 
 # ----------------------------------------------------------------- parsing
@@ -69,6 +71,46 @@ def _shape(text: str) -> tuple[int, int, int]:
         raise argparse.ArgumentTypeError(
             f"must be channels,height,width (PyTorch's order), three positive integers, got {text!r}")
     return values[0], values[1], values[2]
+
+
+def _treat_pair(text: str) -> tuple[str, str]:
+    """``"CLASS=OPERATION"`` of ``--treat-as`` as ``(CLASS, OPERATION)``."""
+    name, sep, op = text.partition("=")
+    if not sep or not name.strip() or op.strip() not in TREAT_AS:
+        raise argparse.ArgumentTypeError(f"must be CLASS=OPERATION with OPERATION one of {', '.join(TREAT_AS)} "
+                                         f"(e.g. MyReLU=relu), got {text!r}")
+    return name.strip(), op.strip()
+
+
+def treat_as_classes(model: Any, pairs: Sequence[tuple[str, str]]) -> dict[type, str]:
+    """``treat_as`` for :func:`sparsecnn.check` from ``--treat-as`` pairs: each class named among the model's modules.
+
+    Examples
+    --------
+    >>> import torch
+    >>> class MyReLU(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return x.clamp(min=0)
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), MyReLU())
+    >>> treat_as_classes(model, [("MyReLU", "relu")]) == {MyReLU: "relu"}
+    True
+    >>> treat_as_classes(model, [("MyTanh", "tanh")])
+    Traceback (most recent call last):
+    ...
+    sparsecnn.exceptions.ConfigError: --treat-as MyTanh=tanh: the model has no module of class MyTanh (its classes: Conv2d, MyReLU, Sequential)
+    """
+    classes: dict[str, set[type]] = {}
+    for module in model.modules():
+        classes.setdefault(type(module).__name__, set()).add(type(module))
+    treat: dict[type, str] = {}
+    for name, op in pairs:
+        found = classes.get(name, set())
+        if len(found) != 1:
+            what = "no module of class" if not found else "several different classes named"
+            raise ConfigError(f"--treat-as {name}={op}: the model has {what} {name} "
+                              f"(its classes: {', '.join(sorted(classes))})")
+        treat[found.pop()] = op
+    return treat
 
 
 def _products(text: str) -> tuple[str, ...]:
@@ -101,7 +143,8 @@ def add_parser(subparsers: Any) -> None:
     """
     c = subparsers.add_parser(
         "check", help="check a PyTorch model against sparsecnn (f, gradient, Jv, J'u, Gv)",
-        description="Import a function returning a PyTorch nn.Sequential, compare its f, gradient and "
+        description="Import a function returning a PyTorch model (an nn.Sequential, or any nn.Module that "
+                    "torch.fx can trace), compare its f, gradient and "
                     "(optionally) Jv, J^T u and Gv with sparsecnn's float64 reference, and print the report. "
                     "Exit status 0 when it passes, 1 when it fails, 2 on errors.")
     c.add_argument("--model", required=True, metavar="MODULE:FUNCTION",
@@ -124,6 +167,10 @@ def add_parser(subparsers: Any) -> None:
     c.add_argument("--own-winners", action="store_true",
                    help="build P_pool from sparsecnn's argmax instead of the model's max-pool indices")
     c.add_argument("--worst", type=integer(0), default=5, help="entries listed per failing row (default 5)")
+    c.add_argument("--treat-as", type=_treat_pair, action="append", default=[], metavar="CLASS=OPERATION",
+                   help="read the model's modules of class CLASS as OPERATION (one of "
+                        f"{', '.join(TREAT_AS)}), comparing their forward and backward as that "
+                        "operation's; repeatable")
     c.set_defaults(func=run_check)
 
     g = subparsers.add_parser(
@@ -302,7 +349,8 @@ def _check(args: argparse.Namespace) -> int:
         source = f"{args.instances} random instances (standard normal, seed {args.seed})"
     report = check(model, x, labels, C=args.C, products=args.products, seed=args.seed, rtol=args.rtol,
                    atol=args.atol, use_model_winners=not args.own_winners, worst=args.worst,
-                   loss=getattr(args, "loss", None))
+                   loss=getattr(args, "loss", None),
+                   treat_as=treat_as_classes(model, getattr(args, "treat_as", [])) or None)
     report.setting.insert(0, f"command line: --model {args.model}; data: {source}")
     print(report)
     return 0 if report.passed else 1

@@ -56,6 +56,29 @@ MODELS = textwrap.dedent('''
                              nn.Flatten(), nn.Linear(2 * 14 * 14, 10))
 
 
+    class MyReLU(nn.Module):               # not a subclass of nn.ReLU: declared with --treat-as
+        def __init__(self, fn=None):
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x):
+            return x.clamp(min=0) if self.fn is None else self.fn.apply(x)
+
+
+    def custom():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), MyReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(3, 2, 3, padding=1), MyReLU(),
+                             nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
+
+
+    def custom_bad():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), MyReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(3, 2, 3, padding=1), MyReLU(_Leaky),
+                             nn.Flatten(), nn.Linear(2 * 3 * 3, 4))
+
+
     def not_a_model():
         return 42
 ''')
@@ -225,3 +248,21 @@ def test_check_golden_refuses_a_tolerance_that_passes_anything(tmp_path, option,
     np.savez(results, Gv=wrong)
     with pytest.raises(ConfigError, match=f"{option[2:]} must be a finite number >= 0, got {value}"):
         check_golden(golden, results, **{option[2:]: float(value)})
+
+
+def test_check_treat_as_declares_a_custom_module_on_the_command_line(models: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """issue 14, item 5: ``--treat-as MyReLU=relu``, as ``check(..., treat_as={MyReLU: "relu"})``."""
+    base = ["check", "--input-shape", "1,6,6", "--instances", "4", "--products", "grad,Gv"]
+    assert main([*base, "--model", "oracle_cli_models:custom"]) == 2          # undeclared: refused
+    assert "model node clamp [method .clamp()] at oracle_cli_models.py" in capsys.readouterr().err
+    assert main([*base, "--model", "oracle_cli_models:custom", "--treat-as", "MyReLU=relu"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    code = main([*base, "--model", "oracle_cli_models:custom_bad", "--treat-as", "MyReLU=relu"])
+    out = capsys.readouterr().out
+    assert code == 1 and "first failure in backward order: grad W^2 (layer 2" in out
+    assert main([*base, "--model", "oracle_cli_models:custom", "--treat-as", "MyTanh=tanh"]) == 2
+    assert "the model has no module of class MyTanh (its classes: Conv2d, Flatten" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*base, "--model", "oracle_cli_models:custom", "--treat-as", "MyReLU=softplus"])
+    assert "must be CLASS=OPERATION with OPERATION one of relu" in capsys.readouterr().err
